@@ -1,0 +1,77 @@
+"""The loaded data set: one table of samples plus the decoded uint8 arrays, row for row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+#: Columns of :attr:`Dataset.frame`.
+FRAME_COLUMNS = (
+    "relpath",       # path relative to data_root (npz: "<split>/<index>")
+    "class_name",    # class folder name
+    "label",         # int, index into class_names; the positive (disease) class is 1 for binary sets
+    "source_split",  # split folder the file came from ("" when the data has none)
+    "split",         # working split: train / val / test
+    "group",         # patient / slide id used for grouped splitting
+    "sha256",        # content hash of the file bytes (npz: of the array bytes)
+    "file_bytes",    # size of the file in bytes
+    "orig_width",    # decoded size before resizing
+    "orig_height",
+    "orig_mode",     # PIL mode of the source (L, RGB, RGBA, P, I;16, ...)
+)
+
+
+@dataclass
+class Dataset:
+    """A validated, split and decoded data set.
+
+    Attributes:
+        name: data set name (``params["dataset"]``).
+        frame: one row per usable image, columns :data:`FRAME_COLUMNS`, in the row order of ``images``.
+        images: uint8 array ``(N, size, size, channels)``; channels is 1 (grayscale) or 3 (rgb).
+        class_names: class names in label order.
+        positive_class: the disease class.
+        skipped: files that were not used, columns ``relpath``, ``reason``.
+        manifest_hash: fingerprint of the file list (names, sizes, mtimes) and decode settings.
+        params: the parameters the data set was loaded with.
+    """
+
+    name: str
+    frame: pd.DataFrame
+    images: np.ndarray
+    class_names: list[str]
+    positive_class: str
+    skipped: pd.DataFrame
+    manifest_hash: str
+    params: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def is_synthetic(self) -> bool:
+        """True for the generated demo data; every output made from it says so."""
+        return self.name == "synthetic"
+
+    def indices(self, split: str) -> np.ndarray:
+        """Row indices of one working split."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+        return np.flatnonzero(self.frame["split"].to_numpy() == split)
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(images, labels)`` of one split, uint8 images and int labels."""
+        idx = self.indices(split)
+        return self.images[idx], self.frame["label"].to_numpy()[idx]
+
+    def tf_dataset(self, split: str, batch_size: int = 32, shuffle: bool = False, seed: int | None = None):
+        """A batched, prefetched ``tf.data.Dataset`` of ``(uint8 image, label)`` from memory."""
+        import tensorflow as tf
+
+        x, y = self.arrays(split)
+        ds = tf.data.Dataset.from_tensor_slices((x, y.astype("float32")))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=self.params.get("seed") if seed is None else seed,
+                            reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,81 @@
+"""Assign train / val / test, grouped by patient so that no patient is on both sides of a split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+from medclf.data.errors import DataError
+
+
+def holdout_mask(labels: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of about ``fraction`` of the rows, stratified by label.
+
+    With ``groups`` the hold-out is one fold of a seeded ``StratifiedGroupKFold`` with
+    ``round(1 / fraction)`` folds, so whole groups (patients) move together; without, a
+    stratified random split of single rows.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"split fraction must be between 0 and 1, got {fraction}")
+    n = len(labels)
+    mask = np.zeros(n, dtype=bool)
+    stratify = labels if np.unique(labels).size > 1 and np.bincount(labels).min() >= 2 else None
+    if groups is None:
+        _, held = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=stratify)
+        mask[held] = True
+        return mask
+    n_splits = max(2, round(1.0 / fraction))
+    n_groups = np.unique(groups).size
+    if n_groups < n_splits:
+        raise DataError(f"only {n_groups} patient groups for a {fraction:.0%} grouped hold-out: "
+                        "lower the fraction, add data, or use -p split_mode=cell")
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, held = next(folds.split(np.zeros(n), labels, groups))
+    mask[held] = True
+    return mask
+
+
+def assign_splits(frame: pd.DataFrame, params: dict) -> pd.Series:
+    """Working split of every row of ``frame`` (columns ``label``, ``group``, ``source_split``).
+
+    - An official ``test`` folder is kept as the test set; otherwise ``test_fraction`` is held out.
+    - An official ``val`` folder is kept when ``source_val == "keep"``; with ``"merge"`` (chest X-ray,
+      whose official val has 16 images) it joins the training pool.
+    - Validation is then carved from the training pool with ``val_fraction``.
+    - ``split_mode == "patient"`` groups by ``group``; ``"cell"`` splits single images.
+    """
+    seed = params["seed"]
+    grouped = params["split_mode"] == "patient"
+    split = pd.Series("train", index=frame.index, dtype=object)
+    source = frame["source_split"].to_numpy()
+
+    if (source == "test").any():
+        split[source == "test"] = "test"
+    else:
+        split[_carve(frame, split == "train", params["test_fraction"], seed, grouped)] = "test"
+
+    keep_val = params.get("source_val", "keep") == "keep" and (source == "val").any()
+    if keep_val:
+        split[source == "val"] = "val"
+    else:
+        split[_carve(frame, split == "train", params["val_fraction"], seed + 1, grouped)] = "val"
+    return split
+
+
+def _carve(frame: pd.DataFrame, pool: pd.Series, fraction: float, seed: int, grouped: bool) -> pd.Series:
+    """Mask over ``frame`` of the rows held out of ``pool``."""
+    pool_idx = np.flatnonzero(pool.to_numpy())
+    sub = frame.iloc[pool_idx]
+    groups = sub["group"].to_numpy() if grouped else None
+    held = holdout_mask(sub["label"].to_numpy(), groups, fraction, seed)
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[pool_idx[held]] = True
+    return pd.Series(mask, index=frame.index)
+
+
+def leaking_groups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Groups (patients) found in more than one working split; empty for a correct grouped split."""
+    spread = frame.groupby("group")["split"].agg(lambda s: sorted(set(s)))
+    spread = spread[spread.map(len) > 1]
+    return pd.DataFrame({"group": spread.index, "splits": spread.map(", ".join).to_numpy()})

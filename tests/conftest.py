@@ -1,0 +1,66 @@
+"""Shared fixtures: small image trees generated on the fly, and the real data when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medclf import config
+from medclf.params import load_params
+
+SHARED_DATA = Path(os.environ.get("MEDCLF_SHARED_DATA", config.PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def real_data(relative: str) -> Path:
+    """Path of a real data set under ../shared/data, or skip the test when it is absent."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"real data not present: {path}")
+    return path
+
+
+def write_image(path: Path, rng: np.random.Generator, size: int = 20, mode: str = "L", value: int | None = None) -> Path:
+    """Write a small random (or constant ``value``) image in the given PIL mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (size, size) if mode == "L" else (size, size, 3)
+    pixels = np.full(shape, value, np.uint8) if value is not None else rng.integers(0, 256, shape, dtype=np.uint8)
+    Image.fromarray(pixels, mode="L" if mode == "L" else "RGB").save(path)
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def make_tree(tmp_path, rng):
+    """Build ``ROOT/[split/]class/patientP_k.png`` trees: ``make_tree({"train": {"A": 10}}, patients=5)``."""
+
+    def build(spec: dict, patients: int = 5, suffix: str = ".png", root: Path | None = None) -> Path:
+        root = root or tmp_path / "data"
+        for split, classes in spec.items():
+            for class_name, count in classes.items():
+                for i in range(count):
+                    name = f"{class_name.lower()}{i % patients}_img{i}{suffix}"
+                    folder = root / split / class_name if split else root / class_name
+                    write_image(folder / name, rng, value=(40 if class_name.endswith("A") else 200))
+        return root
+
+    return build
+
+
+@pytest.fixture
+def folder_params(tmp_path):
+    """Params for the ``folder`` data set rooted in tmp_path, grouped by the ``<class><patient>_`` prefix."""
+
+    def make(root: Path, **overrides) -> dict:
+        values = {"data_root": str(root), "cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "out"),
+                  "image_size": 16, "group_pattern": r"^([a-z]+\d+)_", **overrides}
+        return load_params("folder", "quick", overrides=values)
+
+    return make

@@ -1,0 +1,66 @@
+"""Downloads: one-line errors offline, checksum verification, resuming a partial file."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import urllib.error
+
+import pytest
+
+from medclf.data import DataError, download, prepare
+from medclf.params import load_params
+
+
+class FakeResponse(io.BytesIO):
+    def __init__(self, payload: bytes, status: int):
+        super().__init__(payload)
+        self.status = status
+        self.headers = {"Content-Length": str(len(payload))}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_missing_data_says_what_to_download_and_where(tmp_path):
+    params = load_params("malaria", data_root=str(tmp_path / "cells"))
+    with pytest.raises(DataError) as info:
+        prepare(params)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "cell_images.zip" in message and str(tmp_path / "cells") in message and "--download" in message
+
+
+def test_offline_download_fails_in_one_line(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
+    params = load_params("pneumoniamnist", data_root=str(tmp_path / "p.npz"), overrides={"download": True})
+    with pytest.raises(DataError, match="cannot download .*offline") as info:
+        prepare(params)
+    assert "\n" not in str(info.value)
+
+
+def test_resume_and_checksum(tmp_path, monkeypatch):
+    payload = bytes(range(256)) * 40
+    requests = []
+
+    def server(request, timeout):
+        requests.append(request.headers.get("Range"))
+        start = int(request.headers["Range"].split("=")[1].rstrip("-")) if "Range" in request.headers else 0
+        return FakeResponse(payload[start:], 206 if start else 200)
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", server)
+    dest = tmp_path / "file.bin"
+    (tmp_path / "file.bin.part").write_bytes(payload[:1000])
+    download.fetch("http://example.invalid/file", dest, "sha256:" + hashlib.sha256(payload).hexdigest())
+    assert dest.read_bytes() == payload and requests == ["bytes=1000-"]
+
+    bad = tmp_path / "bad.bin"
+    with pytest.raises(DataError, match="failed its md5 check"):
+        download.fetch("http://example.invalid/file", bad, "md5:" + "0" * 32)
+    assert not bad.exists()
