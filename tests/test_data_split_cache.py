@@ -53,7 +53,8 @@ def test_split_is_seeded():
 def test_cell_mode_splits_patients_across_sides():
     frame = toy_frame(n_patients=30, per_patient=10)
     frame["split"] = assign_splits(frame, {**BASE, "split_mode": "cell"})
-    assert not leaking_groups(frame).empty  # the named cell-level option really is per image
+    leaks = leaking_groups(frame)
+    assert not leaks.empty and not leaks["official"].any()  # the named cell-level option really is per image
 
 
 def test_merge_folds_official_val_into_training_pool():

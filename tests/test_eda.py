@@ -163,7 +163,7 @@ def test_group_leaks(ds):
     rows = list(ROWS)
     rows[7] = ("val", "NORMAL", "train", "p1", 400)
     leaks = eda.group_leaks(make_dataset(rows))
-    assert leaks.to_dict("records") == [{"group": "p1", "n_splits": 2, "splits": "train, val", "images": 3}]
+    assert leaks.to_dict("records") == [{"group": "p1", "splits": "train, val", "official": False, "images": 3}]
 
 
 DUPS = pd.DataFrame({

@@ -31,6 +31,8 @@ def test_chest_xray_official_counts_and_patient_split(tmp_path):
     assert (ds.frame.loc[ds.frame["split"] == "test", "source_split"] == "test").all()
     carved = ds.frame[ds.frame["split"] != "test"]
     assert leaking_groups(carved).empty  # no patient in both train and the carved validation
+    leaks = leaking_groups(ds.frame)  # the official test shares patients with the official train
+    assert leaks["official"].all() and len(leaks) == 170
     assert duplicate_groups(ds)["dup_group"].nunique() == 30  # documented in the data README
 
 

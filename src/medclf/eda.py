@@ -18,6 +18,7 @@ from skimage.color import rgb2hsv
 from skimage.filters import gaussian
 
 from medclf.data.dataset import SPLITS
+from medclf.data.split import leaking_groups
 
 #: Label used for files that come from no split folder (``source_split == ""``).
 NO_SOURCE_SPLIT = "(none)"
@@ -270,16 +271,15 @@ def group_counts(ds) -> pd.DataFrame:
 
 
 def group_leaks(ds) -> pd.DataFrame:
-    """Groups (patients/slides) found in more than one working split: data leakage.
+    """Groups (patients/slides) found in more than one working split, with their image counts.
 
     Returns:
-        Columns ``group, n_splits, splits, images``; empty when the split is clean.
+        Columns ``group, splits, official, images`` (see :func:`medclf.data.leaking_groups`:
+        ``official`` leaks come from the data set's own split folders, the others from our carving).
     """
-    per_group = ds.frame.groupby("group")["split"].agg(
-        n_splits="nunique", splits=lambda s: ", ".join(_ordered_splits(s.unique(), include_all=False)),
-        images="size")
-    leaks = per_group[per_group["n_splits"] > 1].reset_index()
-    return leaks[["group", "n_splits", "splits", "images"]].reset_index(drop=True)
+    leaks = leaking_groups(ds.frame)
+    leaks["images"] = leaks["group"].map(ds.frame["group"].value_counts()).astype(int)
+    return leaks.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- duplicates

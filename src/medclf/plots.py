@@ -23,14 +23,16 @@ def class_colors(class_names: Sequence[str]) -> dict[str, str]:
     return {name: palette[i % len(palette)] for i, name in enumerate(class_names)}
 
 
-def show_image(ax, image: np.ndarray, title: str | None = None, vmin: float = 0, vmax: float = 255):
-    """Draw one image without ticks; grayscale (``(S, S)`` or ``(S, S, 1)``) uses ``cmap="gray"``.
+def show_image(ax, image: np.ndarray, title: str | None = None, vmin: float = 0, vmax: float = 255,
+               cmap: str = "gray"):
+    """Draw one image without ticks; grayscale (``(S, S)`` or ``(S, S, 1)``) uses ``cmap`` (gray).
 
     Args:
         ax: target axes.
         image: uint8 or float array, ``(S, S)``, ``(S, S, 1)`` or ``(S, S, 3)``.
         title: optional axes title.
         vmin, vmax: value range of the image (0..255 for pixels, 0..1 for HSV channels).
+        cmap: colour map of single-channel images (a cyclic map such as ``"hsv"`` suits hue).
 
     Returns:
         The figure.
@@ -39,7 +41,7 @@ def show_image(ax, image: np.ndarray, title: str | None = None, vmin: float = 0,
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
     if image.ndim == 2:
-        ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax)
+        ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax)
     else:
         scaled = (image.astype(np.float64) - vmin) / (vmax - vmin)
         ax.imshow(np.clip(scaled, 0, 1))
@@ -160,13 +162,14 @@ def plot_image_mean_hist(ax, per_image: pd.DataFrame, class_names: Sequence[str]
         ax: target axes.
         per_image: output of :func:`medclf.eda.image_stats` (columns ``class_name``, ``mean``).
         class_names: classes in label order.
-        bins: histogram bins over 0..255.
+        bins: number of histogram bins spanning the observed range of means.
 
     Returns:
         The figure.
     """
     colors = class_colors(class_names)
-    edges = np.linspace(0, 255, bins + 1)
+    low, high = (per_image["mean"].min(), per_image["mean"].max()) if len(per_image) else (0, 255)
+    edges = np.linspace(low, max(high, low + 1), bins + 1)
     for name in class_names:
         values = per_image.loc[per_image["class_name"] == name, "mean"]
         ax.hist(values, bins=edges, alpha=0.5, label=f"{name} (n={len(values)})", color=colors[name])
@@ -217,7 +220,7 @@ def plot_mean_images(axes, means: Mapping[str, np.ndarray]):
 
 
 def plot_hsv(axes, image: np.ndarray, hsv: np.ndarray, title: str | None = None):
-    """An RGB image next to its hue, saturation and value channels.
+    """An RGB image next to its hue (cyclic ``hsv`` colour map), saturation and value (gray) channels.
 
     Args:
         axes: four axes.
@@ -231,7 +234,7 @@ def plot_hsv(axes, image: np.ndarray, hsv: np.ndarray, title: str | None = None)
     axes = np.ravel(axes)
     show_image(axes[0], image, title or "RGB")
     for ax, channel, name in zip(axes[1:], range(3), ("hue", "saturation", "value")):
-        show_image(ax, hsv[..., channel], name, vmin=0, vmax=1)
+        show_image(ax, hsv[..., channel], name, vmin=0, vmax=1, cmap="hsv" if name == "hue" else "gray")
     return axes[0].figure
 
 
@@ -249,5 +252,5 @@ def plot_blur(axes, image: np.ndarray, blurred: np.ndarray, title: str | None = 
     """
     axes = np.ravel(axes)
     show_image(axes[0], image, title or "original")
-    show_image(axes[1], blurred, "Gaussian blur (5x5, sigma 1)")
+    show_image(axes[1], blurred, "Gaussian blur (5x5, σ=1)")
     return axes[0].figure

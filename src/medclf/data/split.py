@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
-
 from medclf.data.errors import DataError
 
 
@@ -16,6 +14,8 @@ def holdout_mask(labels: np.ndarray, groups: np.ndarray | None, fraction: float,
     ``round(1 / fraction)`` folds, so whole groups (patients) move together; without, a
     stratified random split of single rows.
     """
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split  # slow import, only when splitting
+
     if not 0.0 < fraction < 1.0:
         raise DataError(f"split fraction must be between 0 and 1, got {fraction}")
     n = len(labels)
@@ -75,7 +75,19 @@ def _carve(frame: pd.DataFrame, pool: pd.Series, fraction: float, seed: int, gro
 
 
 def leaking_groups(frame: pd.DataFrame) -> pd.DataFrame:
-    """Groups (patients) found in more than one working split; empty for a correct grouped split."""
+    """Groups (patients) found in more than one working split, with ``official`` telling where it comes from.
+
+    ``official`` is True when the group crosses splits only because the data set's own split
+    folders put it there (the official chest X-ray test set shares patients with its training set):
+    within each source folder the group sits in one working split. False means our carving leaked,
+    which a grouped split must never do.
+
+    Returns:
+        Columns ``group, splits, official``; empty when no group crosses splits.
+    """
     spread = frame.groupby("group")["split"].agg(lambda s: sorted(set(s)))
     spread = spread[spread.map(len) > 1]
-    return pd.DataFrame({"group": spread.index, "splits": spread.map(", ".join).to_numpy()})
+    carved = frame[frame["group"].isin(spread.index)].groupby(["source_split", "group"])["split"].nunique()
+    ours = set(carved[carved > 1].index.get_level_values("group"))
+    return pd.DataFrame({"group": spread.index, "splits": spread.map(", ".join).to_numpy(),
+                         "official": [g not in ours for g in spread.index]})

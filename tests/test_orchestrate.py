@@ -1,0 +1,350 @@
+"""Orchestration: plan, skip-if-up-to-date, failures, atomic outputs, run.json, CLI errors.
+
+Most tests replace ``papermill.execute_notebook`` with a fake that copies the notebook (and
+raises like papermill for a cell containing ``raise``); one test runs a real kernel end to end.
+The data layer (``medclf.data.prepare`` / ``manifest_fingerprint``) is monkeypatched throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import medclf.data
+from medclf import orchestrate
+from medclf.orchestrate import Notebook
+
+PARAMS_CELL = 'dataset = "synthetic"\nprofile = None\ndata_root = None\noverrides = {}'
+
+
+def make_notebook(path: Path, *code: str) -> Path:
+    """A tiny notebook: a title, the tagged parameters cell, then ``code`` cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    params = nbformat.v4.new_code_cell(PARAMS_CELL)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), params,
+                *[nbformat.v4.new_code_cell(src) for src in code]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+class Workspace:
+    """Notebooks, registry and output folder in tmp_path, with the data layer faked."""
+
+    def __init__(self, tmp_path: Path, monkeypatch, capsys):
+        self.nb_dir = tmp_path / "notebooks"
+        self.out_root = tmp_path / "out"
+        self.out = self.out_root / "synthetic"
+        self.capsys = capsys
+        self.data_hash = "data-v1"
+        self.prepared = 0
+        self.registry = (Notebook("b", "01_b.ipynb"), Notebook("c", "02_c.ipynb", ("b",)),
+                         Notebook("a", "03_a.ipynb"), Notebook("later", "04_later.ipynb", ("a",)))
+
+        def prepare(params):
+            self.prepared += 1
+
+        monkeypatch.setattr(medclf.data, "prepare", prepare, raising=False)
+        monkeypatch.setattr(medclf.data, "manifest_fingerprint", lambda params: self.data_hash, raising=False)
+
+    def run(self, *argv: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = orchestrate.main(["-p", f"output_dir={self.out_root}", *argv],
+                                registry=self.registry, notebooks_dir=self.nb_dir)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def run_json(self) -> dict:
+        return json.loads((self.out / "run.json").read_text())
+
+    def status(self) -> dict[str, str]:
+        return {k: v["status"] for k, v in self.run_json()["notebooks"].items()}
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch, capsys):
+    return Workspace(tmp_path, monkeypatch, capsys)
+
+
+@pytest.fixture
+def fake_papermill(monkeypatch):
+    """Replace papermill.execute_notebook; returns the list of executed notebook stems."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    calls: list[str] = []
+
+    def execute_notebook(input_path, output_path, parameters=None, **kwargs):
+        calls.append(Path(input_path).stem)
+        nb = nbformat.read(input_path, as_version=4)
+        for index, cell in enumerate(nb.cells):
+            cell.metadata["papermill"] = {"status": "completed"}
+            if cell.cell_type == "code" and "raise" in cell.source:
+                cell.metadata["papermill"]["status"] = "failed"
+                nbformat.write(nb, output_path)
+                raise PapermillExecutionError(index + 1, index, cell.source, "ValueError", "boom", [])
+            if cell.cell_type == "code":
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"ran {index}\n")]
+        nbformat.write(nb, output_path)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    return calls
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registry_order_and_available(tmp_path):
+    names = [nb.name for nb in orchestrate.REGISTRY]
+    assert names == ["eda", "baselines", "transfer", "augmentation", "explain", "compare"]
+    assert orchestrate.REGISTRY[0].file == "01_eda.ipynb"
+    assert set(orchestrate.REGISTRY[5].deps) == {"baselines", "transfer", "augmentation"}
+    make_notebook(tmp_path / "01_eda.ipynb")
+    make_notebook(tmp_path / "06_compare.ipynb")
+    available = orchestrate.available_notebooks(orchestrate.REGISTRY, tmp_path)
+    assert [nb.name for nb in available] == ["eda", "compare"]
+    assert [nb.name for nb in orchestrate.select_notebooks(available, ["01_eda"])] == ["eda"]
+    assert [nb.name for nb in orchestrate.select_notebooks(available, ["compare", "eda"])] == ["eda", "compare"]
+    with pytest.raises(orchestrate.OrchestrationError, match="unknown notebook 'nope'"):
+        orchestrate.select_notebooks(available, ["nope"])
+    with pytest.raises(orchestrate.OrchestrationError, match="does not exist yet"):
+        orchestrate.select_notebooks(available, ["baselines"])
+
+
+def test_light_imports():
+    code = ("import sys, medclf.orchestrate; "
+            "heavy = [m for m in ('tensorflow', 'keras', 'papermill', 'nbconvert') if m in sys.modules]; "
+            "print(heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- CLI errors / --list
+
+
+def test_unknown_param_exits_2_with_one_line(ws, fake_papermill):
+    make_notebook(ws.nb_dir / "01_b.ipynb")
+    code, out, err = ws.run("-p", "no_such_param=3")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: unknown parameter 'no_such_param'")
+    assert "Traceback" not in err and fake_papermill == []
+    code, _, err = ws.run("--only", "zzz")
+    assert code == 2 and err.startswith("error: unknown notebook 'zzz'") and err.count("\n") == 1
+
+
+def test_data_error_exits_2(ws, fake_papermill, monkeypatch):
+    class DataError(RuntimeError):
+        pass
+
+    def prepare(params):
+        raise DataError("data root /nowhere does not exist: pass --data-root or --download")
+
+    monkeypatch.setattr(medclf.data, "DataError", DataError, raising=False)
+    monkeypatch.setattr(medclf.data, "prepare", prepare, raising=False)
+    make_notebook(ws.nb_dir / "01_b.ipynb")
+    code, out, err = ws.run()
+    assert code == 2
+    assert err == "error: data root /nowhere does not exist: pass --data-root or --download\n"
+    assert fake_papermill == []
+
+
+def test_list_runs_nothing(ws, fake_papermill):
+    make_notebook(ws.nb_dir / "01_b.ipynb")
+    make_notebook(ws.nb_dir / "02_c.ipynb")
+    code, out, _ = ws.run("--list")
+    assert code == 0 and fake_papermill == [] and ws.prepared == 0
+    assert not ws.out.exists()
+    assert "01_b" in out and "02_c" in out and "would run (never run successfully)" in out
+    assert "deps: b" in out
+    assert ws.run()[0] == 0
+    calls = len(fake_papermill)
+    code, out, _ = ws.run("--list")
+    assert code == 0 and len(fake_papermill) == calls
+    assert out.count("skip (up to date)") == 2
+
+
+# --------------------------------------------------------------------------- skip / rerun
+
+
+def test_up_to_date_and_what_reruns(ws, fake_papermill):
+    make_notebook(ws.nb_dir / "01_b.ipynb", "x = 1")
+    make_notebook(ws.nb_dir / "02_c.ipynb", "y = 2")
+    make_notebook(ws.nb_dir / "03_a.ipynb", "z = 3")
+
+    code, out, _ = ws.run()
+    assert code == 0 and fake_papermill == ["01_b", "02_c", "03_a"]
+    assert "[1/3] 01_b" in out and " ok " in out
+    for stem in ("01_b", "02_c", "03_a"):
+        assert (ws.out / "notebooks" / f"{stem}.ipynb").is_file()
+        assert (ws.out / "reports" / f"{stem}.html").is_file()
+    info = ws.run_json()
+    assert info["params"]["dataset"] == "synthetic" and info["data_manifest_hash"] == "data-v1"
+    assert {"python", "tensorflow", "numpy", "pandas", "scikit-learn", "papermill", "keras"} <= set(info["versions"])
+    assert "commit" in info["git"] and info["started"] and info["ended"]
+
+    fake_papermill.clear()
+    start = time.monotonic()
+    code, out, _ = ws.run()
+    assert code == 0 and fake_papermill == []
+    assert time.monotonic() - start < 10
+    assert out.count("skipped (up to date)") == 3
+    assert set(ws.status().values()) == {"up to date"}
+
+    # the notebook changes: it and its dependent rerun, the independent one does not
+    make_notebook(ws.nb_dir / "01_b.ipynb", "x = 10")
+    assert "notebook changed" in ws.run("--list")[1]
+    assert ws.run()[0] == 0 and fake_papermill == ["01_b", "02_c"]
+
+    fake_papermill.clear()  # the data changes
+    ws.data_hash = "data-v2"
+    assert ws.run()[0] == 0 and fake_papermill == ["01_b", "02_c", "03_a"]
+
+    fake_papermill.clear()  # parameters change (seed) -> everything reruns; the same again -> nothing
+    assert ws.run("-p", "seed=7")[0] == 0 and len(fake_papermill) == 3
+    assert ws.run("-p", "seed=7")[0] == 0 and len(fake_papermill) == 3
+
+    fake_papermill.clear()  # --force
+    assert ws.run("-p", "seed=7", "--force")[0] == 0 and len(fake_papermill) == 3
+
+    fake_papermill.clear()  # a missing output forces a rerun of that notebook only
+    (ws.out / "reports" / "03_a.html").unlink()
+    assert ws.run("-p", "seed=7")[0] == 0 and fake_papermill == ["03_a"]
+
+
+def test_only_keeps_other_entries(ws, fake_papermill):
+    make_notebook(ws.nb_dir / "01_b.ipynb")
+    make_notebook(ws.nb_dir / "03_a.ipynb")
+    assert ws.run()[0] == 0
+    fake_papermill.clear()
+    code, out, _ = ws.run("--only", "a", "--force")
+    assert code == 0 and fake_papermill == ["03_a"] and "[1/1] 03_a" in out
+    assert set(ws.run_json()["notebooks"]) == {"a", "b"}
+    assert ws.run_json()["selected"] == ["a"]
+
+
+def test_failure_keeps_good_notebook_and_skips_dependents(ws, fake_papermill):
+    make_notebook(ws.nb_dir / "01_b.ipynb", "x = 1")
+    make_notebook(ws.nb_dir / "02_c.ipynb", "y = 2")
+    make_notebook(ws.nb_dir / "03_a.ipynb", "z = 3")
+    assert ws.run()[0] == 0
+    good_nb = (ws.out / "notebooks" / "01_b.ipynb").read_bytes()
+    good_html = (ws.out / "reports" / "01_b.html").read_bytes()
+
+    make_notebook(ws.nb_dir / "01_b.ipynb", "x = 1", "raise ValueError('boom')")
+    make_notebook(ws.nb_dir / "03_a.ipynb", "z = 4")
+    fake_papermill.clear()
+    code, out, _ = ws.run()
+    assert code == 1
+    assert fake_papermill == ["01_b", "03_a"]
+    assert "01_b" in out and "FAILED  at cell 4: ValueError: boom" in out
+    assert "skipped (depends on failed b)" in out
+    assert ws.status() == {"b": "failed", "c": "skipped", "a": "ok"}
+    assert (ws.out / "notebooks" / "01_b.failed.ipynb").is_file()
+    assert (ws.out / "reports" / "01_b.failed.html").is_file()
+    assert (ws.out / "notebooks" / "01_b.ipynb").read_bytes() == good_nb
+    assert (ws.out / "reports" / "01_b.html").read_bytes() == good_html
+    assert not list((ws.out / "notebooks").glob(".*tmp*"))
+    index = (ws.out / "reports" / "index.html").read_text()
+    assert 'href="01_b.failed.html"' in index and "ValueError: boom" in index
+
+
+def test_export_failure_leaves_old_outputs(ws, fake_papermill, monkeypatch):
+    make_notebook(ws.nb_dir / "01_b.ipynb", "x = 1")
+    assert ws.run()[0] == 0
+    html_path, nb_path = ws.out / "reports" / "01_b.html", ws.out / "notebooks" / "01_b.ipynb"
+    old_html, old_nb = html_path.read_bytes(), nb_path.read_bytes()
+
+    from nbconvert import HTMLExporter
+
+    def broken(self, nb, resources=None, **kw):
+        raise RuntimeError("exporter crashed mid-way")
+
+    monkeypatch.setattr(HTMLExporter, "from_notebook_node", broken)
+    make_notebook(ws.nb_dir / "01_b.ipynb", "x = 2")
+    code, out, _ = ws.run()
+    assert code == 1 and "exporter crashed mid-way" in out
+    assert html_path.read_bytes() == old_html and nb_path.read_bytes() == old_nb
+    assert not [p for p in ws.out.rglob("*") if ".tmp" in p.name]
+
+
+def test_interrupted_write_leaves_old_html(ws, fake_papermill, monkeypatch):
+    make_notebook(ws.nb_dir / "01_b.ipynb", "x = 1")
+    assert ws.run()[0] == 0
+    html_path = ws.out / "reports" / "01_b.html"
+    old_html = html_path.read_bytes()
+    real_write_text = Path.write_text
+    interrupted = []
+
+    def write_half_then_interrupt(self, data, *args, **kwargs):
+        if self.name.startswith(".01_b.html") and not interrupted:
+            interrupted.append(self)
+            real_write_text(self, data[: len(data) // 2], *args, **kwargs)
+            raise KeyboardInterrupt
+        return real_write_text(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_half_then_interrupt)
+    make_notebook(ws.nb_dir / "01_b.ipynb", "x = 2")
+    code, _, err = ws.run()
+    assert interrupted and code == 130 and "interrupted" in err
+    assert html_path.read_bytes() == old_html
+    assert not interrupted[0].exists()
+    assert ws.run_json()["status"] == "interrupted"
+
+
+# --------------------------------------------------------------------------- real kernel
+
+
+@pytest.mark.slow
+def test_end_to_end_with_kernel(ws):
+    """Six real kernel executions: run, skip, fail + dependents, recover."""
+    check = ("assert dataset == 'synthetic' and profile == 'demo' and data_root is None\n"
+             "assert overrides['output_dir'].endswith('out'), overrides\n"
+             "print('params ok')")
+    make_notebook(ws.nb_dir / "01_b.ipynb", "x = 1 + 1", check)
+    make_notebook(ws.nb_dir / "02_c.ipynb", "y = 2")
+    make_notebook(ws.nb_dir / "03_a.ipynb", "z = 3")
+    good_b = (ws.nb_dir / "01_b.ipynb").read_bytes()
+
+    code, out, err = ws.run()
+    assert code == 0, out + err
+    assert ws.status() == {"b": "ok", "c": "ok", "a": "ok"}
+    executed = nbformat.read(str(ws.out / "notebooks" / "01_b.ipynb"), as_version=4)
+    assert "params ok" in json.dumps(executed.cells[-1].outputs)
+    index = (ws.out / "reports" / "index.html").read_text()
+    assert "SYNTHETIC DATA — demo only, not a medical result" in index
+    for stem in ("01_b", "02_c", "03_a"):
+        assert f'href="{stem}.html"' in index and (ws.out / "reports" / f"{stem}.html").is_file()
+
+    start = time.monotonic()
+    code, out, _ = ws.run()
+    assert code == 0 and out.count("skipped (up to date)") == 3
+    assert time.monotonic() - start < 10
+
+    good_nb = (ws.out / "notebooks" / "01_b.ipynb").read_bytes()
+    make_notebook(ws.nb_dir / "01_b.ipynb", "raise ValueError('boom')")
+    make_notebook(ws.nb_dir / "03_a.ipynb", "z = 4")
+    code, out, _ = ws.run()
+    assert code == 1
+    assert "FAILED  at cell 3: ValueError: boom" in out
+    assert "skipped (depends on failed b)" in out
+    assert ws.status() == {"b": "failed", "c": "skipped", "a": "ok"}
+    assert (ws.out / "notebooks" / "01_b.failed.ipynb").is_file()
+    assert (ws.out / "notebooks" / "01_b.ipynb").read_bytes() == good_nb
+    entry = ws.run_json()["notebooks"]["b"]
+    assert entry["cell"] == 3 and entry["error"] == "ValueError: boom"
+
+    (ws.nb_dir / "01_b.ipynb").write_bytes(good_b)
+    code, out, _ = ws.run("--only", "01_b", "--force")
+    assert code == 0 and "[1/1] 01_b" in out
+    assert not (ws.out / "notebooks" / "01_b.failed.ipynb").exists()
+    assert not (ws.out / "reports" / "01_b.failed.html").exists()
+    assert ws.status() == {"b": "ok", "c": "skipped", "a": "ok"}

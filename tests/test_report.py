@@ -1,0 +1,96 @@
+"""reports/index.html and rendered notebooks (no kernel)."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pandas as pd
+
+from medclf import report, versions
+
+
+def run_info(dataset: str = "synthetic") -> dict:
+    return {
+        "dataset": dataset, "profile": "demo", "status": "failed", "params_hash": "abc123",
+        "data_manifest_hash": "d1", "started": "2025-01-01T00:00:00", "ended": "2025-01-01T00:01:00",
+        "git": {"commit": "deadbeef", "dirty": True},
+        "versions": {"python": "3.11.7", "tensorflow": "2.21.0"},
+        "params": {"dataset": dataset, "seed": 42},
+        "notebooks": {
+            "eda": {"file": "01_eda.ipynb", "status": "ok", "wall_s": 4.25, "params_hash": "abc123"},
+            "baselines": {"file": "02_baselines.ipynb", "status": "failed", "wall_s": 1.0,
+                          "error": "ValueError: <boom>", "params_hash": "abc123"},
+            "compare": {"file": "06_compare.ipynb", "status": "skipped", "reason": "depends on failed baselines"},
+        },
+    }
+
+
+def make_outputs(dataset_dir):
+    for rel in ("reports/01_eda.html", "notebooks/01_eda.ipynb", "reports/02_baselines.html",
+                "reports/02_baselines.failed.html", "notebooks/02_baselines.failed.ipynb"):
+        path = dataset_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+
+
+def test_index_links_and_banner(tmp_path):
+    make_outputs(tmp_path)
+    path = report.write_index(tmp_path, run_info(), ["eda", "baselines", "transfer", "compare"])
+    assert path == tmp_path / "reports" / "index.html"
+    page = path.read_text()
+    assert report.SYNTHETIC_BANNER in page and "SYNTHETIC DATA — demo only, not a medical result" in page
+    assert "medclf report — synthetic (demo)" in page
+    hrefs = re.findall(r'href="([^"]+)"', page)
+    assert {"01_eda.html", "../notebooks/01_eda.ipynb", "02_baselines.failed.html",
+            "../notebooks/02_baselines.failed.ipynb", "../run.json"} <= set(hrefs)
+    for href in hrefs:  # every link is relative and points at an existing file
+        assert not href.startswith(("http:", "https:", "/"))
+        assert (path.parent / href).exists() or href == "../run.json", href
+    assert "<script" not in page and "stylesheet" not in page
+    assert "ValueError: &lt;boom&gt;" in page
+    assert "4.2 s" in page or "4.3 s" in page
+    assert "deadbeef (uncommitted changes)" in page and "2.21.0" in page
+    assert page.index("eda") < page.index("baselines") < page.index("compare")
+
+
+def test_no_banner_for_real_data():
+    rows = []
+    page = report.index_html(run_info("chest_xray"), rows)
+    assert report.SYNTHETIC_BANNER not in page and "chest_xray" in page
+
+
+def test_headline_csv_and_md(tmp_path):
+    tables = tmp_path / "tables"
+    assert report.headline_html(tables) is None
+    tables.mkdir()
+    frame = pd.DataFrame({"model": ["cnn", "resnet"], "auc": [0.91234, 0.95]})
+    (tables / "headline.md").write_text(frame.to_markdown(index=False) + "\n")
+    md = report.headline_html(tables)
+    assert "<table" in md and "resnet" in md and "<th>auc</th>" in md
+    frame.to_csv(tables / "headline.csv", index=False)
+    csv = report.headline_html(tables)
+    assert "<table" in csv and "0.9123" in csv
+    page = report.index_html(run_info(), [], csv)
+    assert page.index("resnet") < page.index("<h2>Notebooks</h2>")
+
+
+def test_notebook_html_hides_code(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("secret_input_code = 1")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="visible output\n")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), cell]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    shown = report.notebook_html(path)
+    hidden = report.notebook_html(path, hide_code=True)
+    assert "secret_input_code" in shown and "visible output" in shown
+    assert "secret_input_code" not in hidden and "visible output" in hidden
+
+
+def test_versions(tmp_path):
+    found = versions.package_versions()
+    assert found["python"].count(".") == 2 and "tensorflow" in found and "scikit-learn" in found
+    assert versions.git_info(tmp_path / "missing") == {"commit": None, "dirty": None}
+    info = versions.git_info(tmp_path)
+    assert info["commit"] is None
