@@ -1,0 +1,39 @@
+"""End to end: ``python run_all.py`` on the demo profile, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from medclf import config
+
+pytestmark = pytest.mark.slow
+
+
+def run_all(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(config.PROJECT_ROOT / "run_all.py"), *args],
+                          capture_output=True, text=True, timeout=900, cwd=config.PROJECT_ROOT)
+
+
+def test_demo_profile_end_to_end(tmp_path):
+    overrides = ["-p", f"output_dir={tmp_path / 'out'}", "-p", f"data_root={tmp_path / 'synthetic'}",
+                 "-p", f"cache_dir={tmp_path / 'cache'}"]
+    first = run_all(*overrides)
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = tmp_path / "out" / "synthetic"
+    index = (out / "reports" / "index.html").read_text()
+    assert "SYNTHETIC DATA" in index and "01_eda.html" in index
+    assert (out / "reports" / "01_eda.html").is_file() and (out / "notebooks" / "01_eda.ipynb").is_file()
+    figures = sorted((out / "figures" / "01_eda").glob("*.png"))
+    assert len(figures) >= 5
+    counts = (out / "tables" / "eda_counts.md").read_text()
+    assert "synthetic" in counts.lower()
+    run_info = json.loads((out / "run.json").read_text())
+    assert run_info["notebooks"]["eda"]["status"] == "ok"
+    assert run_info["params"]["dataset"] == "synthetic" and run_info["params_hash"]
+
+    again = run_all(*overrides)
+    assert again.returncode == 0 and "up to date" in again.stdout
