@@ -254,3 +254,162 @@ def plot_blur(axes, image: np.ndarray, blurred: np.ndarray, title: str | None = 
     show_image(axes[0], image, title or "original")
     show_image(axes[1], blurred, "Gaussian blur (5x5, σ=1)")
     return axes[0].figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation plots (numbers from :mod:`medclf.evaluate`; drawing with scikit-learn's Displays)
+# ---------------------------------------------------------------------------------------------
+
+def plot_confusion(ax, cm, class_names: Sequence[str], normalize: bool = False):
+    """Confusion matrix (rows true class, columns predicted) with the value in each cell.
+
+    Args:
+        ax: target axes.
+        cm: 2×2 (or k×k) matrix of counts, e.g. ``metrics["confusion_matrix"]``.
+        class_names: class names in label order.
+        normalize: divide each row by its total (so the diagonal shows each class's recall).
+
+    Returns:
+        The figure.
+    """
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    cm = np.asarray(cm, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(class_names):
+        raise ValueError(f"cm must be a square matrix with one row per class ({len(class_names)}); "
+                         f"got shape {cm.shape}")
+    if normalize:
+        totals = cm.sum(axis=1, keepdims=True)
+        cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+        values_format = ".2f"
+    else:
+        cm = cm.round().astype(np.int64)
+        values_format = "d"
+    display = ConfusionMatrixDisplay(confusion_matrix=cm, display_labels=list(class_names))
+    display.plot(ax=ax, colorbar=False, cmap="Blues", values_format=values_format,
+                 im_kw={"vmin": 0, "vmax": 1} if normalize else None)
+    ax.set_title("Confusion matrix (rows: share of each true class)" if normalize else "Confusion matrix (counts)")
+    return ax.figure
+
+
+def plot_roc(ax, y, p, label: str):
+    """ROC curve of one model (with its AUC in the legend) and the chance diagonal.
+
+    Args:
+        ax: target axes; call again on the same axes to overlay models.
+        y: labels, 0/1 (1 = disease).
+        p: predicted probabilities (or scores) of class 1.
+        label: curve name in the legend.
+
+    Returns:
+        The figure.
+    """
+    from sklearn.metrics import RocCurveDisplay
+
+    draw_chance = not any(line.get_gid() == "medclf-chance" for line in ax.lines)
+    RocCurveDisplay.from_predictions(y, p, name=label, ax=ax, plot_chance_level=draw_chance,
+                                     chance_level_kw={"gid": "medclf-chance"} if draw_chance else None)
+    ax.set_xlabel("false positive rate (1 − specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.set_title("ROC curve")
+    return ax.figure
+
+
+def plot_pr(ax, y, p, label: str):
+    """Precision-recall curve of class 1 (average precision in the legend) and the chance level.
+
+    Args:
+        ax: target axes; call again on the same axes to overlay models.
+        y: labels, 0/1 (1 = disease).
+        p: predicted probabilities (or scores) of class 1.
+        label: curve name in the legend.
+
+    Returns:
+        The figure.
+    """
+    from sklearn.metrics import PrecisionRecallDisplay
+
+    draw_chance = not any(line.get_gid() == "medclf-chance" for line in ax.lines)
+    PrecisionRecallDisplay.from_predictions(y, p, name=label, ax=ax, plot_chance_level=draw_chance,
+                                            chance_level_kw={"gid": "medclf-chance"} if draw_chance else None)
+    ax.set_title("Precision-recall curve (disease class)")
+    return ax.figure
+
+
+def plot_training_curves(axes, history: Mapping[str, Sequence[float]], best_epoch: int | None,
+                         metric: str = "auc"):
+    """Loss and one metric per epoch, training vs validation, with the best epoch marked.
+
+    Args:
+        axes: two axes (loss, metric).
+        history: Keras ``History.history``-style dict: ``loss``, ``val_loss``, ``<metric>``,
+            ``val_<metric>`` lists, one value per epoch (validation keys optional).
+        best_epoch: 1-based epoch whose weights were kept (a dashed vertical line); ``None`` for none.
+        metric: the metric key to draw beside the loss.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: ``loss`` or ``metric`` is not in ``history`` (the message lists its keys).
+    """
+    axes = np.ravel(axes)
+    for key in ("loss", metric):
+        if key not in history:
+            raise ValueError(f"history has no {key!r}; its keys are {sorted(history)}")
+    for ax, key in zip(axes, ("loss", metric)):
+        for prefix, style, name in (("", "-", "train"), ("val_", "--", "validation")):
+            values = history.get(prefix + key)
+            if values is not None and len(values):
+                ax.plot(np.arange(1, len(values) + 1), values, style, marker="o", markersize=3, label=name)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="gray", linestyle=":", label=f"best epoch ({best_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.set_title(key.replace("_", " "))
+        ax.legend()
+    return axes[0].figure
+
+
+def plot_threshold_recalls(ax, y_val, p_val, threshold: float, class_names: Sequence[str]):
+    """Each class's validation recall as a function of the decision threshold, chosen one marked.
+
+    Class 1 (disease) recall is the share of its images with ``p >= t``; class 0 recall the share
+    of its images with ``p < t``.
+
+    Args:
+        ax: target axes.
+        y_val: validation labels, 0/1.
+        p_val: validation probabilities of class 1.
+        threshold: the chosen threshold (from :func:`medclf.evaluate.choose_threshold`).
+        class_names: names of label 0 and label 1.
+
+    Returns:
+        The figure.
+    """
+    y = np.asarray(y_val).reshape(-1).astype(np.int64)
+    p = np.asarray(p_val, dtype=np.float64).reshape(-1)
+    if y.size != p.size:
+        raise ValueError(f"y_val has {y.size} values but p_val has {p.size}")
+    colors = class_colors(class_names)
+    low, high = min(0.0, p.min(initial=0.0)), max(1.0, p.max(initial=1.0))
+    grid = np.union1d(np.linspace(low, high, 501), [threshold])
+    negatives, positives = np.sort(p[y == 0]), np.sort(p[y == 1])
+
+    def recalls(t):
+        r0 = np.searchsorted(negatives, t, side="left") / max(negatives.size, 1)
+        r1 = 1 - np.searchsorted(positives, t, side="left") / max(positives.size, 1)
+        return r0, r1
+
+    curves = recalls(grid)
+    at = recalls(np.asarray([threshold]))
+    for k, name in enumerate(class_names):
+        ax.plot(grid, curves[k], color=colors[name], label=f"{name} recall ({float(at[k][0]):.3f} at threshold)")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"chosen threshold {threshold:.3f}")
+    ax.set_xlim(low, high)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("decision threshold (probability of the disease class)")
+    ax.set_ylabel("recall on validation")
+    ax.set_title("Per-class recall vs threshold (validation)")
+    ax.legend(loc="lower left", fontsize=8)
+    return ax.figure

@@ -1,0 +1,258 @@
+"""Training: Keras callbacks, class weights, seeds, mixed precision and timing.
+
+Models are trained from the cached uint8 arrays through ``tf.data`` (never by decoding files
+each epoch). ``mixed_bfloat16`` is switched on automatically where the hardware has native
+bf16 (CPUs with AMX or AVX512-BF16, GPUs of compute capability 8.0 or newer); the
+``mixed_precision`` parameter forces it ``on`` or ``off``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: CPU flags (``/proc/cpuinfo``) that mean native bf16 matrix arithmetic.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU advertises native bf16 (AMX or AVX512-BF16); False where unknown."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def gpu_has_bf16() -> bool:
+    """True when a visible GPU has compute capability 8.0 or newer (Ampere and later)."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+        if tuple(capability) >= (8, 0):
+            return True
+    return False
+
+
+def precision_policy(mode: str) -> str:
+    """Keras dtype policy for ``mode`` in auto/on/off: ``"mixed_bfloat16"`` or ``"float32"``."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"mixed_precision must be auto, on or off; got {mode!r}")
+    if mode == "on" or (mode == "auto" and (gpu_has_bf16() or cpu_has_bf16())):
+        return "mixed_bfloat16"
+    return "float32"
+
+
+def set_precision(mode: str) -> str:
+    """Set the global Keras dtype policy (before building a model) and return its name."""
+    import keras
+
+    policy = precision_policy(mode)
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow (``keras.utils.set_random_seed``)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Balanced class weights (scikit-learn's ``compute_class_weight``)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=classes, y=labels)
+    return {int(c): float(w) for c, w in zip(classes, weights)}
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _callback_classes():
+    """Callback classes are defined lazily so importing this module does not import TensorFlow."""
+    keras = _keras()
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Records the wall time of every epoch in ``self.seconds``."""
+
+        def on_train_begin(self, logs=None):
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    class TwoTargetEarlyStopping(keras.callbacks.Callback):
+        """Stop once validation accuracy *and* validation recall have both passed their targets
+        and neither has improved for ``patience`` epochs (the VGG19 study's rule); restores the
+        weights of the best epoch among those that met both targets.
+        """
+
+        def __init__(self, accuracy_target=0.94, recall_target=0.95, patience=3,
+                     accuracy_key="val_accuracy", recall_key="val_recall"):
+            super().__init__()
+            self.accuracy_target, self.recall_target, self.patience = accuracy_target, recall_target, patience
+            self.accuracy_key, self.recall_key = accuracy_key, recall_key
+
+        def on_train_begin(self, logs=None):
+            self.best_accuracy = self.best_recall = -np.inf
+            self.best_weights, self.best_epoch, self.wait = None, None, 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            accuracy, recall = logs.get(self.accuracy_key), logs.get(self.recall_key)
+            if accuracy is None or recall is None:
+                raise KeyError(f"TwoTargetEarlyStopping needs '{self.accuracy_key}' and '{self.recall_key}' in the "
+                               "logs: compile the model with accuracy and recall metrics and pass validation data")
+            if accuracy < self.accuracy_target or recall < self.recall_target:
+                return  # targets not reached yet: keep training
+            improved = accuracy > self.best_accuracy or recall > self.best_recall
+            if accuracy > self.best_accuracy:
+                self.best_weights, self.best_epoch = self.model.get_weights(), epoch
+            self.best_accuracy, self.best_recall = max(accuracy, self.best_accuracy), max(recall, self.best_recall)
+            self.wait = 0 if improved else self.wait + 1
+            if self.wait >= self.patience:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    return EpochTimer, TwoTargetEarlyStopping
+
+
+def step_decay(initial_rate: float, drop: float = 0.5, every: int = 10):
+    """Learning-rate schedule multiplying the rate by ``drop`` every ``every`` epochs."""
+    return lambda epoch, rate=None: float(initial_rate * drop ** (epoch // every))
+
+
+def make_callbacks(names: tuple[str, ...], params: dict, learning_rate: float,
+                   checkpoint_path: Path | None = None) -> list:
+    """Keras callbacks by name: early_stopping, reduce_lr, step_decay, two_target_stop, checkpoint.
+
+    All monitor ``params["monitor"]`` (default ``val_auc``) except the two-target rule.
+    """
+    keras = _keras()
+    _, TwoTargetEarlyStopping = _callback_classes()
+    monitor, patience = params["monitor"], params["patience"]
+    mode = "min" if monitor.endswith("loss") else "max"
+    made = []
+    for name in names:
+        if name == "early_stopping":
+            made.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                                      restore_best_weights=True))
+        elif name == "reduce_lr":
+            made.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.3,
+                                                          patience=max(1, patience // 2), min_lr=1e-5))
+        elif name == "step_decay":
+            made.append(keras.callbacks.LearningRateScheduler(step_decay(learning_rate)))
+        elif name == "two_target_stop":
+            made.append(TwoTargetEarlyStopping(patience=patience))
+        elif name == "checkpoint":
+            if checkpoint_path is not None:
+                made.append(keras.callbacks.ModelCheckpoint(str(checkpoint_path), monitor=monitor, mode=mode,
+                                                            save_best_only=True))
+        else:
+            raise ValueError(f"unknown callback '{name}'; valid: early_stopping, reduce_lr, step_decay, "
+                             "two_target_stop, checkpoint")
+    return made
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced, for the results record."""
+
+    seconds: float
+    seconds_per_epoch: float
+    epochs_run: int
+    best_epoch: int | None
+    precision: str
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, augmenter=None):
+    """``tf.data`` pipeline over in-memory uint8 arrays: shuffle, batch, augment, prefetch."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y.astype("float32")))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if augmenter is not None:
+        ds = ds.map(lambda images, labels: (augmenter(tf.cast(images, "float32"), training=True), labels),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def compile_model(model, optimizer, metrics_for_two_target: bool = False) -> None:
+    """Binary cross-entropy with AUC and accuracy (and precision/recall for the two-target rule)."""
+    keras = _keras()
+    metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+    if metrics_for_two_target:
+        metrics.append(keras.metrics.Recall(name="recall"))
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=metrics)
+
+
+def fit_keras(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
+              epochs: int, batch_size: int, callbacks: list, params: dict, augmenter=None,
+              verbose: int = 2) -> TrainResult:
+    """Fit a compiled model on uint8 arrays; returns timing, history and the best epoch."""
+    keras = _keras()
+    EpochTimer, _ = _callback_classes()
+    timer = EpochTimer()
+    weights = class_weights(train[1]) if params["class_weight"] else None
+    train_ds = make_dataset(*train, batch_size, shuffle=True, seed=params["seed"], augmenter=augmenter)
+    val_ds = make_dataset(*val, batch_size=max(batch_size, 64), shuffle=False, seed=params["seed"])
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
+                        callbacks=[timer, *callbacks], verbose=verbose)
+    seconds = time.perf_counter() - start
+    return TrainResult(
+        seconds=round(seconds, 2),
+        seconds_per_epoch=round(float(np.mean(timer.seconds)), 2) if timer.seconds else 0.0,
+        epochs_run=len(timer.seconds),
+        best_epoch=best_epoch(history.history, params["monitor"]),
+        precision=keras.mixed_precision.global_policy().name,
+        history={k: [float(v) for v in values] for k, values in history.history.items()},
+    )
+
+
+def best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:
+    """1-based epoch with the best ``monitor`` value (min for losses, max otherwise)."""
+    values = history.get(monitor)
+    if not values:
+        return None
+    return int(np.argmin(values) if monitor.endswith("loss") else np.argmax(values)) + 1
+
+
+def fit_svm(estimator, train: tuple[np.ndarray, np.ndarray]) -> TrainResult:
+    """Fit a scikit-learn estimator on the training arrays; one 'epoch'."""
+    start = time.perf_counter()
+    estimator.fit(train[0], train[1])
+    seconds = time.perf_counter() - start
+    return TrainResult(seconds=round(seconds, 2), seconds_per_epoch=round(seconds, 2), epochs_run=1,
+                       best_epoch=1, precision="float64")
