@@ -77,7 +77,9 @@ class ModelSpec:
         epochs: the study's epoch budget (early stopping may stop sooner); 0 for the SVM (one fit).
         batch_size: training batch size; 0 for the SVM (fits on all data at once).
         callbacks: names from :data:`CALLBACKS`, built by the train module.
-        augment: the study trained this model with augmentation.
+        augmentation: the random transforms the study trained with, as a mapping for
+            :func:`medclf.augment.build_augmenter` (``None``: no augmentation). ImageDataGenerator
+            settings are translated to Keras layer factors (rotation degrees / 360).
         study: ``"S0"`` .. ``"S4"``, or ``None`` for our own models.
         reported: the study's reported test numbers, exactly as in ``docs/STUDIES.md``
             (``accuracy``, and where given ``normal_recall``, ``pneumonia_recall``, ``test_errors``);
@@ -100,7 +102,7 @@ class ModelSpec:
     epochs: int
     batch_size: int
     callbacks: tuple[str, ...]
-    augment: bool = False
+    augmentation: dict | None = None
     study: str | None = None
     reported: dict | None = None
     dataset: str | None = None
@@ -119,6 +121,11 @@ class ModelSpec:
             raise ValueError(f"model {self.name!r}: image_size and learning_rate must be positive")
         if (self.study is None) != (self.reported is None):
             raise ValueError(f"model {self.name!r}: study models carry reported numbers, ours do not")
+
+    @property
+    def augment(self) -> bool:
+        """The model is trained with augmentation."""
+        return bool(self.augmentation)
 
     @property
     def channels(self) -> int:
@@ -341,7 +348,13 @@ _S3_MODEL3 = [dataclasses.replace(b, batch_norm="before_activation") for b in _S
     ConvBlock(128, "leaky_relu", batch_norm="before_activation", pool=False)]
 # Ours: early stopping + LR on plateau, augmentation; someone tunes these (see build_compact_cnn).
 _OURS = dict(optimizer="adam", learning_rate=1e-3, epochs=50, batch_size=32,
-             callbacks=("early_stopping", "reduce_lr"), augment=True)
+             callbacks=("early_stopping", "reduce_lr"))
+# Augmentation as the studies set it (ImageDataGenerator degrees → Keras fractions of a turn).
+_S4_AUG = {"shear": 0.2, "zoom": 0.2, "flip": "horizontal"}
+_S0_AUG = {"flip": "horizontal", "rotation": 0.3, "zoom": 0.2, "translation": 0.1}
+_S1_AUG = {"rotation": 40 / 360, "translation": 0.2, "shear": 0.3, "zoom": 0.1}
+_CHEST_AUG = {"rotation": 0.03, "zoom": 0.1, "translation": 0.05, "brightness": 0.1, "contrast": 0.2}
+_MALARIA_AUG = {"flip": "horizontal_and_vertical", "rotation": 0.5, "brightness": 0.1, "contrast": 0.2}
 
 _SPECS = [
     # ---- S4: SVM on raw pixels, and a two-conv CNN --------------------------------------------
@@ -352,7 +365,7 @@ _SPECS = [
     _spec("cnn_2conv_64", "cnn", "conv32-pool-conv64-pool-flatten-dense64 → sigmoid (the study: 10 logits)",
           partial(build_cnn, blocks=[ConvBlock(32), ConvBlock(64)], dense=(64,)),
           image_size=64, color_mode="rgb", optimizer="adam", learning_rate=1e-3, epochs=25, batch_size=32,
-          callbacks=(), augment=True, study="S4", dataset=_CHEST, reported={"accuracy": 0.9263}),
+          callbacks=(), augmentation=_S4_AUG, study="S4", dataset=_CHEST, reported={"accuracy": 0.9263}),
     # ---- S1: ANNs on flattened 128×128×3 -----------------------------------------------------
     _spec("ann_10_adam", "ann", "flatten-dense10 → sigmoid; Adam",
           partial(build_ann, hidden=(10,)), callbacks=(), **_S1,
@@ -374,14 +387,16 @@ _SPECS = [
     _spec("ann_deep_lr5e-4", "ann", "flatten-dense256-128-64-32-10 (relu) → sigmoid; Adam lr 5e-4",
           partial(build_ann, hidden=_S1_DEEP), callbacks=("early_stopping",), **{**_S1, "learning_rate": 5e-4},
           reported={"accuracy": 0.851}),
-    # ---- S1: CNNs (the study's best, 0.9071, is cnn_deeper trained with augmentation:
-    #      dataclasses.replace(get_spec("cnn_deeper"), augment=True)) --------------------------
+    # ---- S1: CNNs; the study's best (0.9071) is the deeper CNN trained with augmentation ------
     _spec("cnn_baseline_8", "cnn", "conv8-pool-flatten-dense8 → sigmoid",
           partial(build_cnn, blocks=[ConvBlock(8)], dense=(8,)), callbacks=("early_stopping",), **_S1,
           reported={"accuracy": 0.625, "normal_recall": 0.0, "pneumonia_recall": 1.0}),
     _spec("cnn_deeper", "cnn", "conv32-pool-conv64-pool-conv128-pool-flatten-dense128-dense64 → sigmoid",
           partial(build_cnn, blocks=_S1_DEEPER_CNN, dense=(128, 64)), callbacks=("early_stopping",), **_S1,
           reported={"accuracy": 0.8446, "normal_recall": 0.60, "pneumonia_recall": 0.99}),
+    _spec("cnn_deeper_aug", "cnn", "cnn_deeper trained with augmentation (rotation 40°, shift .2, shear .3, zoom .1)",
+          partial(build_cnn, blocks=_S1_DEEPER_CNN, dense=(128, 64)), callbacks=("early_stopping",),
+          augmentation=_S1_AUG, **_S1, reported={"accuracy": 0.9071, "normal_recall": 0.76, "pneumonia_recall": 0.99}),
     _spec("cnn_deeper_dropout", "cnn",
           "conv32-pool-drop.3-conv64-pool-drop.3-conv128-pool-drop.3-flatten-dense128-drop.1-dense64-drop.1 → sigmoid",
           partial(build_cnn, blocks=[dataclasses.replace(b, dropout=0.3) for b in _S1_DEEPER_CNN],
@@ -394,7 +409,7 @@ _SPECS = [
                                      for f, d in [(32, 0.0), (64, 0.1), (64, 0.0), (128, 0.2), (256, 0.2)]],
                   dense=(128,), dense_dropout=0.2),
           image_size=224, color_mode="grayscale", optimizer="rmsprop", learning_rate=1e-3, epochs=50,
-          batch_size=32, callbacks=("reduce_lr", "early_stopping"), augment=True, study="S0", dataset=_CHEST,
+          batch_size=32, callbacks=("reduce_lr", "early_stopping"), augmentation=_S0_AUG, study="S0", dataset=_CHEST,
           reported={"accuracy": 0.8910, "normal_recall": 0.74, "pneumonia_recall": 0.98}),
     # ---- S3: malaria cells (the study's softmax2 heads become one sigmoid) --------------------
     _spec("malaria_cnn_base", "cnn", "conv32-pool-conv64-pool-conv64-flatten-dense64 → sigmoid",
@@ -411,9 +426,9 @@ _SPECS = [
           **_S3, reported={"accuracy": 0.9846, "test_errors": 40}),
     # ---- Ours: a working default, to be tuned (keep build_compact_cnn parameterised) ----------
     _spec("cnn_ours_chest", "cnn", "OURS (default, untuned): 4× conv-BN-relu-pool (16-32-64-128), GAP, drop.3 → sigmoid",
-          build_compact_cnn, image_size=128, color_mode="grayscale", dataset=_CHEST, **_OURS),
+          build_compact_cnn, image_size=128, color_mode="grayscale", dataset=_CHEST, augmentation=_CHEST_AUG, **_OURS),
     _spec("cnn_ours_malaria", "cnn", "OURS (default, untuned): 4× conv-BN-relu-pool (16-32-64-128), GAP, drop.3 → sigmoid",
-          build_compact_cnn, image_size=64, color_mode="rgb", dataset=_MALARIA, **_OURS),
+          build_compact_cnn, image_size=64, color_mode="rgb", dataset=_MALARIA, augmentation=_MALARIA_AUG, **_OURS),
 ]
 
 #: Every named model, by name.

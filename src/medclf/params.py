@@ -71,6 +71,21 @@ SPECS: dict[str, Spec] = {
     "synthetic_image_size": Spec(int, "Synthetic data set: side of the generated images in pixels."),
     "eda_samples_per_class": Spec(int, "EDA: images per class in the sample grid."),
     "report_hide_code": Spec(bool, "Rendered HTML reports hide code cells."),
+    "baselines": Spec(list, "Models the baselines notebook trains (names from medclf.models.MODELS)."),
+    "max_epochs": Spec(int, "Cap on every model's epoch budget (the study's by default); null: no cap.",
+                       nullable=True),
+    "max_image_size": Spec(int, "Cap on every model's input size (the study's by default); null: no cap.",
+                           nullable=True),
+    "monitor": Spec(str, "Validation metric for early stopping, LR reduction and checkpoints.",
+                    choices=("val_auc", "val_loss", "val_accuracy")),
+    "patience": Spec(int, "Epochs without improvement of `monitor` before early stopping."),
+    "class_weight": Spec(bool, "Weight the loss by inverse class frequency (balanced)."),
+    "mixed_precision": Spec(str, "mixed_bfloat16 training: auto (where the CPU/GPU has native bf16), on, off.",
+                            choices=("auto", "on", "off")),
+    "target_sensitivity": Spec(float, "Decision threshold: chosen on validation as the highest one whose "
+                                      "disease-class recall reaches this."),
+    "bootstrap_replicates": Spec(int, "Bootstrap replicates for the 95% confidence intervals."),
+    "save_models": Spec(bool, "Save every trained model under outputs/<dataset>/models/."),
 }
 
 

@@ -413,3 +413,37 @@ def plot_threshold_recalls(ax, y_val, p_val, threshold: float, class_names: Sequ
     ax.set_title("Per-class recall vs threshold (validation)")
     ax.legend(loc="lower left", fontsize=8)
     return ax.figure
+
+
+def plot_model_summary(axes, run):
+    """Five panels for one trained model (an :class:`medclf.experiment.ModelRun`): loss curves,
+    metric curves, validation recall vs threshold, test confusion matrix at the chosen threshold
+    (row-normalised), and validation/test ROC curves. Returns the figure."""
+    history = run.training.history
+    if history:
+        plot_training_curves(axes[:2], history, run.training.best_epoch, metric="auc")
+    else:
+        for ax in axes[:2]:
+            ax.text(0.5, 0.5, "fitted in one step\n(no epochs)", ha="center", va="center")
+            ax.set_axis_off()
+    plot_threshold_recalls(axes[2], run.y_val, run.p_val, run.threshold, run.class_names)
+    cm = run.record["evaluation"]["test"]["at_threshold"]["confusion_matrix"]
+    plot_confusion(axes[3], cm, run.class_names, normalize=True)
+    axes[3].set_title(f"test, threshold {run.threshold:.3f}")
+    plot_roc(axes[4], run.y_val, run.p_val, "validation")
+    plot_roc(axes[4], run.y_test, run.p_test, "test")
+    axes[0].figure.suptitle(run.model_id)
+    return axes[0].figure
+
+
+def plot_metric_intervals(ax, table, metric: str = "accuracy"):
+    """Horizontal dots with 95% interval bars of ``metric`` per model (``records_table`` output)."""
+    order = table.sort_values(metric)
+    y = np.arange(len(order))
+    low = order[metric] - order[f"{metric}_ci_low"]
+    high = order[f"{metric}_ci_high"] - order[metric]
+    ax.errorbar(order[metric], y, xerr=[low, high], fmt="o", capsize=3)
+    ax.set_yticks(y, order["model_id"])
+    ax.set_xlabel(f"test {metric} at the validation-chosen threshold (95% CI)")
+    ax.grid(axis="x", alpha=0.3)
+    return ax.figure

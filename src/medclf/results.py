@@ -272,7 +272,7 @@ def records_table(records: Sequence[Mapping]) -> pd.DataFrame:
         at_t, at_half = ev["test"]["at_threshold"], ev["test"]["at_0.5"]
         training = record["training"]
         row = {"model_id": record["model_id"], "model": record.get("model"), "family": record.get("family"),
-               "study": record.get("study"), "image_size": (record.get("params") or {}).get("image_size")}
+               "study": record.get("study"), "image_size": _input_size(record)}
         row["accuracy"] = at_t["accuracy"]
         row["accuracy_ci_low"], row["accuracy_ci_high"] = _ci(record, "accuracy")
         row["accuracy_at_0.5"] = at_half["accuracy"]
@@ -297,6 +297,27 @@ def records_table(records: Sequence[Mapping]) -> pd.DataFrame:
     tail = ["roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "params_count", "train_seconds",
             "seconds_per_epoch", "epochs_run", "best_epoch"]
     return frame[[c for c in frame.columns if c not in tail] + tail]
+
+
+def _input_size(record: Mapping) -> Any:
+    """The model's input side: the size it was trained at, else the data set's."""
+    return (record.get("spec") or {}).get("image_size_used") or (record.get("params") or {}).get("image_size")
+
+
+def gap_table(records: Sequence[Mapping]) -> pd.DataFrame:
+    """Per model and class: recall at the validation-chosen threshold on validation vs test.
+
+    A positive ``gap`` means validation was optimistic about that class (for the chest X-ray
+    data, validation carved from the training folder is easier than the official test set).
+    """
+    rows = []
+    for record in records:
+        for name, values in record["evaluation"].get("val_test_gap", {}).items():
+            rows.append({"model_id": record["model_id"], "class": name, "val_recall": values["val"],
+                         "test_recall": values["test"], "gap": values["gap"],
+                         "val_auc": _num(record["evaluation"]["val"]["at_threshold"].get("roc_auc")),
+                         "test_auc": _num(record["evaluation"]["test"]["at_threshold"].get("roc_auc"))})
+    return pd.DataFrame(rows, columns=["model_id", "class", "val_recall", "test_recall", "gap", "val_auc", "test_auc"])
 
 
 def _reported_recalls(reported: Mapping, class_names: Sequence[str]) -> dict[str, float]:

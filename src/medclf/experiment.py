@@ -1,0 +1,205 @@
+"""One model, end to end: data at the model's input size → build → train → score → record.
+
+A notebook calls :func:`run_model` once per model name and shows what it returns; every number
+it shows is also in ``results/<model_id>.json`` and ``predictions/<model_id>.csv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medclf import config, evaluate, models, results, train
+from medclf.data import Dataset, load_dataset
+from medclf.io import atomic_path
+
+
+class DataCache:
+    """Loaded data sets by (image size, colour mode), so several models share one decode."""
+
+    def __init__(self, params: dict):
+        self.params = params
+        self._loaded: dict[tuple[int, str], Dataset] = {}
+
+    def get(self, image_size: int, color_mode: str) -> Dataset:
+        key = (image_size, color_mode)
+        if key not in self._loaded:
+            self._loaded[key] = load_dataset({**self.params, "image_size": image_size, "color_mode": color_mode})
+        return self._loaded[key]
+
+
+@dataclass
+class ModelRun:
+    """A trained and scored model, with what the notebook shows."""
+
+    model_id: str
+    spec: models.ModelSpec
+    model: Any
+    record: dict
+    training: train.TrainResult
+    y_val: np.ndarray
+    p_val: np.ndarray
+    y_test: np.ndarray
+    p_test: np.ndarray
+    class_names: list[str]
+    files_test: list[str] = field(default_factory=list)
+
+    @property
+    def threshold(self) -> float:
+        return self.record["evaluation"]["threshold"]
+
+
+def input_size(spec: models.ModelSpec, params: dict) -> int:
+    """The study's input size, capped by ``params["max_image_size"]`` when set."""
+    cap = params["max_image_size"]
+    return min(spec.image_size, cap) if cap else spec.image_size
+
+
+def epochs_for(spec: models.ModelSpec, params: dict) -> int:
+    """The study's epoch budget, capped by ``params["max_epochs"]`` when set."""
+    cap = params["max_epochs"]
+    return min(spec.epochs, cap) if cap else spec.epochs
+
+
+def predict_scores(model: Any, images: np.ndarray) -> np.ndarray:
+    """Probability of the positive class; an SVM's decision function goes through a sigmoid."""
+    if hasattr(model, "decision_function"):
+        return evaluate.sigmoid_scores(model.decision_function(images))
+    return np.asarray(model.predict(images, batch_size=256, verbose=0), dtype=np.float64).reshape(-1)
+
+
+def _train(spec: models.ModelSpec, model: Any, data: Dataset, params: dict, augmentation: dict | None,
+           verbose: int) -> train.TrainResult:
+    train_arrays, val_arrays = data.arrays("train"), data.arrays("val")
+    if spec.family == "svm":
+        return train.fit_svm(model, train_arrays)
+    names = spec.callbacks
+    train.compile_model(model, models.make_optimizer(spec.optimizer, spec.learning_rate),
+                        metrics_for_two_target="two_target_stop" in names)
+    augmenter = None
+    if augmentation:
+        from medclf.augment import build_augmenter
+
+        augmenter = build_augmenter(augmentation, seed=params["seed"])
+    with tempfile.TemporaryDirectory() as tmp:
+        callbacks = train.make_callbacks(names, params, spec.learning_rate, Path(tmp) / "best.keras")
+        return train.fit_keras(model, train_arrays, val_arrays, epochs=epochs_for(spec, params),
+                               batch_size=spec.batch_size, callbacks=callbacks, params=params,
+                               augmenter=augmenter, verbose=verbose)
+
+
+def run_model(name: str, params: dict, data: DataCache | None = None, *, model_id: str | None = None,
+              augmentation: dict | None | bool = True, verbose: int = 0) -> ModelRun:
+    """Train and score one registered model on ``params``' data set and write its records.
+
+    Args:
+        name: a key of :data:`medclf.models.MODELS`.
+        params: merged parameters.
+        data: a shared :class:`DataCache` (a fresh one is made when omitted).
+        model_id: file name of the records; defaults to ``name``.
+        augmentation: ``True`` uses the spec's own augmentation (if the study used one), ``False``/
+            ``None`` trains without, a mapping overrides it.
+        verbose: Keras fit verbosity.
+
+    Returns:
+        The :class:`ModelRun`; ``results/<model_id>.json``, ``predictions/<model_id>.csv`` and
+        (when ``params["save_models"]``) ``models/<model_id>.keras`` are written.
+    """
+    spec = models.get_spec(name)
+    model_id = model_id or name
+    data = data or DataCache(params)
+    size = input_size(spec, params)
+    ds = data.get(size, spec.color_mode)
+    if augmentation is True:
+        augmentation = spec.augmentation
+    policy = train.set_precision(params["mixed_precision"]) if spec.family != "svm" else "float64"
+    train.seed_everything(params["seed"])
+    model = models.build_model(spec, (size, size, spec.channels))
+    training = _train(spec, model, ds, params, augmentation or None, verbose)
+    (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
+    p_val, p_test = predict_scores(model, x_val), predict_scores(model, x_test)
+    evaluation = evaluate.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,
+                                         target_sensitivity=params["target_sensitivity"],
+                                         n_replicates=params["bootstrap_replicates"], seed=params["seed"])
+    files_test = ds.frame["relpath"].to_numpy()[ds.indices("test")].tolist()
+    out_dir = config.dataset_output_dir(params)
+    record = results.build_record(
+        model_id=model_id, model=name, family=spec.family, study=spec.study, reported=spec.reported,
+        params=params, spec=_spec_dict(spec, size, augmentation), data=_data_summary(ds),
+        training={**training.to_dict(), "mixed_precision": policy, "augmentation": augmentation or None},
+        params_count=models.count_params(model), evaluation=evaluation,
+        model_file=_save_model(model, out_dir, model_id) if params["save_models"] else None)
+    results.save_predictions(out_dir, model_id, files_test, y_test, p_test, ds.class_names)
+    results.save_record(out_dir, model_id, record)
+    return ModelRun(model_id, spec, model, record, training, y_val, p_val, y_test, p_test, ds.class_names,
+                    files_test)
+
+
+def _spec_dict(spec: models.ModelSpec, size: int, augmentation: dict | None) -> dict:
+    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "build"}
+    return {**fields, "image_size_used": size, "augmentation_used": augmentation or None}
+
+
+def _data_summary(ds: Dataset) -> dict:
+    counts = ds.frame.groupby(["split", "class_name"]).size()
+    return {"dataset": ds.name, "manifest_hash": ds.manifest_hash, "class_names": ds.class_names,
+            "positive_class": ds.positive_class, "image_size": int(ds.images.shape[1]),
+            "channels": int(ds.images.shape[-1]),
+            "split_counts": {f"{s}/{c}": int(n) for (s, c), n in counts.items()}}
+
+
+def _save_model(model: Any, out_dir: Path, model_id: str) -> str:
+    """Save a Keras model (``.keras``) or a scikit-learn one (``.joblib``) atomically; returns the path."""
+    if hasattr(model, "save"):
+        path = out_dir / "models" / f"{model_id}.keras"
+        with atomic_path(path) as tmp:
+            final = tmp.with_suffix(".keras")
+            model.save(final)
+            final.replace(tmp)
+    else:
+        import joblib
+
+        path = out_dir / "models" / f"{model_id}.joblib"
+        with atomic_path(path) as tmp:
+            joblib.dump(model, tmp)
+    return str(path.relative_to(out_dir))
+
+
+def plan_table(names: list[str], params: dict) -> "pd.DataFrame":
+    """What each model will be trained with under ``params`` (sizes and epochs after the caps)."""
+    import pandas as pd
+
+    rows = []
+    for name in names:
+        spec = models.get_spec(name)
+        rows.append({"model": name, "family": spec.family, "study": spec.study or "ours",
+                     "input": f"{input_size(spec, params)}² {spec.color_mode}", "optimizer": spec.optimizer,
+                     "learning_rate": spec.learning_rate, "epochs": epochs_for(spec, params) if spec.epochs else "—",
+                     "batch": spec.batch_size or "—", "callbacks": ", ".join(spec.callbacks) or "—",
+                     "augmentation": ", ".join(f"{k} {v}" for k, v in (spec.augmentation or {}).items()) or "—",
+                     "reported_accuracy": (spec.reported or {}).get("accuracy")})
+    return pd.DataFrame(rows)
+
+
+def summary_frame(run: ModelRun) -> "pd.DataFrame":
+    """One model's validation and test metrics at 0.5 and at the validation-chosen threshold."""
+    import pandas as pd
+
+    evaluation, rows = run.record["evaluation"], []
+    for split in ("val", "test"):
+        for point in ("at_0.5", "at_threshold"):
+            metrics = evaluation[split][point]
+            row = {"split": split, "threshold": metrics["threshold"], "accuracy": metrics["accuracy"],
+                   "roc_auc": metrics["roc_auc"]}
+            row.update({f"recall_{c}": metrics["per_class"][c]["recall"] for c in run.class_names})
+            rows.append(row)
+    training = run.record["training"]
+    frame = pd.DataFrame(rows).round(4)
+    frame.attrs["training"] = (f"{training['epochs_run']} epochs, {training['seconds']:.0f} s "
+                               f"({training['seconds_per_epoch']:.1f} s/epoch, {training['mixed_precision']})")
+    return frame.set_index(["split", "threshold"])
