@@ -73,24 +73,38 @@ def predict_scores(model: Any, images: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(images, batch_size=256, verbose=0), dtype=np.float64).reshape(-1)
 
 
-def _train(spec: models.ModelSpec, model: Any, data: Dataset, params: dict, augmentation: dict | None,
-           verbose: int) -> train.TrainResult:
-    train_arrays, val_arrays = data.arrays("train"), data.arrays("val")
-    if spec.family == "svm":
-        return train.fit_svm(model, train_arrays)
-    names = spec.callbacks
+def _fit_member(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict,
+                augmentation: dict | None, seed: int, verbose: int) -> tuple[Any, train.TrainResult]:
+    """Build and fit one Keras model (seeded) on the training split, validating on val."""
+    train.seed_everything(seed)
+    model = models.build_model(spec, input_shape)
     train.compile_model(model, models.make_optimizer(spec.optimizer, spec.learning_rate),
-                        metrics_for_two_target="two_target_stop" in names)
+                        metrics_for_two_target="two_target_stop" in spec.callbacks)
     augmenter = None
     if augmentation:
         from medclf.augment import build_augmenter
 
-        augmenter = build_augmenter(augmentation, seed=params["seed"])
+        augmenter = build_augmenter(augmentation, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
-        callbacks = train.make_callbacks(names, params, spec.learning_rate, Path(tmp) / "best.keras")
-        return train.fit_keras(model, train_arrays, val_arrays, epochs=epochs_for(spec, params),
-                               batch_size=spec.batch_size, callbacks=callbacks, params=params,
-                               augmenter=augmenter, verbose=verbose)
+        callbacks = train.make_callbacks(spec.callbacks, params, spec.learning_rate, Path(tmp) / "best.keras")
+        result = train.fit_keras(model, data.arrays("train"), data.arrays("val"), epochs=epochs_for(spec, params),
+                                 batch_size=spec.batch_size, callbacks=callbacks, params={**params, "seed": seed},
+                                 augmenter=augmenter, verbose=verbose)
+    return model, result
+
+
+def _fit(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict, augmentation: dict | None,
+         verbose: int) -> tuple[Any, train.TrainResult]:
+    """Fit the SVM, one network, or an ensemble of ``spec.ensemble`` networks (seeds seed, seed+1, ...)."""
+    if spec.family == "svm":
+        model = models.build_model(spec, input_shape)
+        return model, train.fit_svm(model, data.arrays("train"))
+    fitted = [_fit_member(spec, input_shape, data, params, augmentation, params["seed"] + i, verbose)
+              for i in range(spec.ensemble)]
+    if spec.ensemble == 1:
+        return fitted[0]
+    members, member_results = zip(*fitted)
+    return models.build_ensemble(members, name=spec.name), train.combine_results(member_results)
 
 
 def run_model(name: str, params: dict, data: DataCache | None = None, *, model_id: str | None = None,
@@ -118,9 +132,7 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
     if augmentation is True:
         augmentation = spec.augmentation
     policy = train.set_precision(params["mixed_precision"]) if spec.family != "svm" else "float64"
-    train.seed_everything(params["seed"])
-    model = models.build_model(spec, (size, size, spec.channels))
-    training = _train(spec, model, ds, params, augmentation or None, verbose)
+    model, training = _fit(spec, (size, size, spec.channels), ds, params, augmentation or None, verbose)
     (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
     p_val, p_test = predict_scores(model, x_val), predict_scores(model, x_test)
     evaluation = evaluate.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,

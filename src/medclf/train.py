@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -189,6 +190,7 @@ class TrainResult:
     best_epoch: int | None
     precision: str
     history: dict[str, list[float]] = field(default_factory=dict)
+    members: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -247,6 +249,18 @@ def best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:
     if not values:
         return None
     return int(np.argmin(values) if monitor.endswith("loss") else np.argmax(values)) + 1
+
+
+def combine_results(results: Sequence[TrainResult]) -> TrainResult:
+    """One result for an ensemble: total time, all epochs; curves and best epoch of the first member."""
+    first = results[0]
+    epochs = sum(r.epochs_run for r in results)
+    seconds = sum(r.seconds for r in results)
+    return TrainResult(seconds=round(seconds, 2), seconds_per_epoch=round(seconds / max(epochs, 1), 2),
+                       epochs_run=epochs, best_epoch=first.best_epoch, precision=first.precision,
+                       history=first.history,
+                       members=[{"epochs_run": r.epochs_run, "best_epoch": r.best_epoch, "seconds": r.seconds}
+                                for r in results])
 
 
 def fit_svm(estimator, train: tuple[np.ndarray, np.ndarray]) -> TrainResult:

@@ -1,0 +1,53 @@
+"""One model end to end on tiny synthetic data: records, predictions, ensembles, saved models."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from medclf import experiment, results
+from medclf.params import load_params
+
+
+@pytest.fixture(scope="module")
+def tiny_params(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    return load_params(overrides={"data_root": str(root / "syn"), "cache_dir": str(root / "cache"),
+                                  "output_dir": str(root / "out"), "synthetic_images_per_class": 60,
+                                  "synthetic_image_size": 32, "max_epochs": 1, "max_image_size": 32,
+                                  "bootstrap_replicates": 50})
+
+
+@pytest.mark.parametrize("name", ["svm_pixels", "cnn_baseline_8", "cnn_ours_chest_ensemble"])
+def test_run_model_writes_records_and_predictions(tiny_params, name):
+    run = experiment.run_model(name, tiny_params)
+    out = tiny_params["output_dir"] + "/synthetic"
+    record = json.loads((results.record_path(out, name)).read_text())
+    predictions = pd.read_csv(results.predictions_path(out, name))
+    assert len(predictions) == len(run.y_test) and set(predictions.columns) >= {"file", "true_label", "probability"}
+    assert predictions["probability"].between(0, 1).all()
+    assert record["evaluation"]["threshold"] == run.threshold
+    assert record["spec"]["image_size_used"] == min(32, run.spec.image_size)
+    assert record["data"]["manifest_hash"] and record["training"]["mixed_precision"]
+    assert (results.record_path(out, name).parent.parent / record["model_file"]).is_file()
+    if run.spec.ensemble > 1:
+        assert len(record["training"]["members"]) == run.spec.ensemble
+
+
+def test_saved_keras_model_reproduces_the_predictions(tiny_params):
+    import keras
+    import numpy as np
+
+    run = experiment.run_model("cnn_baseline_8", tiny_params, model_id="reload_check")
+    model = keras.models.load_model(f"{tiny_params['output_dir']}/synthetic/models/reload_check.keras")
+    data = experiment.DataCache(tiny_params).get(32, "rgb")
+    again = experiment.predict_scores(model, data.arrays("test")[0])
+    np.testing.assert_allclose(again, run.p_test, atol=1e-2)
+
+
+def test_plan_table_applies_caps(tiny_params):
+    plan = experiment.plan_table(["cnn_bn5", "svm_pixels"], {**tiny_params, "max_epochs": 7, "max_image_size": 64})
+    assert plan.loc[0, "input"] == "64² grayscale" and plan.loc[0, "epochs"] == 7
+    assert plan.loc[1, "epochs"] == "—"

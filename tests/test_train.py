@@ -1,0 +1,121 @@
+"""Training helpers: precision detection, class weights, callbacks, timing records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medclf import train
+from medclf.augment import build_augmenter, check_augmentation
+
+AMX_CPU = "processor : 0\nflags : fpu sse avx512f amx_bf16 amx_tile\n"
+OLD_CPU = "processor : 0\nflags : fpu sse avx2\n"
+
+
+def test_bf16_detection_reads_cpu_flags():
+    assert train.cpu_has_bf16(AMX_CPU) and not train.cpu_has_bf16(OLD_CPU)
+    assert train.cpu_has_bf16("flags : avx512_bf16\n")
+
+
+def test_precision_policy_modes(monkeypatch):
+    monkeypatch.setattr(train, "gpu_has_bf16", lambda: False)
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda cpuinfo=None: False)
+    assert train.precision_policy("auto") == "float32"
+    assert train.precision_policy("on") == "mixed_bfloat16"
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda cpuinfo=None: True)
+    assert train.precision_policy("auto") == "mixed_bfloat16"
+    assert train.precision_policy("off") == "float32"
+    with pytest.raises(ValueError, match="auto, on or off"):
+        train.precision_policy("maybe")
+
+
+def test_class_weights_are_balanced():
+    weights = train.class_weights(np.array([0] * 25 + [1] * 75))
+    assert weights == pytest.approx({0: 2.0, 1: 2 / 3})
+
+
+def test_step_decay_halves_every_ten_epochs():
+    schedule = train.step_decay(2e-3)
+    assert [schedule(e) for e in (0, 9, 10, 25)] == pytest.approx([2e-3, 2e-3, 1e-3, 5e-4])
+
+
+def test_best_epoch_follows_the_monitor_direction():
+    history = {"val_loss": [0.5, 0.3, 0.4], "val_auc": [0.8, 0.9, 0.95]}
+    assert train.best_epoch(history, "val_loss") == 2 and train.best_epoch(history, "val_auc") == 3
+    assert train.best_epoch(history, "val_accuracy") is None
+
+
+def test_make_callbacks_by_name():
+    params = {"monitor": "val_auc", "patience": 4}
+    made = train.make_callbacks(("early_stopping", "reduce_lr", "step_decay", "two_target_stop"), params, 1e-3)
+    assert [type(c).__name__ for c in made] == ["EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler",
+                                                "TwoTargetEarlyStopping"]
+    assert made[0].restore_best_weights and made[0].monitor == "val_auc"
+    with pytest.raises(ValueError, match="unknown callback 'warp'"):
+        train.make_callbacks(("warp",), params, 1e-3)
+
+
+class FakeModel:
+    """Stands in for a Keras model: weights are the epoch number they were taken at."""
+
+    def __init__(self):
+        self.epoch, self.stop_training, self.weights = 0, False, None
+
+    def get_weights(self):
+        return self.epoch
+
+    def set_weights(self, weights):
+        self.weights = weights
+
+
+def run_two_target(logs: list[tuple[float, float]], patience: int = 2) -> tuple[int | None, int]:
+    _, TwoTarget = train._callback_classes()
+    callback, model = TwoTarget(accuracy_target=0.9, recall_target=0.95, patience=patience), FakeModel()
+    callback.set_model(model)
+    callback.on_train_begin()
+    for epoch, (accuracy, recall) in enumerate(logs):
+        model.epoch = epoch
+        callback.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_recall": recall})
+        if model.stop_training:
+            break
+    callback.on_train_end()
+    return model.weights, epoch
+
+
+def test_two_target_stop_waits_for_both_targets_then_patience():
+    # epochs 0-1 miss a target; 2 meets both; 3 improves accuracy; 4-5 do not improve: stop at 5
+    weights, stopped = run_two_target([(0.95, 0.9), (0.85, 0.99), (0.91, 0.96), (0.93, 0.96), (0.92, 0.95),
+                                       (0.92, 0.96), (0.99, 0.99)])
+    assert stopped == 5 and weights == 3  # best epoch's weights restored
+
+
+def test_two_target_stop_never_fires_when_targets_are_not_met():
+    weights, stopped = run_two_target([(0.5, 0.5)] * 6)
+    assert weights is None and stopped == 5
+
+
+def test_combine_results_sums_members():
+    a = train.TrainResult(10.0, 2.0, 5, 3, "float32", {"loss": [1.0]})
+    b = train.TrainResult(6.0, 2.0, 3, 2, "float32", {"loss": [2.0]})
+    combined = train.combine_results([a, b])
+    assert (combined.seconds, combined.epochs_run, combined.seconds_per_epoch) == (16.0, 8, 2.0)
+    assert combined.history == {"loss": [1.0]} and len(combined.members) == 2
+
+
+def test_augmentation_config_is_checked():
+    assert build_augmenter({}) is None
+    with pytest.raises(ValueError, match="unknown augmentation 'blur'"):
+        check_augmentation({"blur": 1})
+    with pytest.raises(ValueError, match="flip must be one of"):
+        check_augmentation({"flip": "diagonal"})
+    with pytest.raises(ValueError, match="rotation must be a non-negative number"):
+        check_augmentation({"rotation": -1})
+
+
+def test_augmenter_keeps_shape_and_pixel_range():
+    augmenter = build_augmenter({"flip": "horizontal", "rotation": 0.1, "zoom": 0.1, "translation": 0.1,
+                                 "shear": 0.1, "brightness": 0.2, "contrast": 0.2}, seed=1)
+    images = np.random.default_rng(0).integers(0, 256, (4, 24, 24, 1)).astype("float32")
+    out = np.asarray(augmenter(images, training=True))
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 255
+    assert not np.allclose(out, images)
