@@ -54,14 +54,31 @@ class ModelRun:
         return self.record["evaluation"]["threshold"]
 
 
+OVERRIDABLE = ("image_size", "epochs", "batch_size", "learning_rate")
+
+
+def resolve_spec(name: str, params: dict) -> models.ModelSpec:
+    """The registered spec with ``params["model_overrides"][name]`` applied.
+
+    Raises:
+        ValueError: an override key outside :data:`OVERRIDABLE`.
+    """
+    spec = models.get_spec(name)
+    changes = (params.get("model_overrides") or {}).get(name) or {}
+    unknown = sorted(set(changes) - set(OVERRIDABLE))
+    if unknown:
+        raise ValueError(f"model_overrides.{name}.{unknown[0]} is not overridable; valid: {', '.join(OVERRIDABLE)}")
+    return dataclasses.replace(spec, **changes) if changes else spec
+
+
 def input_size(spec: models.ModelSpec, params: dict) -> int:
-    """The study's input size, capped by ``params["max_image_size"]`` when set."""
+    """The spec's input size, capped by ``params["max_image_size"]`` when set."""
     cap = params["max_image_size"]
     return min(spec.image_size, cap) if cap else spec.image_size
 
 
 def epochs_for(spec: models.ModelSpec, params: dict) -> int:
-    """The study's epoch budget, capped by ``params["max_epochs"]`` when set."""
+    """The spec's epoch budget, capped by ``params["max_epochs"]`` when set."""
     cap = params["max_epochs"]
     return min(spec.epochs, cap) if cap else spec.epochs
 
@@ -124,7 +141,7 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         The :class:`ModelRun`; ``results/<model_id>.json``, ``predictions/<model_id>.csv`` and
         (when ``params["save_models"]``) ``models/<model_id>.keras`` are written.
     """
-    spec = models.get_spec(name)
+    spec = resolve_spec(name, params)
     model_id = model_id or name
     data = data or DataCache(params)
     size = input_size(spec, params)
@@ -188,7 +205,7 @@ def plan_table(names: list[str], params: dict) -> "pd.DataFrame":
 
     rows = []
     for name in names:
-        spec = models.get_spec(name)
+        spec = resolve_spec(name, params)
         rows.append({"model": name, "family": spec.family, "study": spec.study or "ours",
                      "input": f"{input_size(spec, params)}² {spec.color_mode}", "optimizer": spec.optimizer,
                      "learning_rate": spec.learning_rate, "epochs": epochs_for(spec, params) if spec.epochs else "—",
