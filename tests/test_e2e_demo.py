@@ -31,8 +31,12 @@ def test_demo_profile_end_to_end(tmp_path):
     assert len(figures) >= 5
     counts = (out / "tables" / "eda_counts.md").read_text()
     assert "synthetic" in counts.lower()
+    baselines = (out / "tables" / "baselines.md").read_text()
+    assert "SYNTHETIC DATA" in baselines and "cnn_ours_chest" in baselines
+    assert (out / "tables" / "study_reproduction.md").is_file()
+    assert len(list((out / "results").glob("*.json"))) == len(list((out / "predictions").glob("*.csv"))) >= 4
     run_info = json.loads((out / "run.json").read_text())
-    assert run_info["notebooks"]["eda"]["status"] == "ok"
+    assert {name: entry["status"] for name, entry in run_info["notebooks"].items()} == {"eda": "ok", "baselines": "ok"}
     assert run_info["params"]["dataset"] == "synthetic" and run_info["params_hash"]
 
     again = run_all(*overrides)

@@ -15,7 +15,11 @@ brightness         fraction of the 0–255 range (RandomBrightness)
 contrast           factor, e.g. 0.2 = ×0.8–1.2 (RandomContrast)
 =================  ==========================================================================
 
-Images stay in the 0–255 range the models expect (they rescale inside the model).
+Images stay in the 0–255 range the models expect (they rescale inside the model). Geometric
+transforms fill new pixels from the nearest edge pixel (``fill_mode="nearest"``, the default of
+the studies' ImageDataGenerator): black fill would teach the model that training images have black
+borders, and shifted its scores on clean validation/test images (measured: validation-chosen
+thresholds near 0.03 instead of about 0.5).
 """
 
 from __future__ import annotations
@@ -49,14 +53,14 @@ def build_augmenter(config: dict[str, Any], seed: int = 0):
     if config.get("flip"):
         pieces.append(layers.RandomFlip(config["flip"], seed=seed))
     if config.get("rotation"):
-        pieces.append(layers.RandomRotation(config["rotation"], fill_mode="constant", seed=seed))
+        pieces.append(layers.RandomRotation(config["rotation"], fill_mode="nearest", seed=seed))
     if config.get("zoom"):
-        pieces.append(layers.RandomZoom(config["zoom"], fill_mode="constant", seed=seed))
+        pieces.append(layers.RandomZoom(config["zoom"], fill_mode="nearest", seed=seed))
     if config.get("translation"):
-        pieces.append(layers.RandomTranslation(config["translation"], config["translation"], fill_mode="constant",
+        pieces.append(layers.RandomTranslation(config["translation"], config["translation"], fill_mode="nearest",
                                                seed=seed))
     if config.get("shear"):
-        pieces.append(layers.RandomShear(x_factor=config["shear"], y_factor=config["shear"], fill_mode="constant",
+        pieces.append(layers.RandomShear(x_factor=config["shear"], y_factor=config["shear"], fill_mode="nearest",
                                          seed=seed))
     if config.get("brightness"):
         pieces.append(layers.RandomBrightness(config["brightness"], value_range=(0, 255), seed=seed))

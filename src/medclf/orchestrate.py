@@ -384,6 +384,7 @@ def main(argv: list[str] | None = None, *, registry: tuple[Notebook, ...] | list
         return int(exc.code or 0)
     registry = tuple(registry if registry is not None else REGISTRY)
     notebooks_dir = Path(notebooks_dir or config.NOTEBOOKS_DIR)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kernels inherit it: no TensorFlow start-up noise
     try:
         return _run(args, registry, notebooks_dir)
     except _user_errors() as exc:

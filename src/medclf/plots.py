@@ -292,6 +292,14 @@ def plot_confusion(ax, cm, class_names: Sequence[str], normalize: bool = False):
     return ax.figure
 
 
+def _draw_curve(display_class, ax, y, p, label: str):
+    """Draw one sklearn curve Display from predictions, adding the chance level only once per axes."""
+    draw_chance = not any(line.get_gid() == "medclf-chance" for line in ax.lines)
+    display_class.from_predictions(y, p, name=label, ax=ax, plot_chance_level=draw_chance,
+                                   chance_level_kw={"gid": "medclf-chance"} if draw_chance else None)
+    return ax.figure
+
+
 def plot_roc(ax, y, p, label: str):
     """ROC curve of one model (with its AUC in the legend) and the chance diagonal.
 
@@ -306,9 +314,7 @@ def plot_roc(ax, y, p, label: str):
     """
     from sklearn.metrics import RocCurveDisplay
 
-    draw_chance = not any(line.get_gid() == "medclf-chance" for line in ax.lines)
-    RocCurveDisplay.from_predictions(y, p, name=label, ax=ax, plot_chance_level=draw_chance,
-                                     chance_level_kw={"gid": "medclf-chance"} if draw_chance else None)
+    _draw_curve(RocCurveDisplay, ax, y, p, label)
     ax.set_xlabel("false positive rate (1 − specificity)")
     ax.set_ylabel("true positive rate (sensitivity)")
     ax.set_title("ROC curve")
@@ -318,20 +324,11 @@ def plot_roc(ax, y, p, label: str):
 def plot_pr(ax, y, p, label: str):
     """Precision-recall curve of class 1 (average precision in the legend) and the chance level.
 
-    Args:
-        ax: target axes; call again on the same axes to overlay models.
-        y: labels, 0/1 (1 = disease).
-        p: predicted probabilities (or scores) of class 1.
-        label: curve name in the legend.
-
-    Returns:
-        The figure.
+    Arguments and return value as :func:`plot_roc`.
     """
     from sklearn.metrics import PrecisionRecallDisplay
 
-    draw_chance = not any(line.get_gid() == "medclf-chance" for line in ax.lines)
-    PrecisionRecallDisplay.from_predictions(y, p, name=label, ax=ax, plot_chance_level=draw_chance,
-                                            chance_level_kw={"gid": "medclf-chance"} if draw_chance else None)
+    _draw_curve(PrecisionRecallDisplay, ax, y, p, label)
     ax.set_title("Precision-recall curve (disease class)")
     return ax.figure
 
