@@ -65,13 +65,11 @@ class Dataset:
         idx = self.indices(split)
         return self.images[idx], self.frame["label"].to_numpy()[idx]
 
-    def tf_dataset(self, split: str, batch_size: int = 32, shuffle: bool = False, seed: int | None = None):
-        """A batched, prefetched ``tf.data.Dataset`` of ``(uint8 image, label)`` from memory."""
-        import tensorflow as tf
+    def tf_dataset(self, split: str, batch_size: int = 32, shuffle: bool = False, seed: int | None = None,
+                   augmenter=None):
+        """A batched, prefetched ``tf.data.Dataset`` of ``(uint8 image, label)`` from memory
+        (see :func:`medclf.train.make_dataset`)."""
+        from medclf.train import make_dataset
 
-        x, y = self.arrays(split)
-        ds = tf.data.Dataset.from_tensor_slices((x, y.astype("float32")))
-        if shuffle:
-            ds = ds.shuffle(len(x), seed=self.params.get("seed") if seed is None else seed,
-                            reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        seed = self.params.get("seed", 0) if seed is None else seed
+        return make_dataset(*self.arrays(split), batch_size, shuffle=shuffle, seed=seed, augmenter=augmenter)
