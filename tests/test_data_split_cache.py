@@ -145,3 +145,11 @@ def test_npz_official_splits(tmp_path):
     assert ds.images.shape == (34, 32, 32, 3)
     assert ds.frame.groupby("split").size().to_dict() == {"test": 8, "train": 20, "val": 6}
     assert ds.positive_class == "pneumonia" and ds.frame["label"].sum() == 17
+
+
+def test_tf_dataset_feeds_uint8_batches_from_memory(make_tree, folder_params):
+    root = make_tree({"": {"A": 10, "B": 10}})
+    ds = load_dataset(folder_params(root, val_fraction=0.2, test_fraction=0.2))
+    images, labels = next(iter(ds.tf_dataset("train", batch_size=4, shuffle=True)))
+    assert tuple(images.shape) == (4, 16, 16, 1) and images.dtype.name == "uint8"
+    assert set(labels.numpy().tolist()) <= {0.0, 1.0}
