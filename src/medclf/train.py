@@ -8,6 +8,7 @@ bf16 (CPUs with AMX or AVX512-BF16, GPUs of compute capability 8.0 or newer); th
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,6 +86,7 @@ def _keras():
     return keras
 
 
+@functools.cache
 def _callback_classes():
     """Callback classes are defined lazily so importing this module does not import TensorFlow."""
     keras = _keras()

@@ -21,7 +21,7 @@ import pandas as pd
 from medclf import config
 from medclf.data import cache, download, synthetic
 from medclf.data.dataset import FRAME_COLUMNS, SPLITS, Dataset
-from medclf.data.decode import CHANNELS, decode_bytes, decode_files
+from medclf.data.decode import CHANNELS, decode_files, to_array
 from medclf.data.discover import discover, extract_groups, listing_signature
 from medclf.data.errors import DataError
 from medclf.data.split import assign_splits, leaking_groups
@@ -175,19 +175,7 @@ def _resize_arrays(images: np.ndarray, params: dict) -> np.ndarray:
     size, mode = params["image_size"], params["color_mode"]
     if images.shape[1:3] == (size, size) and (images.ndim == 3) == (mode == "grayscale"):
         return images.reshape(len(images), size, size, CHANNELS[mode])
-    out = []
-    for image in images:
-        buffer = _png_bytes(Image.fromarray(image))
-        out.append(decode_bytes(buffer, size, mode, params["resize"]).array)
-    return np.stack(out)
-
-
-def _png_bytes(image) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return np.stack([to_array(Image.fromarray(image), size, mode, params["resize"]) for image in images])
 
 
 def duplicate_groups(ds: Dataset) -> pd.DataFrame:

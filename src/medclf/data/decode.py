@@ -60,6 +60,13 @@ def resize_square(img: Image.Image, size: int, method: str) -> Image.Image:
     return img.resize((size, size), Image.Resampling.BILINEAR)
 
 
+def to_array(img: Image.Image, size: int, color_mode: str, resize: str = "stretch") -> np.ndarray:
+    """A decoded PIL image of any mode as a ``(size, size, channels)`` uint8 array."""
+    converted = to_8bit(img).convert("L" if color_mode == "grayscale" else "RGB")
+    array = np.asarray(resize_square(converted, size, resize), dtype=np.uint8)
+    return array.reshape(size, size, CHANNELS[color_mode])
+
+
 def decode_bytes(data: bytes, size: int, color_mode: str, resize: str = "stretch") -> Decoded:
     """Decode image bytes to a ``(size, size, channels)`` uint8 array; never raises for bad data."""
     digest = hashlib.sha256(data).hexdigest()
@@ -69,11 +76,9 @@ def decode_bytes(data: bytes, size: int, color_mode: str, resize: str = "stretch
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 mode, (width, height) = img.mode, img.size
-                converted = to_8bit(img).convert("L" if color_mode == "grayscale" else "RGB")
+                array = to_array(img, size, color_mode, resize)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
         return Decoded(None, digest, error=_describe(exc))
-    array = np.asarray(resize_square(converted, size, resize), dtype=np.uint8)
-    array = array.reshape(size, size, CHANNELS[color_mode])
     return Decoded(array, digest, width, height, mode)
 
 
