@@ -165,6 +165,8 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         model_file=_save_model(model, out_dir, model_id) if params["save_models"] else None)
     results.save_predictions(out_dir, model_id, files_test, y_test, p_test, ds.class_names)
     results.save_record(out_dir, model_id, record)
+    if record["model_file"]:
+        results.save_model_card(out_dir / record["model_file"], record)
     return ModelRun(model_id, spec, model, record, training, y_val, p_val, y_test, p_test, ds.class_names,
                     files_test)
 

@@ -178,6 +178,18 @@ def save_record(out_dir: str | os.PathLike, model_id: str, record: dict) -> Path
     return io.write_json(record_path(out_dir, model_id), _jsonable(record))
 
 
+def model_card_path(model_path: str | os.PathLike) -> Path:
+    """The record kept beside a saved model: ``models/<id>.keras`` → ``models/<id>.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def save_model_card(model_path: str | os.PathLike, record: dict) -> Path:
+    """Write ``record`` beside the saved model (atomic), so the model file travels with its input size,
+    colour mode, resize mode, class names and validation-chosen threshold (what ``predict`` needs)."""
+    validate_record(record)
+    return io.write_json(model_card_path(model_path), _jsonable(record))
+
+
 def save_predictions(out_dir: str | os.PathLike, model_id: str, relpaths: Sequence[str], y_true, p,
                      class_names: Sequence[str]) -> Path:
     """Write ``<out_dir>/predictions/<model_id>.csv``: one row per test image (atomic).
