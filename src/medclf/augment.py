@@ -20,18 +20,36 @@ transforms fill new pixels from the nearest edge pixel (``fill_mode="nearest"``,
 the studies' ImageDataGenerator): black fill would teach the model that training images have black
 borders, and shifted its scores on clean validation/test images (measured: validation-chosen
 thresholds near 0.03 instead of about 0.5).
+
+Each layer gets its own seed derived from ``seed`` (:func:`layer_seeds`): Keras layers given the
+same seed draw the same uniform numbers, which would tie every transform to one random number
+(the largest rotation always coming with the largest zoom, shift and brightness change).
+
+:func:`augment_variants` draws a few augmented copies of given images, seeded, for previews.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 AUGMENTATION_KEYS = ("flip", "rotation", "zoom", "translation", "shear", "brightness", "contrast")
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 
-def check_augmentation(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate an augmentation mapping; raise ValueError naming a bad key or value."""
+def check_augmentation(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate an augmentation mapping (``None`` is no augmentation); return it as a dict.
+
+    Raises:
+        ValueError: not a mapping, an unknown key (the message lists the valid ones) or a bad value.
+    """
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise ValueError(f"augmentation must be a mapping of {', '.join(AUGMENTATION_KEYS)} to values; "
+                         f"got {type(config).__name__}")
     for key, value in config.items():
         if key not in AUGMENTATION_KEYS:
             raise ValueError(f"unknown augmentation '{key}'; valid: {', '.join(AUGMENTATION_KEYS)}")
@@ -40,30 +58,68 @@ def check_augmentation(config: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"augmentation flip must be one of {', '.join(FLIP_MODES)} or null; got {value!r}")
         elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise ValueError(f"augmentation {key} must be a non-negative number; got {value!r}")
-    return config
+    return dict(config)
 
 
-def build_augmenter(config: dict[str, Any], seed: int = 0):
-    """A ``keras.Sequential`` of the configured random transforms, or ``None`` when all are off."""
+def layer_seeds(seed: int, n: int) -> list[int]:
+    """``n`` independent seeds for the layers of one augmenter, derived from ``seed`` (same seed, same list)."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n) % (2**31 - 1)]
+
+
+def build_augmenter(config: Mapping[str, Any] | None, seed: int = 0):
+    """A ``keras.Sequential`` of the configured random transforms, or ``None`` when all are off.
+
+    Transforms apply in the order of :data:`AUGMENTATION_KEYS`, each layer seeded independently
+    (:func:`layer_seeds`), so a fresh augmenter built with the same seed repeats the same draws.
+
+    Raises:
+        ValueError: see :func:`check_augmentation`.
+    """
     import keras
     from keras import layers
 
-    check_augmentation(config)
-    pieces = []
-    if config.get("flip"):
-        pieces.append(layers.RandomFlip(config["flip"], seed=seed))
-    if config.get("rotation"):
-        pieces.append(layers.RandomRotation(config["rotation"], fill_mode="nearest", seed=seed))
-    if config.get("zoom"):
-        pieces.append(layers.RandomZoom(config["zoom"], fill_mode="nearest", seed=seed))
-    if config.get("translation"):
-        pieces.append(layers.RandomTranslation(config["translation"], config["translation"], fill_mode="nearest",
-                                               seed=seed))
-    if config.get("shear"):
-        pieces.append(layers.RandomShear(x_factor=config["shear"], y_factor=config["shear"], fill_mode="nearest",
-                                         seed=seed))
-    if config.get("brightness"):
-        pieces.append(layers.RandomBrightness(config["brightness"], value_range=(0, 255), seed=seed))
-    if config.get("contrast"):
-        pieces.append(layers.RandomContrast(config["contrast"], value_range=(0, 255), seed=seed))
-    return keras.Sequential(pieces, name="augmentation") if pieces else None
+    config = check_augmentation(config)
+    makers = {
+        "flip": lambda v, s: layers.RandomFlip(v, seed=s),
+        "rotation": lambda v, s: layers.RandomRotation(v, fill_mode="nearest", seed=s),
+        "zoom": lambda v, s: layers.RandomZoom(v, fill_mode="nearest", seed=s),
+        "translation": lambda v, s: layers.RandomTranslation(v, v, fill_mode="nearest", seed=s),
+        "shear": lambda v, s: layers.RandomShear(x_factor=v, y_factor=v, fill_mode="nearest", seed=s),
+        "brightness": lambda v, s: layers.RandomBrightness(v, value_range=(0, 255), seed=s),
+        "contrast": lambda v, s: layers.RandomContrast(v, value_range=(0, 255), seed=s),
+    }
+    active = [key for key in AUGMENTATION_KEYS if config.get(key)]
+    if not active:
+        return None
+    pieces = [makers[key](config[key], s) for key, s in zip(active, layer_seeds(seed, len(active)))]
+    return keras.Sequential(pieces, name="augmentation")
+
+
+def augment_variants(images: np.ndarray, config: Mapping[str, Any] | None, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` augmented copies of each image, as training would draw them (for previews).
+
+    Args:
+        images: ``(N, H, W, C)`` pixels in 0..255 (uint8 or float).
+        config: an augmentation mapping (see the module docstring); empty or ``None`` gives copies.
+        n: copies per image.
+        seed: same seed, same copies.
+
+    Returns:
+        ``(N, n, H, W, C)`` with the dtype of ``images`` (uint8 results are rounded and clipped).
+
+    Raises:
+        ValueError: ``images`` not 4-D, ``n`` not a positive integer, or a bad ``config``.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, height, width, channels); got shape {images.shape}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer; got {n!r}")
+    augmenter = build_augmenter(config, seed=seed)
+    if augmenter is None:
+        return np.repeat(images[:, None], n, axis=1)
+    batch = images.astype(np.float32)
+    copies = np.stack([np.asarray(augmenter(batch, training=True), dtype=np.float32) for _ in range(n)], axis=1)
+    if images.dtype == np.uint8:
+        return np.clip(np.rint(copies), 0, 255).astype(np.uint8)
+    return copies.astype(images.dtype)

@@ -72,6 +72,8 @@ SPECS: dict[str, Spec] = {
     "eda_samples_per_class": Spec(int, "EDA: images per class in the sample grid."),
     "report_hide_code": Spec(bool, "Rendered HTML reports hide code cells."),
     "baselines": Spec(list, "Models the baselines notebook trains (names from medclf.models.MODELS)."),
+    "augmentation_models": Spec(list, "Models the augmentation notebook trains twice, with and without their "
+                                      "augmentation, to compare on the same test images."),
     "max_epochs": Spec(int, "Cap on every model's epoch budget (the study's by default); null: no cap.",
                        nullable=True),
     "max_image_size": Spec(int, "Cap on every model's input size (the study's by default); null: no cap.",

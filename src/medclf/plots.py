@@ -444,3 +444,39 @@ def plot_metric_intervals(ax, table, metric: str = "accuracy"):
     ax.set_xlabel(f"test {metric} at the validation-chosen threshold (95% CI)")
     ax.grid(axis="x", alpha=0.3)
     return ax.figure
+
+
+def plot_augmentation_preview(axes, images: np.ndarray, variants: np.ndarray,
+                              row_labels: Sequence[str] | None = None, title: str | None = None):
+    """Each image next to augmented copies of it: one row per image, the original first.
+
+    Args:
+        axes: 2-D array of axes, ``(images, 1 + copies)`` (``plt.subplots(..., squeeze=False)``).
+        images: ``(N, H, W, C)`` originals.
+        variants: ``(N, n, H, W, C)`` copies, from :func:`medclf.augment.augment_variants`.
+        row_labels: optional label per image (e.g. its class), written left of each row.
+        title: optional figure title (e.g. the augmentation setting).
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: ``variants`` does not hold copies of ``images``, or the axes grid does not fit.
+    """
+    images, variants = np.asarray(images), np.asarray(variants)
+    if variants.ndim != images.ndim + 1 or variants.shape[0] != images.shape[0] \
+            or variants.shape[2:] != images.shape[1:]:
+        raise ValueError(f"variants must be (N, n, *image shape) for images of shape {images.shape}; "
+                         f"got {variants.shape}")
+    axes = np.asarray(axes)
+    if axes.shape != (images.shape[0], variants.shape[1] + 1):
+        raise ValueError(f"axes must be a ({images.shape[0]}, {variants.shape[1] + 1}) grid; got {axes.shape}")
+    for row, (image, copies) in enumerate(zip(images, variants)):
+        show_image(axes[row, 0], image, "original" if row == 0 else None)
+        for col, copy in enumerate(copies, start=1):
+            show_image(axes[row, col], copy, f"augmented {col}" if row == 0 else None)
+        if row_labels is not None:
+            axes[row, 0].set_ylabel(row_labels[row], fontsize=11)
+    if title:
+        axes[0, 0].figure.suptitle(title)
+    return axes[0, 0].figure
