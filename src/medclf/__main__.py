@@ -4,6 +4,9 @@ Commands:
     params [--markdown]   print the parameter reference (Markdown table for the README)
     data DATASET [--data-root PATH] [-p key=value ...]
                           load (decode + cache) a data set and print its counts and data report
+    predict --model PATH IMAGE_OR_FOLDER... [--out CSV] [--threshold T] [--gradcam DIR]
+                          score images with a saved model and the preprocessing and threshold
+                          of its model card (models/<id>.json beside it); writes a CSV
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from medclf import predict
 from medclf.params import ParamError, load_params, markdown_table, parse_override
 
 
@@ -41,10 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     data_cmd.add_argument("--data-root")
     data_cmd.add_argument("--profile")
     data_cmd.add_argument("-p", action="append", default=[], metavar="KEY=VALUE")
+    predict.add_arguments(commands.add_parser("predict", help="score images with a saved model"))
     args = parser.parse_args(argv)
     if args.command == "params":
         print(markdown_table())
         return 0
+    if args.command == "predict":
+        return predict.run(args)
     return _data_summary(args)
 
 
