@@ -149,7 +149,15 @@ def test_settings_per_dataset():
     malaria = study.augmentation_settings("malaria")
     assert list(malaria) == ["ours_cnn_ours_malaria"]
     table = study.settings_table(chest)
-    assert list(table.columns) == list(AUGMENTATION_KEYS) and table.loc["S4_cnn_2conv_64", "rotation"] == "—"
+    assert list(table.columns) == [*AUGMENTATION_KEYS, "in words"]
+    assert table.loc["S4_cnn_2conv_64", "rotation"] == "—"
+    assert table.loc["S4_cnn_2conv_64", "in words"] == "flip horizontal, zoom ±20%, shear 0.2"
+
+
+def test_describe_setting():
+    assert study.describe_setting({"rotation": 40 / 360, "translation": 0.2, "contrast": 0.2, "brightness": 0.1}) == \
+        "rotation ±40°, shift ±20%, brightness ±10%, contrast ×0.8–1.2"
+    assert study.describe_setting(None) == "none"
 
 
 def test_check_models():
@@ -251,3 +259,10 @@ def test_pair_refuses_misaligned_files(pair):
 def test_models_with_augmentation_exist_for_each_dataset():
     for dataset in models.DATASETS:
         assert any(models.get_spec(n).augment for n in models.model_names(dataset=dataset))
+
+
+def test_summary_markdown_names_each_model(pair):
+    out_dir, *_ = pair
+    table = study.augmentation_table(out_dir, ["m"])
+    text = study.summary_markdown(table)
+    assert text.startswith("- `m`: test accuracy") and "McNemar p = " in text and text.count("\n") == 0

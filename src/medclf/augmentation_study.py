@@ -76,9 +76,25 @@ def augmentation_settings(dataset: str) -> dict[str, dict]:
     return settings
 
 
+def describe_setting(config: Mapping[str, Any] | None) -> str:
+    """A setting in words, e.g. ``"flip horizontal, rotation ±40°, zoom ±10%, contrast ×0.8–1.2"``."""
+    words = {
+        "flip": lambda v: f"flip {v}",
+        "rotation": lambda v: f"rotation ±{v * 360:.0f}°",
+        "zoom": lambda v: f"zoom ±{v:.0%}",
+        "translation": lambda v: f"shift ±{v:.0%}",
+        "shear": lambda v: f"shear {v:g}",
+        "brightness": lambda v: f"brightness ±{v:.0%}",
+        "contrast": lambda v: f"contrast ×{max(1 - v, 0):g}–{1 + v:g}",
+    }
+    config = check_augmentation(config)
+    return ", ".join(words[key](config[key]) for key in AUGMENTATION_KEYS if config.get(key)) or "none"
+
+
 def settings_table(settings: Mapping[str, Mapping]) -> pd.DataFrame:
-    """One row per setting, one column per transform (``—`` where it is off)."""
-    rows = {label: {key: check_augmentation(config).get(key) or "—" for key in AUGMENTATION_KEYS}
+    """One row per setting: each transform's factor (``—`` where it is off) and the setting in words."""
+    rows = {label: {**{key: check_augmentation(config).get(key) or "—" for key in AUGMENTATION_KEYS},
+                    "in words": describe_setting(config)}
             for label, config in settings.items()}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("setting")
 
@@ -274,3 +290,18 @@ def augmentation_table(out_dir: str | os.PathLike, names: Sequence[str]) -> pd.D
         record_aug, pred_aug = load_arm(out_dir, arm_model_id(name, True))
         frames.append(compare_pair(record_no, pred_no, record_aug, pred_aug))
     return pd.concat(frames, ignore_index=True)
+
+
+def summary_markdown(table: pd.DataFrame, alpha: float = 0.05) -> str:
+    """One Markdown bullet per model of an :func:`augmentation_table`: the accuracy change, its paired
+    interval, McNemar's counts and p-value, and whether p < ``alpha``."""
+    lines = []
+    for model, rows in table.groupby("model", sort=False):
+        no, aug, delta = (rows[rows["arm"] == arm].iloc[0] for arm in (*ARMS, DELTA))
+        verdict = "a difference" if delta["mcnemar_p"] < alpha else "no evidence of a difference"
+        lines.append(f"- `{model}`: test accuracy {no['accuracy']:.3f} → {aug['accuracy']:.3f} with augmentation "
+                     f"({delta['accuracy']:+.3f}, paired 95% CI {delta['accuracy_ci_low']:+.3f} to "
+                     f"{delta['accuracy_ci_high']:+.3f}); {int(delta['only_aug_right'])} images only the augmented "
+                     f"model gets right, {int(delta['only_no_aug_right'])} only the other; McNemar p = "
+                     f"{delta['mcnemar_p']:.3g} ({verdict} at α = {alpha}).")
+    return "\n".join(lines)
