@@ -94,3 +94,44 @@ def test_versions(tmp_path):
     assert versions.git_info(tmp_path / "missing") == {"commit": None, "dirty": None}
     info = versions.git_info(tmp_path)
     assert info["commit"] is None
+
+
+def test_headline_merges_intervals_and_marks_the_best(tmp_path):
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    pd.DataFrame({"family": ["svm", "cnn"], "model_id": ["svm_pixels", "cnn_deeper"],
+                  "accuracy": [0.81891, 0.77884], "accuracy_ci_low": [0.787, 0.747],
+                  "accuracy_ci_high": [0.848, 0.806], "roc_auc": [0.92, None], "roc_auc_ci_low": [0.9, None],
+                  "roc_auc_ci_high": [0.94, None], "overall_best": [False, True]}).to_csv(tables / "headline.csv",
+                                                                                           index=False)
+    page = report.headline_html(tables)
+    assert "<th>accuracy (95% CI)</th>" in page and "0.819 [0.787, 0.848]" in page
+    assert "ci_low" not in page and "★ best on validation" in page
+    assert page.count("★") == 1
+
+
+def test_index_shows_headline_figures_with_relative_paths(tmp_path):
+    figures = tmp_path / "figures" / "06_compare"
+    figures.mkdir(parents=True)
+    (figures / "roc_overlay.png").write_bytes(b"png")
+    path = report.write_index(tmp_path, run_info("chest_xray"), ["eda"])
+    page = path.read_text()
+    assert '<img src="../figures/06_compare/roc_overlay.png"' in page
+    assert "accuracy_vs_time" not in page  # only figures that exist
+    assert (path.parent / "../figures/06_compare/roc_overlay.png").is_file()
+    assert page.index("roc_overlay") < page.index("<h2>Notebooks</h2>")
+
+
+def test_notebook_html_is_self_contained_with_collapsible_code(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("shown_code = 1")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="the output\n")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), cell]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    page = report.notebook_html(path)
+    assert "<script" not in page  # no CDN: readable offline
+    details = page[page.index('<details class="medclf-code"'):]
+    assert "shown_code" in details[: details.index("</details>")]  # the input sits in a <details>
+    assert "the output" in page and "<h1" in page
+    assert "<details" not in report.notebook_html(path, hide_code=True)

@@ -19,7 +19,7 @@ SYNTHETIC_BANNER = "SYNTHETIC DATA — demo only, not a medical result"
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 60em; padding: 0 1em; color: #222; }
+       max-width: 72em; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
@@ -33,6 +33,11 @@ th { background: #f2f2f2; }
 .error { font-family: monospace; font-size: 0.9em; color: #b00020; }
 .meta td:first-child { font-weight: bold; }
 .note { color: #666; font-size: 0.9em; }
+div.wide { overflow-x: auto; margin: 0.5em 0 1.5em; }
+table.headline { font-size: 0.85em; margin: 0; }
+figure { display: inline-block; margin: 0 1em 1em 0; max-width: 100%; vertical-align: top; }
+figure img { max-width: 28em; width: 100%; border: 1px solid #ddd; }
+figcaption { color: #666; font-size: 0.85em; max-width: 28em; }
 """
 
 
@@ -120,11 +125,61 @@ def headline_html(tables_dir: str | Path) -> str | None:
             return None
     except Exception as exc:  # a broken table must not break the report
         return f'<p class="error">headline table could not be read: {_e(exc)}</p>'
-    return frame.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}")
+    table = readable_headline(frame).to_html(index=False, border=0, na_rep="", classes="headline",
+                                             float_format=lambda v: f"{v:.4g}")
+    return f'<div class="wide">{table}</div>'  # scrolls sideways instead of overflowing the page
 
 
-def index_html(run_info: dict[str, Any], rows: list[dict[str, Any]], headline: str | None = None) -> str:
-    """The full ``index.html`` page for one run (pure: builds a string from its arguments)."""
+def readable_headline(frame):
+    """The headline table for people: each ``X, X_ci_low, X_ci_high`` triple as one cell
+    ``"0.819 [0.787, 0.848]"`` headed ``X (95% CI)``, and ``overall_best`` as a ★ mark.
+
+    The CSV keeps the exact numbers; this only changes how they read.
+    """
+    import pandas as pd
+
+    frame = frame.copy()
+    for low in [c for c in frame.columns if str(c).endswith("_ci_low")]:
+        base = str(low)[: -len("_ci_low")]
+        high = f"{base}_ci_high"
+        if base not in frame.columns or high not in frame.columns:
+            continue
+
+        def cell(row, base=base, low=low, high=high):
+            values = [pd.to_numeric(row[k], errors="coerce") for k in (base, low, high)]
+            if pd.isna(values[0]):
+                return ""
+            interval = "" if pd.isna(values[1]) or pd.isna(values[2]) else f" [{values[1]:.3f}, {values[2]:.3f}]"
+            return f"{values[0]:.3f}{interval}"
+
+        frame[base] = frame.apply(cell, axis=1) if len(frame) else frame[base]
+        frame = frame.drop(columns=[low, high]).rename(columns={base: f"{base} (95% CI)"})
+    if "overall_best" in frame.columns:
+        marks = frame["overall_best"].astype(str).str.lower().isin(["true", "1"])
+        frame["overall_best"] = marks.map({True: "★ best on validation", False: ""})
+    return frame
+
+
+#: Figures shown under the headline table: (notebook, file stem, caption), drawn by 06_compare.
+HEADLINE_FIGURES = (
+    ("06_compare", "roc_overlay", "Test ROC curves of the best model of each family (chosen on validation)"),
+    ("06_compare", "accuracy_vs_time", "Test accuracy (95% CI) against training time, every model"),
+)
+
+
+def headline_figures(dataset_dir: str | Path) -> list[tuple[str, str]]:
+    """``(href relative to reports/, caption)`` of each :data:`HEADLINE_FIGURES` PNG that exists."""
+    figures = Path(dataset_dir) / "figures"
+    return [(f"../figures/{notebook}/{stem}.png", caption) for notebook, stem, caption in HEADLINE_FIGURES
+            if (figures / notebook / f"{stem}.png").is_file()]
+
+
+def index_html(run_info: dict[str, Any], rows: list[dict[str, Any]], headline: str | None = None,
+               figures: list[tuple[str, str]] | None = None) -> str:
+    """The full ``index.html`` page for one run (pure: builds a string from its arguments).
+
+    ``figures`` are ``(relative href, caption)`` pairs shown under the headline table.
+    """
     dataset = run_info.get("dataset") or run_info.get("params", {}).get("dataset", "?")
     profile = run_info.get("profile") or run_info.get("params", {}).get("profile", "?")
     title = f"medclf report — {dataset} ({profile})"
@@ -144,6 +199,9 @@ def index_html(run_info: dict[str, Any], rows: list[dict[str, Any]], headline: s
     parts.append("<h2>Headline results</h2>")
     parts.append(headline if headline else
                  '<p class="note">No headline table yet (tables/headline.csv or headline.md).</p>')
+    for href, caption in figures or []:
+        parts.append(f'<figure><a href="{html.escape(href, quote=True)}"><img src="{html.escape(href, quote=True)}" '
+                     f'alt="{_e(caption)}"></a><figcaption>{_e(caption)}</figcaption></figure>')
 
     parts.append("<h2>Notebooks</h2>")
     parts.append("<table><tr><th>notebook</th><th>status</th><th>wall time</th><th>report</th>"
@@ -191,16 +249,40 @@ def write_index(dataset_dir: str | Path, run_info: dict[str, Any], order: list[s
     """Write ``<dataset_dir>/reports/index.html`` atomically for ``run_info``; return its path."""
     dataset_dir = Path(dataset_dir)
     rows = notebook_rows(run_info, dataset_dir, order)
-    page = index_html(run_info, rows, headline_html(dataset_dir / "tables"))
+    page = index_html(run_info, rows, headline_html(dataset_dir / "tables"), headline_figures(dataset_dir))
     return io.write_text(dataset_dir / "reports" / "index.html", page)
 
 
+#: nbconvert template: JupyterLab's look, each code input in an open <details> (click to fold),
+#: and no <script> tags (require.js, MathJax, mermaid come from a CDN; pages must read offline).
+_NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{% block html_head_js %}{% endblock html_head_js %}
+{% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}
+{% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
+{% block extra_css %}<style>
+details.medclf-code > summary { cursor: pointer; color: #777; font-size: 0.8em; margin: 0.3em 0 0.1em 0.5em; }
+</style>{% endblock extra_css %}
+{% block input_group -%}
+<details class="medclf-code" open><summary>code</summary>
+{{ super() }}
+</details>
+{%- endblock input_group %}
+"""
+
+
 def notebook_html(notebook: str | Path, hide_code: bool = False) -> str:
-    """Render an executed notebook to a standalone HTML page (nbconvert); ``hide_code`` drops inputs."""
+    """Render an executed notebook to a self-contained HTML page (nbconvert, no scripts).
+
+    Code inputs are shown folded-open in ``<details>`` (a click collapses each one);
+    ``hide_code`` drops them altogether.
+    """
+    import jinja2
     import nbformat
     from nbconvert import HTMLExporter
 
     node = nbformat.read(str(notebook), as_version=4)
-    exporter = HTMLExporter(exclude_input=hide_code, exclude_input_prompt=hide_code)
+    exporter = HTMLExporter(exclude_input=hide_code, exclude_input_prompt=hide_code,
+                            extra_loaders=[jinja2.DictLoader({"medclf_notebook.html.j2": _NOTEBOOK_TEMPLATE})],
+                            template_file="medclf_notebook.html.j2")
     body, _ = exporter.from_notebook_node(node)
     return body

@@ -1,0 +1,107 @@
+"""The report as a person opens it: headless Chromium reads ``reports/index.html`` from disk.
+
+A tmp output folder gets a few generated model records, ``run_all.py --only compare`` executes the
+real compare notebook and writes the report, and Chromium (Debian package ``chromium``) dumps the
+DOM of the index and of every page it links with ``file://``. No server is involved, so this is also
+the check that the report works opened straight from disk.
+
+Skipped when Chromium is not installed, unless ``MEDCLF_REQUIRE_BROWSER=1`` (CI sets it), which
+turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from html import unescape
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import pytest
+
+from medclf import config
+from test_compare import make_model  # realistic records: evaluate_model on generated predictions
+
+pytestmark = pytest.mark.slow
+
+MODELS = ("svm_a", "ann_a", "cnn_a")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        message = ("chromium not found on PATH: install the Debian package 'chromium' "
+                   "(apt-get install -y chromium) to run the browser test")
+        if os.environ.get("MEDCLF_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"MEDCLF_REQUIRE_BROWSER=1 but {message}")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """``reports/index.html`` of a compare-only run over three generated models."""
+    tmp = tmp_path_factory.mktemp("browser")
+    out = tmp / "out" / "synthetic"
+    for seed, (model_id, family) in enumerate(zip(MODELS, ("svm", "ann", "cnn"))):
+        make_model(out, model_id, family, 0.4 + 0.2 * seed, 0.5, seed, seconds=10.0 ** seed)
+    run = subprocess.run(
+        [sys.executable, str(config.PROJECT_ROOT / "run_all.py"), "--only", "compare",
+         "-p", f"output_dir={tmp / 'out'}", "-p", f"data_root={tmp / 'data'}", "-p", f"cache_dir={tmp / 'cache'}"],
+        capture_output=True, text=True, timeout=600, cwd=config.PROJECT_ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return out / "reports" / "index.html"
+
+
+def dump_dom(chromium: str, url: str, profile: Path) -> str:
+    """The DOM Chromium builds for ``url`` (headless, no sandbox, no GPU, a private profile)."""
+    done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           f"--user-data-dir={profile}", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"chromium failed on {url}: {done.stderr[-2000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def index_dom(chromium, report) -> str:
+    return dump_dom(chromium, report.as_uri(), report.parent.parent / "chromium-profile")
+
+
+def test_index_shows_headline_table_and_figures(index_dom, report):
+    dom = index_dom
+    assert "SYNTHETIC DATA" in dom
+    table = re.search(r'<table[^>]*class="[^"]*headline[^"]*".*?</table>', dom, re.S)
+    assert table, "no headline table in the index page's DOM"
+    for model_id in MODELS:  # one row per family best: each family has one model here
+        assert f"<td>{model_id}</td>" in table.group(0)
+    assert "accuracy (95% CI)" in table.group(0) and "★ best on validation" in table.group(0)
+    images = re.findall(r'<img src="([^"]+)"', dom)
+    assert {Path(src).name for src in images} == {"roc_overlay.png", "accuracy_vs_time.png"}
+    for src in images:
+        assert not urlparse(src).scheme, f"figure {src} is not a relative path"
+        assert (report.parent / src).is_file(), f"figure {src} does not exist"
+
+
+def test_every_linked_page_loads_with_its_content(chromium, report, index_dom, tmp_path):
+    base = report.as_uri()
+    links = sorted(set(re.findall(r'<a href="([^"]+)"', index_dom)))
+    assert links, "the index links nothing"
+    expected = {".html": "Comparison of every trained model", ".ipynb": '"cells"', ".json": '"params_hash"',
+                ".png": "<img"}
+    seen = set()
+    for href in links:
+        url = urljoin(base, unescape(href))
+        assert url.startswith("file://"), f"link {href} leaves the report folder"
+        path = Path(unquote(urlparse(url).path))
+        assert path.is_file(), f"index.html links {href}, but {path} does not exist"
+        page = dump_dom(chromium, url, tmp_path / "profile")
+        assert expected[path.suffix] in page, f"{href} loaded without its expected content"
+        seen.add(path.name)
+        if path.suffix == ".html":  # the rendered notebook: outputs inline, code foldable, no scripts
+            assert "data:image/png;base64" in page and '<details class="medclf-code"' in page
+            assert all(model_id in page for model_id in MODELS)
+    assert {"06_compare.html", "06_compare.ipynb", "run.json"} <= seen

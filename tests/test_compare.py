@@ -1,0 +1,241 @@
+"""Cross-model comparison: choices made on validation only, headline numbers equal to the records,
+McNemar on aligned predictions, clear refusals; the comparison plots return figures."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from medclf import artifacts, compare, compare_plots, evaluate, results  # noqa: E402
+from medclf.compare import PredictionMismatchError  # noqa: E402
+
+CLASSES = ["NORMAL", "PNEUMONIA"]
+N_VAL, N_TEST = 60, 80
+Y_VAL = np.array([0, 1] * (N_VAL // 2))
+Y_TEST = np.array([0] * 30 + [1] * 50)
+FILES = [f"test/{CLASSES[y]}/img{i:03d}.jpeg" for i, y in enumerate(Y_TEST)]
+
+
+def scores(y, strength: float, seed: int) -> np.ndarray:
+    """Probabilities that separate the classes better as ``strength`` grows (0: chance)."""
+    rng = np.random.default_rng(seed)
+    return np.clip(0.5 + strength * (y - 0.5) + rng.normal(0, 0.25, y.size), 0, 1)
+
+
+def make_model(out_dir, model_id, family, val_strength, test_strength, seed, seconds=10.0, params_count=1000):
+    """Save a realistic record (evaluate_model on generated predictions) and its predictions CSV."""
+    p_val, p_test = scores(Y_VAL, val_strength, seed), scores(Y_TEST, test_strength, seed + 100)
+    evaluation = evaluate.evaluate_model(Y_VAL, p_val, Y_TEST, p_test, CLASSES, 0.9, n_replicates=50, seed=0)
+    record = results.build_record(
+        model_id=model_id, model=model_id, family=family, study=None, reported=None,
+        params={"dataset": "chest_xray", "image_size": 64}, spec={"image_size_used": 64},
+        data={"dataset": "chest_xray", "manifest_hash": "m", "split_counts": {"val": N_VAL, "test": N_TEST}},
+        training={"seconds": seconds, "seconds_per_epoch": seconds / 2, "epochs_run": 2, "best_epoch": 2,
+                  "mixed_precision": False, "history": {}},
+        params_count=params_count, evaluation=evaluation, versions={"python": "3.11"})
+    results.save_record(out_dir, model_id, record)
+    results.save_predictions(out_dir, model_id, FILES, Y_TEST, p_test, CLASSES)
+    return record
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    """Five models in three families. In the cnn family the validation favourite is worse on test."""
+    out = tmp_path / "out" / "chest_xray"
+    make_model(out, "svm_a", "svm", 0.50, 0.55, 1, seconds=0.5, params_count=0)
+    make_model(out, "ann_a", "ann", 0.30, 0.35, 2, seconds=5.0)
+    make_model(out, "ann_b", "ann", 0.40, 0.40, 3, seconds=8.0)
+    make_model(out, "cnn_val_star", "cnn", 0.90, 0.20, 4, seconds=100.0)   # best on validation, weak on test
+    make_model(out, "cnn_test_star", "cnn", 0.60, 0.90, 5, seconds=200.0)  # better on test: must not be chosen
+    return out
+
+
+def by_id(records):
+    return {r["model_id"]: r for r in records}
+
+
+def val_auc(record):
+    return record["evaluation"]["val"]["at_threshold"]["roc_auc"]
+
+
+def test_family_bests_are_chosen_on_validation_even_when_test_disagrees(out_dir):
+    records = results.load_records(out_dir)
+    rec = by_id(records)
+    assert val_auc(rec["cnn_val_star"]) > val_auc(rec["cnn_test_star"])
+    test_auc = {k: r["evaluation"]["test"]["at_threshold"]["roc_auc"] for k, r in rec.items()}
+    assert test_auc["cnn_test_star"] > test_auc["cnn_val_star"]  # the test set disagrees
+    bests = compare.family_bests(records)
+    assert list(bests) == ["svm", "ann", "cnn"]
+    assert {f: r["model_id"] for f, r in bests.items()} == {"svm": "svm_a", "ann": "ann_b", "cnn": "cnn_val_star"}
+    assert compare.overall_best(records)["model_id"] == "cnn_val_star"
+    headline = compare.headline_table(records)
+    assert headline["model_id"].tolist() == ["svm_a", "ann_b", "cnn_val_star"]
+    assert headline["overall_best"].tolist() == [False, False, True]
+
+
+def test_ties_on_validation_auc_go_to_validation_accuracy_then_name(out_dir):
+    records = results.load_records(out_dir)
+    a, b = by_id(records)["ann_a"], by_id(records)["ann_b"]
+    for record, accuracy in ((a, 0.9), (b, 0.8)):
+        record["evaluation"]["val"]["at_threshold"].update(roc_auc=0.95, accuracy=accuracy)
+    assert compare.family_bests(records)["ann"]["model_id"] == "ann_a"
+    b["evaluation"]["val"]["at_threshold"]["accuracy"] = 0.9
+    assert compare.family_bests(records)["ann"]["model_id"] == "ann_a"  # full tie: by model_id
+    b["evaluation"]["val"]["at_threshold"]["roc_auc"] = None  # a missing AUC never wins
+    assert compare.family_bests(records)["ann"]["model_id"] == "ann_a"
+
+
+def test_other_families_follow_the_known_ones():
+    records = [{"model_id": m, "family": f} for m, f in (("x", "zeta"), ("y", "transfer"), ("z", "alpha"),
+                                                         ("w", "svm"))]
+    assert compare.family_order(records) == ["svm", "transfer", "alpha", "zeta"]
+
+
+def test_headline_values_equal_the_records_and_survive_the_csv(out_dir):
+    records = results.load_records(out_dir)
+    rec = by_id(records)
+    headline = compare.headline_table(records)
+    assert headline.columns[:6].tolist() == ["family", "model_id", "study", "image_size", "val_roc_auc",
+                                             "val_accuracy"]
+    assert headline.columns[-4:].tolist() == ["threshold", "train_seconds", "params_count", "overall_best"]
+    params = {"dataset": "chest_xray", "output_dir": str(out_dir.parent)}
+    csv_path, _ = artifacts.save_table(headline, params, "headline")
+    from_csv = pd.read_csv(csv_path)
+    for table in (headline, from_csv):
+        for _, row in table.iterrows():
+            record = rec[row["model_id"]]
+            ev = record["evaluation"]
+            at_t = ev["test"]["at_threshold"]
+            assert row["family"] == record["family"]
+            assert row["accuracy"] == at_t["accuracy"]
+            assert [row["accuracy_ci_low"], row["accuracy_ci_high"]] == list(ev["ci"]["accuracy"])
+            for name in CLASSES:
+                assert row[f"recall_{name}"] == at_t["per_class"][name]["recall"]
+                assert [row[f"recall_{name}_ci_low"], row[f"recall_{name}_ci_high"]] == list(ev["ci"][f"recall_{name}"])
+            assert row["roc_auc"] == at_t["roc_auc"]
+            assert [row["roc_auc_ci_low"], row["roc_auc_ci_high"]] == list(ev["ci"]["roc_auc"])
+            assert row["threshold"] == ev["threshold"]
+            assert row["val_roc_auc"] == ev["val"]["at_threshold"]["roc_auc"]
+            assert row["val_accuracy"] == ev["val"]["at_threshold"]["accuracy"]
+            assert row["train_seconds"] == record["training"]["seconds"]
+            assert row["params_count"] == record["params_count"]
+
+
+def test_all_models_table_lists_every_record_by_family(out_dir):
+    records = results.load_records(out_dir)
+    table = compare.all_models_table(records)
+    assert table["model_id"].tolist() == ["svm_a", "ann_b", "ann_a", "cnn_val_star", "cnn_test_star"]
+    assert table["family_best"].tolist() == [True, True, False, True, False]
+    assert table["overall_best"].sum() == 1
+    assert table.equals(compare.all_models_table(list(reversed(records))))  # order of input does not matter
+    long = compare.recall_frame(table, CLASSES)
+    assert len(long) == 2 * len(table) and set(long["class"]) == set(CLASSES)
+
+
+def test_mcnemar_against_best_matches_evaluate_on_aligned_predictions(out_dir):
+    # a model's CSV in another row order must be aligned by file, not by position
+    shuffled = results.load_predictions(out_dir, "ann_a").sample(frac=1, random_state=0)
+    results.io.write_text(results.predictions_path(out_dir, "ann_a"), shuffled.to_csv(index=False))
+    comparison = compare.load_comparison(out_dir)
+    assert comparison.best_id == "cnn_val_star" and comparison.problems == []
+    table = comparison.mcnemar
+    rec = by_id(comparison.records)
+    ranked = [r["model_id"] for r in compare.rank_on_validation(comparison.records)]
+    assert table["model_id"].tolist() == ranked[1:] and ranked[0] == "cnn_val_star"
+    best = results.load_predictions(out_dir, "cnn_val_star")
+    best_pred = (best["probability"] >= rec["cnn_val_star"]["evaluation"]["threshold"]).astype(int)
+    for _, row in table.iterrows():
+        other = results.load_predictions(out_dir, row["model_id"]).set_index("file").loc[best["file"]]
+        pred = (other["probability"] >= rec[row["model_id"]]["evaluation"]["threshold"]).astype(int)
+        expected = evaluate.mcnemar(best["true_label"], best_pred, pred.to_numpy())
+        assert (row["only_best_right"], row["only_model_right"]) == (expected["b"], expected["c"])
+        assert row["p_value"] == expected["p_value"] and row["statistic"] == expected["statistic"]
+        assert row["method"] == expected["method"] and row["n"] == N_TEST
+        assert row["accuracy"] == pytest.approx(rec[row["model_id"]]["evaluation"]["test"]["at_threshold"]["accuracy"])
+        assert row["note"] == ""
+
+
+def test_misaligned_predictions_are_refused_clearly(out_dir):
+    records = results.load_records(out_dir)
+    predictions, _ = compare.load_predictions_for(out_dir, records)
+    other = predictions["ann_a"].copy()
+    other.loc[0, "file"] = "test/NORMAL/somewhere_else.jpeg"
+    with pytest.raises(PredictionMismatchError, match=r"predictions/ann_a\.csv and predictions/cnn_val_star\.csv "
+                                                      r"hold different test images \(1 only in ann_a, 1 only in"):
+        compare.mcnemar_vs_best(records, {**predictions, "ann_a": other})
+    with pytest.raises(PredictionMismatchError, match="different test images"):
+        compare.mcnemar_vs_best(records, {**predictions, "ann_a": predictions["ann_a"].iloc[:-5]})
+    flipped = predictions["ann_a"].copy()
+    flipped.loc[3, "true_label"] = 1 - flipped.loc[3, "true_label"]
+    with pytest.raises(PredictionMismatchError, match=r"disagree on the true label of 'test/NORMAL/img003\.jpeg'"):
+        compare.mcnemar_vs_best(records, {**predictions, "ann_a": flipped})
+    doubled = pd.concat([predictions["ann_a"], predictions["ann_a"].iloc[:1]])
+    with pytest.raises(PredictionMismatchError, match="list 1 file"):
+        compare.mcnemar_vs_best(records, {**predictions, "ann_a": doubled})
+
+
+def test_missing_or_stale_predictions_are_noted_not_fatal(out_dir):
+    results.predictions_path(out_dir, "ann_b").unlink()
+    stale = results.load_predictions(out_dir, "svm_a")
+    stale["probability"] = 1 - stale["probability"]
+    results.io.write_text(results.predictions_path(out_dir, "svm_a"), stale.to_csv(index=False))
+    comparison = compare.load_comparison(out_dir)
+    assert len(comparison.problems) == 1 and "ann_b.csv: missing" in comparison.problems[0]
+    notes = comparison.mcnemar.set_index("model_id")["note"]
+    assert notes["ann_b"] == "no predictions file predictions/ann_b.csv"
+    assert "disagrees with the record" in notes["svm_a"] or "stale file" in notes["svm_a"]
+    labels = [label for label, _, _ in compare.roc_inputs(comparison.headline, comparison.predictions)]
+    assert labels == ["svm: svm_a", "cnn: cnn_val_star (best)"]  # ann_b has no predictions
+
+
+def test_no_records_gives_empty_tables(tmp_path):
+    comparison = compare.load_comparison(tmp_path)
+    assert comparison.best_id is None and comparison.records == []
+    assert comparison.headline.empty and comparison.all_models.empty and comparison.mcnemar.empty
+    assert "accuracy" in comparison.headline.columns
+
+
+def test_mixed_class_names_are_refused(out_dir):
+    records = results.load_records(out_dir)
+    records[0]["evaluation"]["class_names"] = ["Uninfected", "Parasitized"]
+    with pytest.raises(ValueError, match="compare records of one data set only"):
+        compare.class_names(records)
+
+
+@pytest.fixture
+def in_empty_dir(tmp_path, monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    yield cwd
+    assert list(cwd.iterdir()) == []  # drawing wrote nothing
+    plt.close("all")
+
+
+def test_comparison_plots_return_figures_and_write_nothing(out_dir, in_empty_dir):
+    comparison = compare.load_comparison(out_dir)
+    fig, ax = plt.subplots()
+    curves = compare.roc_inputs(comparison.headline, comparison.predictions)
+    assert compare_plots.plot_roc_overlay(ax, curves) is fig
+    assert sum(line.get_gid() == "medclf-chance" for line in ax.lines) == 1
+    assert max(line.get_linewidth() for line in ax.lines) > 2  # the best one stands out
+
+    fig, ax = plt.subplots()
+    assert compare_plots.plot_accuracy_vs_time(ax, comparison.all_models) is fig
+    assert ax.get_xscale() == "log"
+    assert {t.get_text() for t in ax.texts} >= set(comparison.all_models["model_id"])
+
+    fig, ax = plt.subplots()
+    recalls = compare.recall_frame(comparison.headline, comparison.class_names)
+    assert compare_plots.plot_recall_bars(ax, recalls, comparison.class_names) is fig
+    assert len(ax.patches) == len(recalls)
+
+    fig, ax = plt.subplots()
+    assert compare_plots.plot_mcnemar(ax, comparison.mcnemar) is fig
+    assert len(ax.patches) == comparison.mcnemar["p_value"].notna().sum()
