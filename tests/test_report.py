@@ -64,10 +64,10 @@ def test_headline_csv_and_md(tmp_path):
     tables = tmp_path / "tables"
     assert report.headline_html(tables) is None
     tables.mkdir()
-    frame = pd.DataFrame({"model": ["cnn", "resnet"], "auc": [0.91234, 0.95]})
+    frame = pd.DataFrame({"model": ["cnn", "resnet<&>"], "auc": [0.91234, 0.95]})
     (tables / "headline.md").write_text(frame.to_markdown(index=False) + "\n")
     md = report.headline_html(tables)
-    assert "<table" in md and "resnet" in md and "<th>auc</th>" in md
+    assert "<table" in md and "resnet&lt;&amp;&gt;" in md and "<th>auc</th>" in md
     frame.to_csv(tables / "headline.csv", index=False)
     csv = report.headline_html(tables)
     assert "<table" in csv and "0.9123" in csv
@@ -105,8 +105,8 @@ def test_headline_merges_intervals_and_marks_the_best(tmp_path):
                   "roc_auc_ci_high": [0.94, None], "overall_best": [False, True]}).to_csv(tables / "headline.csv",
                                                                                            index=False)
     page = report.headline_html(tables)
-    assert "<th>accuracy (95% CI)</th>" in page and "0.819 [0.787, 0.848]" in page
-    assert "ci_low" not in page and "★ best on validation" in page
+    assert "<th>accuracy (95% CI)</th>" in page and "0.819<br><small>[0.787, 0.848]</small>" in page
+    assert "ci low" not in page and "★ best on validation" in page and "<th>model id</th>" in page
     assert page.count("★") == 1
 
 

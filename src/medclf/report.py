@@ -35,6 +35,7 @@ th { background: #f2f2f2; }
 .note { color: #666; font-size: 0.9em; }
 div.wide { overflow-x: auto; margin: 0.5em 0 1.5em; }
 table.headline { font-size: 0.85em; margin: 0; }
+table.headline small { color: #555; white-space: nowrap; }
 figure { display: inline-block; margin: 0 1em 1em 0; max-width: 100%; vertical-align: top; }
 figure img { max-width: 28em; width: 100%; border: 1px solid #ddd; }
 figcaption { color: #666; font-size: 0.85em; max-width: 28em; }
@@ -125,20 +126,26 @@ def headline_html(tables_dir: str | Path) -> str | None:
             return None
     except Exception as exc:  # a broken table must not break the report
         return f'<p class="error">headline table could not be read: {_e(exc)}</p>'
-    table = readable_headline(frame).to_html(index=False, border=0, na_rep="", classes="headline",
+    table = readable_headline(frame).to_html(index=False, border=0, na_rep="", classes="headline", escape=False,
                                              float_format=lambda v: f"{v:.4g}")
     return f'<div class="wide">{table}</div>'  # scrolls sideways instead of overflowing the page
 
 
 def readable_headline(frame):
     """The headline table for people: each ``X, X_ci_low, X_ci_high`` triple as one cell
-    ``"0.819 [0.787, 0.848]"`` headed ``X (95% CI)``, and ``overall_best`` as a ★ mark.
+    ``0.819<br><small>[0.787, 0.848]</small>`` headed ``X (95% CI)``, and ``overall_best`` as a ★
+    mark, with ``_`` in headers shown as spaces. Text cells are HTML-escaped here (the result is
+    rendered with ``escape=False``).
 
     The CSV keeps the exact numbers; this only changes how they read.
     """
     import pandas as pd
 
     frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].map(lambda v: v if pd.isna(v) else html.escape(str(v)))
+    frame.columns = [html.escape(str(c)) for c in frame.columns]
     for low in [c for c in frame.columns if str(c).endswith("_ci_low")]:
         base = str(low)[: -len("_ci_low")]
         high = f"{base}_ci_high"
@@ -149,7 +156,8 @@ def readable_headline(frame):
             values = [pd.to_numeric(row[k], errors="coerce") for k in (base, low, high)]
             if pd.isna(values[0]):
                 return ""
-            interval = "" if pd.isna(values[1]) or pd.isna(values[2]) else f" [{values[1]:.3f}, {values[2]:.3f}]"
+            interval = ("" if pd.isna(values[1]) or pd.isna(values[2])
+                        else f"<br><small>[{values[1]:.3f}, {values[2]:.3f}]</small>")
             return f"{values[0]:.3f}{interval}"
 
         frame[base] = frame.apply(cell, axis=1) if len(frame) else frame[base]
@@ -157,6 +165,7 @@ def readable_headline(frame):
     if "overall_best" in frame.columns:
         marks = frame["overall_best"].astype(str).str.lower().isin(["true", "1"])
         frame["overall_best"] = marks.map({True: "★ best on validation", False: ""})
+    frame.columns = [str(c).replace("_", " ") for c in frame.columns]  # headers may wrap
     return frame
 
 
