@@ -304,3 +304,13 @@ def test_plot_helpers_return_figures_and_write_nothing(tmp_path, monkeypatch):
     assert all(isinstance(f, Figure) for f in figures)
     assert list(tmp_path.iterdir()) == []
     plt.close("all")
+
+
+def test_active_channel_avoids_dead_channels():
+    maps = {"conv1": np.ones((4, 4, 3)), "conv2": np.ones((2, 2, 5))}
+    maps["conv2"][..., 0] = 0
+    maps["conv1"][..., 2] = 5
+    maps["conv2"][..., 2] = 3
+    assert explain.active_channel(maps) == 2
+    maps["conv2"][..., 2] = 0
+    assert explain.active_channel(maps) == 1

@@ -34,6 +34,7 @@ import contextlib
 import io as _io
 import math
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,6 +321,14 @@ def feature_maps(model: keras.Model, image: np.ndarray, layer_names: Sequence[st
     return {name: np.asarray(keras.ops.convert_to_numpy(a), dtype=np.float32)[0] for name, a in zip(names, acts)}
 
 
+def active_channel(maps: Mapping[str, np.ndarray]) -> int:
+    """A channel index alive in every layer: the one whose weakest mean activation over the layers is largest
+    (channel 0 is often a dead ReLU in some layer, which makes a blank panel)."""
+    channels = min(m.shape[-1] for m in maps.values())
+    strength = np.min([np.abs(m[..., :channels]).mean(axis=(0, 1)) for m in maps.values()], axis=0)
+    return int(np.argmax(strength))
+
+
 # ---------------------------------------------------------------------------------------------
 # LIME
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +425,9 @@ def lime_explanation(model: keras.Model, image: np.ndarray, num_samples: int = 1
     Returns:
         A :class:`LimeResult` for label 1.
     """
-    from lime import lime_image
+    with warnings.catch_warnings():  # lime imports tqdm.auto, which warns outside a widget-enabled Jupyter
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from lime import lime_image
 
     if num_samples < 2:
         raise ValueError(f"num_samples must be at least 2; got {num_samples}")
@@ -582,6 +593,47 @@ def images_for(ds: Any, files: Sequence[str]) -> np.ndarray:
         raise ValueError(f"{len(missing)} predicted file(s) not in the loaded data set, e.g. {missing[0]!r}: the "
                          "records come from other data; re-run the notebook that wrote them")
     return ds.images[index.loc[files].to_numpy()]
+
+
+@dataclass
+class LoadedModel:
+    """A trained model ready to explain: its record, the Keras model, its test predictions and the
+    data set decoded at the model's input size and colour mode."""
+
+    record: Mapping
+    model: keras.Model
+    predictions: pd.DataFrame
+    dataset: Any
+
+    @property
+    def model_id(self) -> str:
+        return self.record["model_id"]
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold chosen on validation when the model was scored."""
+        return float(self.record["evaluation"]["threshold"])
+
+    def images(self, files: Sequence[str]) -> np.ndarray:
+        """Input images of ``files`` as this model takes them."""
+        return images_for(self.dataset, files)
+
+
+def load_for_explanation(record: Mapping, params: dict, data: Any = None) -> LoadedModel:
+    """Load a record's model, predictions and input images (from ``config.dataset_output_dir(params)``).
+
+    Args:
+        record: a result record with a ``.keras`` model file.
+        params: the parameter set (``output_dir``, ``dataset`` and the data settings).
+        data: a :class:`medclf.experiment.DataCache` shared between models (one decode per input size).
+    """
+    from medclf import config, results
+    from medclf.experiment import DataCache
+
+    out_dir = config.dataset_output_dir(params)
+    data = data or DataCache(params)
+    return LoadedModel(record, load_model(record, out_dir), results.load_predictions(out_dir, record["model_id"]),
+                       data.get(*input_spec(record)))
 
 
 def pick_examples(predictions: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:

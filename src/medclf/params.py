@@ -90,6 +90,10 @@ SPECS: dict[str, Spec] = {
                                       "disease-class recall reaches this."),
     "bootstrap_replicates": Spec(int, "Bootstrap replicates for the 95% confidence intervals."),
     "save_models": Spec(bool, "Save every trained model under outputs/<dataset>/models/."),
+    "lime_samples": Spec(int, "Explanations: perturbed images LIME scores per explained image (more: steadier weights)."),
+    "lime_segments": Spec(int, "Explanations: about how many SLIC superpixels LIME switches on and off."),
+    "explain_per_class": Spec(int, "Explanations: test images per class explained with LIME and Grad-CAM."),
+    "error_gallery_size": Spec(int, "Explanations: most confident false negatives and false positives shown per model."),
 }
 
 
