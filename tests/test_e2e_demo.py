@@ -36,7 +36,11 @@ def test_demo_profile_end_to_end(tmp_path):
     assert (out / "tables" / "study_reproduction.md").is_file()
     assert len(list((out / "results").glob("*.json"))) == len(list((out / "predictions").glob("*.csv"))) >= 4
     run_info = json.loads((out / "run.json").read_text())
-    assert {name: entry["status"] for name, entry in run_info["notebooks"].items()} == {"eda": "ok", "baselines": "ok"}
+    assert {name: entry["status"] for name, entry in run_info["notebooks"].items()} == {
+        name: "ok" for name in ("eda", "baselines", "transfer", "augmentation", "explain", "compare")}
+    for table in ("transfer", "augmentation", "headline", "mcnemar_vs_best"):
+        assert (out / "tables" / f"{table}.md").is_file(), table
+    assert "headline" in index.lower()
     assert run_info["params"]["dataset"] == "synthetic" and run_info["params_hash"]
 
     again = run_all(*overrides)

@@ -12,7 +12,7 @@ from medclf import config
 from medclf.models import (CALLBACKS, COLOR_MODES, FAMILIES, MODELS, OPTIMIZERS, ConvBlock, build_compact_cnn,
                            build_model, count_params, get_spec, make_optimizer, model_names)
 
-KERAS_NAMES = [name for name, spec in MODELS.items() if spec.family != "svm"]
+KERAS_NAMES = [name for name, spec in MODELS.items() if spec.family in ("ann", "cnn")]  # transfer: test_transfer.py
 STUDIES_MD = config.PROJECT_ROOT.parent / "shared" / "docs" / "STUDIES.md"
 
 
@@ -91,7 +91,7 @@ def test_spec_fields_are_valid(name):
     assert spec.family in FAMILIES and spec.optimizer in OPTIMIZERS and spec.color_mode in COLOR_MODES
     assert set(spec.callbacks) <= set(CALLBACKS)
     if spec.study is None:
-        assert spec.reported is None and spec.augment
+        assert spec.reported is None and (spec.augment or spec.family == "transfer")
     else:
         assert 0 < spec.reported["accuracy"] < 1
 
@@ -116,9 +116,12 @@ def test_reported_numbers_spot_check():
     assert get_spec("cnn_2conv_64").image_size == 64 and get_spec("cnn_2conv_64").epochs == 25
     assert get_spec("cnn_bn5").optimizer == "rmsprop" and get_spec("cnn_bn5").color_mode == "grayscale"
     assert get_spec("ann_deep_lr5e-4").learning_rate == 5e-4 and get_spec("ann_10_sgd").optimizer == "sgd"
-    assert model_names(dataset="malaria") == ["malaria_cnn_base", "malaria_cnn_leaky_gap", "malaria_cnn_se",
-                                              "cnn_ours_malaria"]
-    assert model_names(study=None) == ["cnn_ours_chest", "cnn_ours_chest_ensemble", "cnn_ours_malaria"]
+    assert model_names(family="cnn", dataset="malaria") == ["malaria_cnn_base", "malaria_cnn_leaky_gap",
+                                                            "malaria_cnn_se", "cnn_ours_malaria"]
+    assert model_names(family="cnn", study=None) == ["cnn_ours_chest", "cnn_ours_chest_ensemble", "cnn_ours_malaria"]
+    assert model_names(family="transfer", study="S1") == ["xception_frozen", "xception_head", "resnet101_frozen",
+                                                          "xception_aug", "xception_head_aug"]
+    assert get_spec("vgg19_s0").gray_mode == "conv" and get_spec("vgg16_frozen").dataset == "malaria"
 
 
 def test_reported_accuracies_appear_in_studies_md():

@@ -54,7 +54,7 @@ class ModelRun:
         return self.record["evaluation"]["threshold"]
 
 
-OVERRIDABLE = ("image_size", "epochs", "batch_size", "learning_rate")
+OVERRIDABLE = ("image_size", "epochs", "batch_size", "learning_rate", "fine_tune")
 
 
 def resolve_spec(name: str, params: dict) -> models.ModelSpec:
@@ -112,10 +112,15 @@ def _fit_member(spec: models.ModelSpec, input_shape: tuple, data: Dataset, param
 
 def _fit(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict, augmentation: dict | None,
          verbose: int) -> tuple[Any, train.TrainResult]:
-    """Fit the SVM, one network, or an ensemble of ``spec.ensemble`` networks (seeds seed, seed+1, ...)."""
+    """Fit the SVM, a transfer model (head, then fine-tuning), one network, or an ensemble of
+    ``spec.ensemble`` networks (seeds seed, seed+1, ...)."""
     if spec.family == "svm":
         model = models.build_model(spec, input_shape)
         return model, train.fit_svm(model, data.arrays("train"))
+    if spec.family == "transfer":
+        from medclf.transfer import fit_transfer
+
+        return fit_transfer(spec, input_shape, data, params, augmentation, epochs_for(spec, params), verbose)
     fitted = [_fit_member(spec, input_shape, data, params, augmentation, params["seed"] + i, verbose)
               for i in range(spec.ensemble)]
     if spec.ensemble == 1:

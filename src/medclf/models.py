@@ -47,7 +47,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import SVC
 
-FAMILIES = ("svm", "ann", "cnn")
+FAMILIES = ("svm", "ann", "cnn", "transfer")
 COLOR_MODES = ("grayscale", "rgb")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamax")
 #: Callback names the train module understands.
@@ -87,6 +87,10 @@ class ModelSpec:
         dataset: ``"chest_xray"``, ``"malaria"``, or ``None`` (suits either).
         ensemble: train this many copies (seeds ``seed``, ``seed + 1``, ...) and average their
             probabilities (:func:`build_ensemble`).
+        backbone: transfer models: the Keras application (a key of ``medclf.transfer.BACKBONES``).
+        gray_mode: transfer models on grayscale input: ``"repeat"`` the channel or learn a 1→3 ``"conv"``.
+        fine_tune: transfer models: after training the head, unfreeze this many top backbone layers
+            (0: the backbone stays frozen).
         build: ``build(input_shape) -> keras.Model`` (uncompiled); for the SVM it returns an unfitted
             sklearn estimator.
 
@@ -109,6 +113,9 @@ class ModelSpec:
     reported: dict | None = None
     dataset: str | None = None
     ensemble: int = 1
+    backbone: str | None = None
+    gray_mode: str = "repeat"
+    fine_tune: int = 0
     build: Callable[..., Any] = field(repr=False, compare=False, kw_only=True)
 
     def __post_init__(self) -> None:
@@ -451,6 +458,75 @@ _SPECS = [
           color_mode="rgb", dataset=_MALARIA, augmentation=_MALARIA_AUG, **_OURS),
 ]
 
+
+def _build_transfer(input_shape: Sequence[int], **kwargs: Any) -> keras.Model:
+    """Deferred import: the transfer module builds on this one."""
+    from medclf.transfer import build_transfer
+
+    return build_transfer(input_shape, **kwargs)
+
+
+def _transfer(name: str, description: str, backbone: str, *, head: str = "gap", dense: Sequence[int] = (),
+              dropout: float = 0.0, head_dropout: float = 0.0, head_batch_norm: bool = False,
+              gray_mode: str = "repeat", **fields: Any) -> ModelSpec:
+    """A transfer ModelSpec: the builder gets the head settings, the spec records backbone and stem."""
+    build = partial(_build_transfer, backbone=backbone, head=head, dense=tuple(dense), dropout=dropout,
+                    head_dropout=head_dropout, head_batch_norm=head_batch_norm, gray_mode=gray_mode)
+    return _spec(name, "transfer", description, build, backbone=backbone, gray_mode=gray_mode, **fields)
+
+
+# S1: 128×128 RGB Keras applications, frozen; Adam; the deeper head dense128-drop.4-dense64-drop.4.
+_S1_TRANSFER = dict(image_size=128, color_mode="rgb", optimizer="adam", learning_rate=1e-3, epochs=30,
+                    batch_size=44, callbacks=("early_stopping",), study="S1", dataset=_CHEST)
+_S1_HEAD = dict(dense=(128, 64), dropout=0.4)
+_S2_AUG = {"rotation": 30 / 360, "zoom": 0.2, "translation": 0.1, "flip": "horizontal"}
+# Ours: MobileNetV2 (the ImageNet backbone available offline here), head then top layers fine-tuned.
+_OURS_TRANSFER = dict(optimizer="adam", learning_rate=1e-3, epochs=15, batch_size=32,
+                      callbacks=("early_stopping", "reduce_lr"))
+
+_SPECS += [
+    _transfer("xception_frozen", "S1: frozen Xception (ImageNet), GAP → sigmoid", "xception",
+              reported={"accuracy": 0.8702}, **_S1_TRANSFER),
+    _transfer("xception_head", "S1: frozen Xception, GAP, dense128-drop.4-dense64-drop.4 → sigmoid", "xception",
+              reported={"accuracy": 0.8558}, **_S1_HEAD, **_S1_TRANSFER),
+    _transfer("resnet101_frozen", "S1: frozen ResNet101 (ImageNet), GAP → sigmoid", "resnet101",
+              reported={"accuracy": 0.8333}, **_S1_TRANSFER),
+    _transfer("xception_aug", "S1: frozen Xception, GAP → sigmoid; augmentation", "xception",
+              augmentation=_S1_AUG, reported={"accuracy": 0.8622}, **_S1_TRANSFER),
+    _transfer("xception_head_aug", "S1: frozen Xception + deeper head; augmentation", "xception",
+              augmentation=_S1_AUG, reported={"accuracy": 0.9022, "normal_recall": 0.81, "pneumonia_recall": 0.96},
+              **_S1_HEAD, **_S1_TRANSFER),
+    _transfer("vgg19_s0", "S0: learned conv 1→3, frozen VGG19, BN, flatten, drop.45, dense800-130 (drop.25) → "
+              "sigmoid; augmentation", "vgg19", head="flatten", head_batch_norm=True, head_dropout=0.45,
+              dense=(800, 130), dropout=0.25, gray_mode="conv", image_size=224, color_mode="grayscale",
+              optimizer="adamax", learning_rate=1e-3, epochs=50, batch_size=32,
+              callbacks=("early_stopping", "reduce_lr"), augmentation=_S0_AUG, study="S0", dataset=_CHEST,
+              reported={"accuracy": 0.8846, "normal_recall": 0.88, "pneumonia_recall": 0.89}),
+    _transfer("vgg19_conv_head", "S2: frozen VGG19 300², conv124-BN-pool ×2, conv64-64-32, flatten, "
+              "dense1024×3, drop.5 → sigmoid; two-target stop; augmentation", "vgg19", head="vgg19_conv",
+              dense=(1024, 1024, 1024), head_dropout=0.0, dropout=0.0, image_size=300, color_mode="rgb",
+              optimizer="adam", learning_rate=2e-3, epochs=30, batch_size=32,
+              callbacks=("two_target_stop", "step_decay"), augmentation=_S2_AUG, study="S2", dataset=_CHEST,
+              reported={"accuracy": 0.8659, "pneumonia_recall": 0.9859}),
+    _transfer("vgg16_frozen", "S3: frozen VGG16 64², GAP, dense128, drop.5 → sigmoid", "vgg16", dense=(128,),
+              dropout=0.5, image_size=64, color_mode="rgb", optimizer="adam", learning_rate=1e-3, epochs=20,
+              batch_size=100, callbacks=("early_stopping", "checkpoint"), study="S3", dataset=_MALARIA,
+              reported={"accuracy": 0.9523}),
+    _transfer("mobilenet_v2_frozen", "OURS: frozen MobileNetV2 (ImageNet), GAP, drop.2 → sigmoid (head only)",
+              "mobilenet_v2", head_dropout=0.2, image_size=224, color_mode="grayscale", dataset=_CHEST,
+              **_OURS_TRANSFER),
+    _transfer("mobilenet_v2_finetune", "OURS: MobileNetV2 (ImageNet), GAP, drop.2 → sigmoid; head, then the top "
+              "layers fine-tuned (BN frozen)", "mobilenet_v2", head_dropout=0.2, fine_tune=40, image_size=224,
+              color_mode="grayscale", dataset=_CHEST, **_OURS_TRANSFER),
+    _transfer("mobilenet_v2_malaria", "OURS: MobileNetV2 (ImageNet) on RGB cells, GAP, drop.2 → sigmoid; top "
+              "layers fine-tuned", "mobilenet_v2", head_dropout=0.2, fine_tune=40, image_size=112,
+              color_mode="rgb", dataset=_MALARIA, **_OURS_TRANSFER),
+    _transfer("efficientnet_b0_frozen", "frozen EfficientNetB0 (ImageNet), GAP, drop.2 → sigmoid", "efficientnet_b0",
+              head_dropout=0.2, image_size=224, color_mode="rgb", **_OURS_TRANSFER),
+    _transfer("densenet121_frozen", "frozen DenseNet121 (ImageNet), GAP, drop.2 → sigmoid", "densenet121",
+              head_dropout=0.2, image_size=224, color_mode="rgb", **_OURS_TRANSFER),
+]
+
 #: Every named model, by name.
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
 
@@ -485,13 +561,15 @@ def model_names(family: str | None = None, dataset: str | None = None, study: st
             and (study is ... or s.study == study)]
 
 
-def build_model(spec: ModelSpec | str, input_shape: Sequence[int]) -> Any:
+def build_model(spec: ModelSpec | str, input_shape: Sequence[int], **options: Any) -> Any:
     """A fresh, uncompiled model for ``spec`` (a :class:`ModelSpec` or a registered name).
 
     Args:
         spec: the spec or its name.
         input_shape: ``(height, width, channels)`` of the uint8 images it will see
             (``spec.input_shape(image_size)`` gives the study's).
+        options: passed to the builder; transfer models take ``weights`` (``"imagenet"``, ``"none"``
+            or a file path; default ``"imagenet"``).
 
     Returns:
         A ``keras.Model`` (sigmoid output, shape ``(n, 1)``), or an unfitted sklearn ``Pipeline``
@@ -505,7 +583,7 @@ def build_model(spec: ModelSpec | str, input_shape: Sequence[int]) -> Any:
     shape = tuple(input_shape)
     if len(shape) != 3 or not all(isinstance(s, int | np.integer) and s > 0 for s in shape):
         raise ValueError(f"input_shape must be (height, width, channels) of positive integers; got {input_shape!r}")
-    return spec.build(tuple(int(s) for s in shape))
+    return spec.build(tuple(int(s) for s in shape), **options)
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

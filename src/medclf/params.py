@@ -72,6 +72,14 @@ SPECS: dict[str, Spec] = {
     "eda_samples_per_class": Spec(int, "EDA: images per class in the sample grid."),
     "report_hide_code": Spec(bool, "Rendered HTML reports hide code cells."),
     "baselines": Spec(list, "Models the baselines notebook trains (names from medclf.models.MODELS)."),
+    "transfer_models": Spec(list, "Models the transfer notebook trains (transfer-family names from medclf.models.MODELS)."),
+    "weights": Spec(str, "Transfer backbones' starting weights: imagenet (Keras' cache in $KERAS_HOME/models, or "
+                         "downloaded), none (random), or the path of a weights file (include_top=False)."),
+    "feature_cache": Spec(bool, "Transfer models: compute the frozen part's output once per image and train "
+                                "only the layers above it (when no augmentation runs)."),
+    "fine_tune_epochs": Spec(int, "Transfer models with fine_tune > 0: epochs of the second stage, the top "
+                                  "layers unfrozen (0: head only)."),
+    "fine_tune_learning_rate": Spec(float, "Learning rate of the fine-tuning stage."),
     "augmentation_models": Spec(list, "Models the augmentation notebook trains twice, with and without their "
                                       "augmentation, to compare on the same test images."),
     "max_epochs": Spec(int, "Cap on every model's epoch budget (the study's by default); null: no cap.",
@@ -79,7 +87,7 @@ SPECS: dict[str, Spec] = {
     "max_image_size": Spec(int, "Cap on every model's input size (the study's by default); null: no cap.",
                            nullable=True),
     "model_overrides": Spec(dict, "Per-model settings that replace the study's: {model: {image_size, epochs, "
-                                  "batch_size, learning_rate}} (applied before the caps)."),
+                                  "batch_size, learning_rate, fine_tune}} (applied before the caps)."),
     "monitor": Spec(str, "Validation metric for early stopping, LR reduction and checkpoints.",
                     choices=("val_auc", "val_loss", "val_accuracy")),
     "patience": Spec(int, "Epochs without improvement of `monitor` before early stopping."),

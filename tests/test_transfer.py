@@ -1,0 +1,169 @@
+"""Transfer models: every backbone builds and trains (random weights), preprocessing matches Keras,
+the offline ImageNet error names the file, and the cached-feature path equals the end-to-end model."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from medclf import models, transfer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def images(n, size, channels, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, channels)).astype("float32")
+
+
+@pytest.mark.parametrize("name,size", [("vgg16_frozen", 32), ("vgg19_s0", 32), ("vgg19_conv_head", 32),
+                                       ("xception_head", 72), ("resnet101_frozen", 32),
+                                       ("efficientnet_b0_frozen", 32), ("densenet121_frozen", 32),
+                                       ("mobilenet_v2_finetune", 32)])
+def test_every_backbone_builds_trains_one_step_and_predicts(name, size):
+    spec = models.get_spec(name)
+    model = models.build_model(spec, spec.input_shape(size), weights="none")
+    x, y = images(4, size, spec.channels), np.array([0, 1, 1, 1], dtype="float32")  # unbalanced: a nonzero bias gradient even on dead features
+    frozen = [w.name for w in model.non_trainable_weights]
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    model.compile(models.make_optimizer(spec.optimizer, spec.learning_rate), "binary_crossentropy")
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    after = [w.numpy() for w in model.trainable_weights]
+    assert any(not np.allclose(a, b) for a, b in zip(before, after)), "one step changed no weight"
+    p = model.predict(x, verbose=0)
+    assert p.shape == (4, 1) and np.all((p >= 0) & (p <= 1))
+    assert frozen, "the backbone should be frozen"
+
+
+def test_imagenet_weights_missing_offline_gives_one_line_naming_the_file(tmp_path, monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        import urllib.error
+
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    with pytest.raises(transfer.WeightsUnavailable) as caught:
+        models.build_model("vgg16_frozen", (32, 32, 3), weights="imagenet")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(tmp_path / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5") in message
+    assert "weights=none" in message
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        models.build_model("mobilenet_v2_frozen", (32, 32, 1), weights=str(tmp_path / "nope.h5"))
+
+
+@pytest.mark.parametrize("backbone,keras_module", [("vgg16", "vgg16"), ("mobilenet_v2", "mobilenet_v2"),
+                                                   ("densenet121", "densenet")])
+def test_preprocessing_layers_match_keras_preprocess_input(backbone, keras_module):
+    model = transfer.build_transfer((32, 32, 3), backbone, weights="none")
+    name = next(layer.name for layer in model.layers if layer.name == "preprocess")
+    preprocessed = keras.Model(model.input, model.get_layer(name).output)
+    x = images(2, 32, 3)
+    expected = getattr(keras.applications, keras_module).preprocess_input(x.copy())
+    np.testing.assert_allclose(preprocessed.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_gray_stems_repeat_and_learned_conv_start_equal():
+    x = images(2, 32, 1)
+    outputs = []
+    for mode in ("repeat", "conv"):
+        keras.utils.set_random_seed(0)
+        model = transfer.build_transfer((32, 32, 1), "mobilenet_v2", gray_mode=mode, weights="none")
+        outputs.append(keras.Model(model.input, model.get_layer("preprocess").output).predict(x, verbose=0))
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6)
+    assert outputs[0].shape == (2, 32, 32, 3)
+
+
+def test_cached_features_path_equals_the_end_to_end_frozen_model():
+    keras.utils.set_random_seed(1)
+    model = transfer.build_transfer((32, 32, 1), "mobilenet_v2", head_dropout=0.2, dense=(8,), dropout=0.3,
+                                    weights="none")
+    lower, upper, cut = transfer.split_at_static(model)
+    assert cut == "gap"  # the head's dropout and dense layers train; everything below is static
+    x = images(6, 32, 1)
+    np.testing.assert_allclose(model.predict(x, verbose=0), upper.predict(lower.predict(x, verbose=0), verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    # training the part above the cut trains the full model (shared layers)
+    upper.get_layer("output").set_weights([np.ones((8, 1)), np.array([0.5])])
+    np.testing.assert_allclose(model.get_layer("output").get_weights()[0], 1.0)
+
+
+def test_fine_tuning_cut_moves_below_the_unfrozen_layers_and_keeps_batch_norm_frozen():
+    model = transfer.build_transfer((32, 32, 3), "mobilenet_v2", weights="none")
+    trainable = transfer.unfreeze_top(model, 20)
+    assert trainable > 0
+    assert all(not layer.trainable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    lower, upper, cut = transfer.split_at_static(model)
+    names = [layer.name for layer in model.layers]
+    first_trainable = min(i for i, layer in enumerate(model.layers) if layer.trainable_weights)
+    assert names.index(cut) < first_trainable
+    x = images(3, 32, 3)
+    np.testing.assert_allclose(model.predict(x, verbose=0), upper.predict(lower.predict(x, verbose=0), verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_augmentation_or_a_learned_stem_disables_the_cache():
+    repeat = transfer.build_transfer((32, 32, 1), "mobilenet_v2", weights="none")
+    learned = transfer.build_transfer((32, 32, 1), "mobilenet_v2", gray_mode="conv", weights="none")
+    assert transfer.can_cache(repeat, None)
+    assert not transfer.can_cache(repeat, {"flip": "horizontal"})
+    assert not transfer.can_cache(learned, None)
+
+
+def test_feature_cache_is_reused_and_recomputed_when_unreadable(tmp_path):
+    lower = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()])
+    x = images(5, 4, 1)
+    path = tmp_path / "f.npy"
+    first = transfer.cached_features(lower, x, path, progress=False)
+    np.save(path, np.zeros_like(first))  # a cached file is trusted as is...
+    np.testing.assert_array_equal(transfer.cached_features(lower, x, path, progress=False), 0)
+    path.write_bytes(b"garbage")  # ...but an unreadable one is recomputed
+    np.testing.assert_allclose(transfer.cached_features(lower, x, path, progress=False), first)
+
+
+def test_feature_key_depends_on_what_changes_the_features():
+    base = dict(backbone="mobilenet_v2", weights="imagenet", image_shape=(224, 224, 1), gray_mode="repeat",
+                cut="gap", manifest_hash="abc", precision="float32", seed=1)
+    key = transfer.feature_key(**base)
+    for change in ({"backbone": "vgg16"}, {"image_shape": (128, 128, 1)}, {"cut": "block_12_add"},
+                   {"manifest_hash": "abd"}, {"precision": "mixed_bfloat16"}, {"weights": "none"}):
+        assert transfer.feature_key(**{**base, **change}) != key
+    assert transfer.feature_key(**{**base, "seed": 2}) == key  # ImageNet weights do not depend on the seed
+    assert transfer.feature_key(**{**base, "weights": "none"}) != transfer.feature_key(
+        **{**base, "weights": "none", "seed": 2})
+
+
+def test_saved_transfer_model_predicts_the_same_after_loading(tmp_path):
+    model = transfer.build_transfer((32, 32, 3), "vgg16", dense=(4,), weights="none")
+    x = images(2, 32, 3)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+    assert [layer.name for layer in transfer.backbone_layers(loaded)] == model.backbone_layers
+
+
+def test_fit_transfer_on_synthetic_data_caches_features_and_fine_tunes_only_the_top(tmp_path):
+    from medclf import experiment
+    from medclf.params import load_params
+
+    params = load_params("synthetic", "demo", None, {
+        "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_images_per_class": 40,
+        "bootstrap_replicates": 20, "max_image_size": 32, "mixed_precision": "off", "fine_tune_epochs": 1,
+        "model_overrides": {"mobilenet_v2_finetune": {"fine_tune": 10, "epochs": 1}}})
+    run = experiment.run_model("mobilenet_v2_finetune", params)
+    stages = run.record["training"]["members"]
+    assert [s["stage"] for s in stages] == ["head", "fine_tune"]
+    cached = sorted((tmp_path / "cache" / "features").rglob("*.npy"))
+    assert len(cached) == 2  # both stages train from the fine-tuning cut: (train, val)
+    assert run.record["evaluation"]["test"]["at_threshold"]["accuracy"] >= 0
