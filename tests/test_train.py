@@ -119,3 +119,12 @@ def test_augmenter_keeps_shape_and_pixel_range():
     out = np.asarray(augmenter(images, training=True))
     assert out.shape == images.shape and out.min() >= 0 and out.max() <= 255
     assert not np.allclose(out, images)
+
+
+def test_augmented_pipeline_is_the_same_for_the_same_seed():
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (24, 16, 16, 1), dtype=np.uint8), np.arange(24) % 2
+    config = {"rotation": 0.1, "zoom": 0.1, "brightness": 0.1, "flip": "horizontal"}
+    runs = [np.concatenate([images.numpy() for images, _ in train.make_dataset(
+        x, y, 4, shuffle=True, seed=3, augmenter=build_augmenter(config, seed=3))]) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0], runs[1])

@@ -35,6 +35,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -372,9 +373,11 @@ _S3_MODEL3 = [dataclasses.replace(b, batch_norm="before_activation") for b in _S
 _OURS = dict(optimizer="adam", learning_rate=1e-3, epochs=30, batch_size=32,
              callbacks=("early_stopping", "reduce_lr"))
 # Augmentation as the studies set it (ImageDataGenerator degrees → Keras fractions of a turn).
-_S4_AUG = {"shear": 0.2, "zoom": 0.2, "flip": "horizontal"}
+# ImageDataGenerator's shear_range is an angle in degrees; Keras' RandomShear takes the shear factor
+# tan(angle): S4's 0.2 and S1's 0.3 are tiny shears (kept faithful, not "fixed").
+_S4_AUG = {"shear": round(math.tan(math.radians(0.2)), 5), "zoom": 0.2, "flip": "horizontal"}
 _S0_AUG = {"flip": "horizontal", "rotation": 0.3, "zoom": 0.2, "translation": 0.1}
-_S1_AUG = {"rotation": 40 / 360, "translation": 0.2, "shear": 0.3, "zoom": 0.1}
+_S1_AUG = {"rotation": 40 / 360, "translation": 0.2, "shear": round(math.tan(math.radians(0.3)), 5), "zoom": 0.1}
 _CHEST_AUG = {"rotation": 0.03, "zoom": 0.1, "translation": 0.05, "brightness": 0.1, "contrast": 0.2}
 _MALARIA_AUG = {"flip": "horizontal_and_vertical", "rotation": 0.5, "brightness": 0.1, "contrast": 0.2}
 

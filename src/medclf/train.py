@@ -207,8 +207,9 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, s
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if augmenter is not None:
-        ds = ds.map(lambda images, labels: (augmenter(tf.cast(images, "float32"), training=True), labels),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        # One map call at a time: the random layers share a seed state, and parallel calls would
+        # draw from it in a thread-dependent order (the same seed would not give the same run).
+        ds = ds.map(lambda images, labels: (augmenter(tf.cast(images, "float32"), training=True), labels))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
