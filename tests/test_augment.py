@@ -151,7 +151,7 @@ def test_settings_per_dataset():
     table = study.settings_table(chest)
     assert list(table.columns) == [*AUGMENTATION_KEYS, "in words"]
     assert table.loc["S4_cnn_2conv_64", "rotation"] == "—"
-    assert table.loc["S4_cnn_2conv_64", "in words"] == "flip horizontal, zoom ±20%, shear 0.2"
+    assert table.loc["S4_cnn_2conv_64", "in words"] == "flip horizontal, zoom ±20%, shear ±0.2°"
 
 
 def test_describe_setting():

@@ -18,6 +18,8 @@ Nothing here chooses anything on the test set; thresholds come from the records.
 
 from __future__ import annotations
 
+import math
+
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -83,7 +85,7 @@ def describe_setting(config: Mapping[str, Any] | None) -> str:
         "rotation": lambda v: f"rotation ±{v * 360:.0f}°",
         "zoom": lambda v: f"zoom ±{v:.0%}",
         "translation": lambda v: f"shift ±{v:.0%}",
-        "shear": lambda v: f"shear {v:g}",
+        "shear": lambda v: f"shear ±{math.degrees(math.atan(v)):.3g}°",
         "brightness": lambda v: f"brightness ±{v:.0%}",
         "contrast": lambda v: f"contrast ×{max(1 - v, 0):g}–{1 + v:g}",
     }
