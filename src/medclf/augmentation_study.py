@@ -18,9 +18,8 @@ Nothing here chooses anything on the test set; thresholds come from the records.
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
