@@ -75,13 +75,18 @@ def test_headline_csv_and_md(tmp_path):
     assert page.index("resnet") < page.index("<h2>Notebooks</h2>")
 
 
-def test_notebook_html_hides_code(tmp_path):
+def small_notebook(path, code: str, output: str):
+    """A two-cell notebook (title, one code cell with a stdout output) written to ``path``."""
     nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("secret_input_code = 1")
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="visible output\n")]
+    cell = nbformat.v4.new_code_cell(code)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=output + "\n")]
     nb.cells = [nbformat.v4.new_markdown_cell("# Title"), cell]
-    path = tmp_path / "nb.ipynb"
     nbformat.write(nb, str(path))
+    return path
+
+
+def test_notebook_html_hides_code(tmp_path):
+    path = small_notebook(tmp_path / "nb.ipynb", "secret_input_code = 1", "visible output")
     shown = report.notebook_html(path)
     hidden = report.notebook_html(path, hide_code=True)
     assert "secret_input_code" in shown and "visible output" in shown
@@ -123,12 +128,7 @@ def test_index_shows_headline_figures_with_relative_paths(tmp_path):
 
 
 def test_notebook_html_is_self_contained_with_collapsible_code(tmp_path):
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("shown_code = 1")
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="the output\n")]
-    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), cell]
-    path = tmp_path / "nb.ipynb"
-    nbformat.write(nb, str(path))
+    path = small_notebook(tmp_path / "nb.ipynb", "shown_code = 1", "the output")
     page = report.notebook_html(path)
     assert "<script" not in page  # no CDN: readable offline
     details = page[page.index('<details class="medclf-code"'):]
