@@ -164,6 +164,8 @@ def test_fit_transfer_on_synthetic_data_caches_features_and_fine_tunes_only_the_
     run = experiment.run_model("mobilenet_v2_finetune", params)
     stages = run.record["training"]["members"]
     assert [s["stage"] for s in stages] == ["head", "fine_tune"]
+    assert stages[0]["feature_seconds"] > 0  # extraction is part of the training time
+    assert run.record["training"]["seconds"] >= sum(s["seconds"] + s["feature_seconds"] for s in stages) - 0.05
     cached = sorted((tmp_path / "cache" / "features").rglob("*.npy"))
     assert len(cached) == 2  # both stages train from the fine-tuning cut: (train, val)
     assert run.record["evaluation"]["test"]["at_threshold"]["accuracy"] >= 0

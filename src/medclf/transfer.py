@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -392,13 +393,17 @@ def fit_stage(model, spec, ds, params: dict, augmentation: dict | None, *, learn
 
     from medclf import models, train
 
+    start = time.perf_counter()
     target, train_arrays, val_arrays, augmenter = _stage_arrays(model, ds, params, augmentation, spec, cut)
+    feature_seconds = time.perf_counter() - start  # ~0 when the cache is warm or nothing is cached
     train.compile_model(target, models.make_optimizer(spec.optimizer, learning_rate),
                         metrics_for_two_target="two_target_stop" in spec.callbacks)
     with tempfile.TemporaryDirectory() as tmp:
         callbacks = train.make_callbacks(spec.callbacks, params, learning_rate, Path(tmp) / "best.keras")
-        return train.fit_keras(target, train_arrays, val_arrays, epochs=epochs, batch_size=spec.batch_size,
-                               callbacks=callbacks, params=params, augmenter=augmenter, verbose=verbose)
+        result = train.fit_keras(target, train_arrays, val_arrays, epochs=epochs, batch_size=spec.batch_size,
+                                 callbacks=callbacks, params=params, augmenter=augmenter, verbose=verbose)
+    result.feature_seconds = round(feature_seconds, 2)
+    return result
 
 
 def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None, epochs: int, verbose: int = 0):
@@ -429,19 +434,21 @@ def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None,
 
 
 def combine_stages(stages):
-    """One TrainResult for consecutive stages: times and epochs added, histories joined end to end,
-    the best epoch counted from the start of the first stage."""
+    """One TrainResult for consecutive stages: times (feature extraction included) and epochs added,
+    histories joined end to end, the best epoch counted from the start of the first stage; one
+    ``members`` entry per stage."""
     from medclf.train import TrainResult
 
-    if len(stages) == 1:
-        return stages[0]
     keys = set.intersection(*(set(s.history) for s in stages))
     history = {key: [v for s in stages for v in s.history[key]] for key in sorted(keys)}
     offset = sum(s.epochs_run for s in stages[:-1])
     last = stages[-1]
-    seconds, epochs = sum(s.seconds for s in stages), sum(s.epochs_run for s in stages)
-    return TrainResult(seconds=round(seconds, 2), seconds_per_epoch=round(seconds / max(epochs, 1), 2),
+    features = [getattr(s, "feature_seconds", 0.0) for s in stages]
+    seconds, epochs = sum(s.seconds for s in stages) + sum(features), sum(s.epochs_run for s in stages)
+    fitting = sum(s.seconds for s in stages)
+    return TrainResult(seconds=round(seconds, 2), seconds_per_epoch=round(fitting / max(epochs, 1), 2),
                        epochs_run=epochs, best_epoch=None if last.best_epoch is None else offset + last.best_epoch,
                        precision=last.precision, history=history,
                        members=[{"stage": name, "epochs_run": s.epochs_run, "best_epoch": s.best_epoch,
-                                 "seconds": s.seconds} for name, s in zip(("head", "fine_tune"), stages)])
+                                 "seconds": s.seconds, "feature_seconds": f}
+                                for name, s, f in zip(("head", "fine_tune"), stages, features)])
