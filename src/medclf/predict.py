@@ -27,7 +27,7 @@ import pandas as pd
 
 from medclf import io
 from medclf.data.decode import CHANNELS, decode_files
-from medclf.data.discover import _skip_reason
+from medclf.data.discover import skip_reason
 from medclf.results import model_card_path
 
 #: Model file suffixes predict can load.
@@ -194,7 +194,7 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[t
             if key in seen:
                 continue
             seen.add(key)
-            reason = _skip_reason(path, path.stat().st_size)
+            reason = skip_reason(path, path.stat().st_size)
             if reason:
                 skipped.append((str(path), reason))
             else:
@@ -336,8 +336,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
             raise PredictError(f"--threshold {args.threshold} is outside 0..1: scores are probabilities")
-        card = load_card(check_model_file(args.model))
-        model = load_model(args.model)
+        model_path = check_model_file(args.model)
+        card = load_card(model_path)
+        model = load_model(model_path)
         check_input_shape(model, card, args.model)
     except PredictError as exc:
         print(f"error: {exc}", file=sys.stderr)

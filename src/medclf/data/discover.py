@@ -86,7 +86,7 @@ def discover(root: Path, class_names: list[str] | None = None) -> tuple[pd.DataF
             for path in _files_in(folder):
                 relpath = path.relative_to(root).as_posix()
                 stat = path.stat()
-                reason = _skip_reason(path, stat.st_size)
+                reason = skip_reason(path, stat.st_size)
                 if reason:
                     skipped.append({"relpath": relpath, "reason": reason})
                 else:
@@ -97,7 +97,8 @@ def discover(root: Path, class_names: list[str] | None = None) -> tuple[pd.DataF
     return candidates, pd.DataFrame(skipped, columns=["relpath", "reason"])
 
 
-def _skip_reason(path: Path, size: int) -> str | None:
+def skip_reason(path: Path, size: int) -> str | None:
+    """Why a file of ``size`` bytes is not used as an image (suffix not in :data:`IMAGE_SUFFIXES`, or empty); None if it is."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return f"not an image file ({path.suffix or path.name})"
     if size == 0:
