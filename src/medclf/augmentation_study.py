@@ -18,7 +18,6 @@ Nothing here chooses anything on the test set; thresholds come from the records.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medclf import evaluate, models, results
+from medclf import compare, evaluate, models, results
 from medclf.augment import AUGMENTATION_KEYS, check_augmentation
 
 #: The two arms, in table order: the reference first.
@@ -132,12 +131,7 @@ def align_predictions(pred_a: pd.DataFrame, pred_b: pd.DataFrame, names: tuple[s
             true label differs between the two (they were not scored on the same test images).
     """
     for frame, side in zip((pred_a, pred_b), names):
-        missing = {"file", "true_label", "probability"} - set(frame.columns)
-        if missing:
-            raise ValueError(f"predictions of {side} lack column(s) {', '.join(sorted(missing))}")
-        repeated = frame["file"][frame["file"].duplicated()]
-        if len(repeated):
-            raise ValueError(f"predictions of {side} list {len(repeated)} file(s) twice, e.g. {repeated.iloc[0]!r}")
+        compare.check_predictions(side, frame)
     only_a = sorted(set(pred_a["file"]) - set(pred_b["file"]))
     only_b = sorted(set(pred_b["file"]) - set(pred_a["file"]))
     if only_a or only_b:
@@ -165,11 +159,6 @@ def _check_arms(record_no: Mapping, record_aug: Mapping) -> None:
     if record_no["training"].get("augmentation") or not record_aug["training"].get("augmentation"):
         raise ValueError(f"records {ids} must be the arm without augmentation, then the one with it; "
                          "check the order and the training.augmentation of each record")
-
-
-def _decisions(record: Mapping, probabilities: pd.Series) -> np.ndarray:
-    """0/1 decisions at the record's own validation-chosen threshold."""
-    return (probabilities.to_numpy() >= record["evaluation"]["threshold"]).astype(np.int64)
 
 
 def paired_bootstrap_delta(y, p_a, threshold_a: float, p_b, threshold_b: float, class_names: Sequence[str],
@@ -201,7 +190,7 @@ def paired_bootstrap_delta(y, p_a, threshold_a: float, p_b, threshold_b: float, 
                 deltas[f"recall_{name}"][block] = ((ra & in_class).sum(axis=1) - (rb & in_class).sum(axis=1)
                                                    ) / in_class.sum(axis=1)
         # the vectorised rank form of roc_auc_score (NaN for a one-class replicate)
-        deltas["roc_auc"][block] = evaluate._rank_auc(yb, p_a[idx]) - evaluate._rank_auc(yb, p_b[idx])
+        deltas["roc_auc"][block] = evaluate.rank_auc(yb, p_a[idx]) - evaluate.rank_auc(yb, p_b[idx])
     tail = 100 * (1 - level) / 2
     intervals = {}
     for key, values in deltas.items():
@@ -233,8 +222,8 @@ def compare_pair(record_no: Mapping, pred_no: pd.DataFrame, record_aug: Mapping,
                              f"scored on {n} test images; the files are from different runs")
     joined = align_predictions(pred_no, pred_aug, names=ARMS)
     y = joined["true_label"].to_numpy()
-    test = evaluate.mcnemar(y, _decisions(record_aug, joined["probability_aug"]),
-                            _decisions(record_no, joined["probability_no_aug"]))
+    test = evaluate.mcnemar(y, compare.decisions(record_aug, joined["probability_aug"]),
+                            compare.decisions(record_no, joined["probability_no_aug"]))
 
     arms = results.records_table([record_no, record_aug])
     class_names = list(record_aug["evaluation"]["class_names"])
@@ -270,17 +259,13 @@ def load_arm(out_dir: str | os.PathLike, model_id: str) -> tuple[dict, pd.DataFr
 
     Raises:
         FileNotFoundError: either file is missing (the message says which and how to make it).
+        results.RecordError: the record is not valid JSON or not a valid record (a ``ValueError``).
     """
     for path in (results.record_path(out_dir, model_id), results.predictions_path(out_dir, model_id)):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path} does not exist: train the pair first "
                                     f"(augmentation_study.run_pair, or run the augmentation notebook)")
-    path = results.record_path(out_dir, model_id)
-    try:
-        record = results.validate_record(json.loads(path.read_text()))
-    except (json.JSONDecodeError, results.RecordError) as error:
-        raise ValueError(f"{path}: {error}") from None
-    return record, results.load_predictions(out_dir, model_id)
+    return results.read_record(results.record_path(out_dir, model_id)), results.load_predictions(out_dir, model_id)
 
 
 def augmentation_table(out_dir: str | os.PathLike, names: Sequence[str]) -> pd.DataFrame:

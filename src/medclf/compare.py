@@ -152,7 +152,12 @@ def recall_frame(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
 # predictions: alignment, McNemar, ROC inputs
 # ---------------------------------------------------------------------------------------------
 
-def _check_frame(model_id: str, frame: pd.DataFrame) -> pd.DataFrame:
+def check_predictions(model_id: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """One model's predictions indexed by ``file``, after checking its columns and that no file repeats.
+
+    Raises:
+        PredictionMismatchError: a missing column or a file listed twice.
+    """
     missing = [c for c in _PREDICTION_COLUMNS if c not in frame.columns]
     if missing:
         raise PredictionMismatchError(f"predictions of {model_id!r} lack column(s) {missing}; "
@@ -179,12 +184,12 @@ def align_predictions(predictions: Mapping[str, pd.DataFrame], reference: str
         PredictionMismatchError: a file set differs from the reference's, a file is listed twice,
             or a true label differs; the message names both models and an example file.
     """
-    ref = _check_frame(reference, predictions[reference])
+    ref = check_predictions(reference, predictions[reference])
     files = list(ref.index)
     y = ref["true_label"].to_numpy(np.int64)
     probabilities = {}
     for model_id, frame in predictions.items():
-        frame = _check_frame(model_id, frame)
+        frame = check_predictions(model_id, frame)
         only_ref = ref.index.difference(frame.index)
         only_this = frame.index.difference(ref.index)
         if len(only_ref) or len(only_this):
@@ -203,6 +208,11 @@ def align_predictions(predictions: Mapping[str, pd.DataFrame], reference: str
                 f"{first!r}: they were made from different data")
         probabilities[model_id] = frame["probability"].to_numpy(np.float64)
     return files, y, probabilities
+
+
+def decisions(record: Mapping, probabilities) -> np.ndarray:
+    """0/1 decisions at the record's own validation-chosen threshold (``evaluation.threshold``)."""
+    return (np.asarray(probabilities, dtype=np.float64) >= float(record["evaluation"]["threshold"])).astype(np.int64)
 
 
 _MCNEMAR_COLUMNS = ["model_id", "family", "n", "accuracy", "best_model_id", "best_accuracy",
@@ -234,8 +244,8 @@ def mcnemar_vs_best(records: Sequence[Mapping], predictions: Mapping[str, pd.Dat
                               "note": f"no predictions for the best model {best_id}"}
                              for r in ranked if r["model_id"] != best_id], columns=_MCNEMAR_COLUMNS)
     _, y, probs = align_predictions(present, best_id)
-    thresholds = {r["model_id"]: float(r["evaluation"]["threshold"]) for r in records}
-    pred = {model_id: (p >= thresholds[model_id]).astype(np.int64) for model_id, p in probs.items()}
+    by_id = {r["model_id"]: r for r in records}
+    pred = {model_id: decisions(by_id[model_id], p) for model_id, p in probs.items()}
     best_accuracy = float(np.mean(pred[best_id] == y))
     rows = []
     for record in ranked:

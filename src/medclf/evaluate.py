@@ -217,7 +217,7 @@ def metrics_at(y_true, p, threshold: float, class_names: Sequence[str]) -> dict:
 # uncertainty
 # ---------------------------------------------------------------------------------------------
 
-def _rank_auc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+def rank_auc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     """ROC AUC of each row (Mann-Whitney form, ties counted half; equals ``roc_auc_score``).
 
     Rows with a single class give NaN.
@@ -230,6 +230,9 @@ def _rank_auc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
         auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     auc[(n_pos == 0) | (n_neg == 0)] = np.nan
     return auc
+
+
+_rank_auc = rank_auc  # the former private name
 
 
 def bootstrap_ci(y_true, p, threshold: float, n_replicates: int = 1000, seed: int = 0,
@@ -283,7 +286,7 @@ def bootstrap_ci(y_true, p, threshold: float, n_replicates: int = 1000, seed: in
             in_class = yb == k
             with np.errstate(divide="ignore", invalid="ignore"):
                 recalls[k, start:stop] = (correct & in_class).sum(axis=1) / in_class.sum(axis=1)
-        auc[start:stop] = _rank_auc(yb, pb)
+        auc[start:stop] = rank_auc(yb, pb)
 
     tail = 100 * (1 - level) / 2
 

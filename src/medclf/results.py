@@ -239,13 +239,22 @@ def load_records(out_dir: str | os.PathLike) -> list[dict]:
     for path in sorted(folder.glob("*.json")):
         if path.name.startswith("."):  # an atomic write in progress
             continue
-        try:
-            record = json.loads(path.read_text())
-            validate_record(record)
-        except (json.JSONDecodeError, RecordError) as error:
-            raise RecordError(f"{path}: {error}") from error
-        records.append(record)
+        records.append(read_record(path))
     return records
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """One record file, read and validated.
+
+    Raises:
+        RecordError: not valid JSON or not a valid record (the message names the file).
+    """
+    try:
+        record = json.loads(Path(path).read_text())
+        validate_record(record)
+    except (json.JSONDecodeError, RecordError) as error:
+        raise RecordError(f"{path}: {error}") from error
+    return record
 
 
 # ---------------------------------------------------------------------------------------------
