@@ -53,7 +53,8 @@ def timed(params: dict, data: Subset, spec, epochs: int, image_size: int, precis
     start = time.perf_counter()
     model = transfer.build_transfer((image_size, image_size, 1), spec.backbone, head_dropout=0.2,
                                     weights=params["weights"])
-    transfer.fit_stage(model, spec, data, params, None, learning_rate=spec.learning_rate, epochs=epochs)
+    transfer.fit_stage(model, spec, data, params, None, learning_rate=spec.learning_rate, epochs=epochs,
+                       progress=False)
     return time.perf_counter() - start
 
 
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params("chest_xray", "full", args.data_root, {
             "image_size": args.image_size, "color_mode": "grayscale", "class_weight": True})
         data = Subset(load_dataset(params), args.limit)
-        params = {**params, "cache_dir": cache, "progress": False}
+        params = {**params, "cache_dir": cache}
         spec = dataclasses.replace(models.get_spec("mobilenet_v2_frozen"), callbacks=())  # fixed epoch count
         ours = train.precision_policy(params["mixed_precision"])
         try:

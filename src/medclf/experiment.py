@@ -7,7 +7,6 @@ it shows is also in ``results/<model_id>.json`` and ``predictions/<model_id>.csv
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from medclf import config, evaluate, models, results, train
+from medclf.augment import build_augmenter
 from medclf.data import Dataset, load_dataset
 from medclf.io import atomic_path
 
@@ -95,18 +95,9 @@ def _fit_member(spec: models.ModelSpec, input_shape: tuple, data: Dataset, param
     """Build and fit one Keras model (seeded) on the training split, validating on val."""
     train.seed_everything(seed)
     model = models.build_model(spec, input_shape)
-    train.compile_model(model, models.make_optimizer(spec.optimizer, spec.learning_rate),
-                        metrics_for_two_target="two_target_stop" in spec.callbacks)
-    augmenter = None
-    if augmentation:
-        from medclf.augment import build_augmenter
-
-        augmenter = build_augmenter(augmentation, seed=seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        callbacks = train.make_callbacks(spec.callbacks, params, spec.learning_rate, Path(tmp) / "best.keras")
-        result = train.fit_keras(model, data.arrays("train"), data.arrays("val"), epochs=epochs_for(spec, params),
-                                 batch_size=spec.batch_size, callbacks=callbacks, params={**params, "seed": seed},
-                                 augmenter=augmenter, verbose=verbose)
+    result = train.fit_spec(model, spec, data.arrays("train"), data.arrays("val"), params={**params, "seed": seed},
+                            learning_rate=spec.learning_rate, epochs=epochs_for(spec, params),
+                            augmenter=build_augmenter(augmentation, seed=seed), verbose=verbose)
     return model, result
 
 

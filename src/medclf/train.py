@@ -246,6 +246,22 @@ def fit_keras(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray
     )
 
 
+def fit_spec(model, spec, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
+             params: dict, learning_rate: float, epochs: int, augmenter=None, verbose: int = 0) -> TrainResult:
+    """Compile ``model`` with ``spec``'s optimizer at ``learning_rate`` and fit it with ``spec``'s callbacks
+    (a checkpoint, if asked for, lives in a temporary folder) and batch size."""
+    import tempfile
+
+    from medclf.models import make_optimizer
+
+    compile_model(model, make_optimizer(spec.optimizer, learning_rate),
+                  metrics_for_two_target="two_target_stop" in spec.callbacks)
+    with tempfile.TemporaryDirectory() as tmp:
+        callbacks = make_callbacks(spec.callbacks, params, learning_rate, Path(tmp) / "best.keras")
+        return fit_keras(model, train, val, epochs=epochs, batch_size=spec.batch_size, callbacks=callbacks,
+                         params=params, augmenter=augmenter, verbose=verbose)
+
+
 def best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:
     """1-based epoch with the best ``monitor`` value (min for losses, max otherwise)."""
     values = history.get(monitor)

@@ -355,7 +355,7 @@ def predict_batches(model, images: np.ndarray, batch_size: int = 64, progress: b
 # Training: head on (cached) features, then optional fine-tuning of the top layers
 # --------------------------------------------------------------------------------------------
 
-def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut: str | None):
+def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut: str | None, progress: bool):
     """``(target, train, val, augmenter)`` for one stage: the model above the cut fed cached features,
     or the whole model fed images (with the augmenter) when nothing can be cached. ``cut`` fixes the
     cut (a static layer's name); by default it is just below the first trained layer."""
@@ -368,12 +368,9 @@ def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut:
         else:
             lower, upper = split_at(model, cut)
     if lower is None:
-        augmenter = None
-        if augmentation:
-            from medclf.augment import build_augmenter
+        from medclf.augment import build_augmenter
 
-            augmenter = build_augmenter(augmentation, seed=params["seed"])
-        return model, ds.arrays("train"), ds.arrays("val"), augmenter
+        return model, ds.arrays("train"), ds.arrays("val"), build_augmenter(augmentation, seed=params["seed"])
     key = feature_key(backbone=spec.backbone, weights=params["weights"], image_shape=model.input_shape[1:],
                       gray_mode=spec.gray_mode, cut=cut, manifest_hash=ds.manifest_hash,
                       precision=train.precision_policy(params["mixed_precision"]), seed=params["seed"])
@@ -381,27 +378,22 @@ def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut:
     arrays = {}
     for split in ("train", "val"):
         images, labels = ds.arrays(split)
-        features = cached_features(lower, images, folder / f"{key}_{split}.npy", progress=params.get("progress", True))
+        features = cached_features(lower, images, folder / f"{key}_{split}.npy", progress=progress)
         arrays[split] = (features, labels)
     return upper, arrays["train"], arrays["val"], None
 
 
 def fit_stage(model, spec, ds, params: dict, augmentation: dict | None, *, learning_rate: float, epochs: int,
-              cut: str | None = None, verbose: int = 0):
-    """Compile and fit the trainable part of ``model`` (features cached where possible); returns a TrainResult."""
-    import tempfile
-
-    from medclf import models, train
+              cut: str | None = None, progress: bool = True, verbose: int = 0):
+    """Fit the trainable part of ``model`` (features cached where possible); returns a TrainResult
+    whose ``feature_seconds`` is the time spent computing features."""
+    from medclf import train
 
     start = time.perf_counter()
-    target, train_arrays, val_arrays, augmenter = _stage_arrays(model, ds, params, augmentation, spec, cut)
+    target, train_arrays, val_arrays, augmenter = _stage_arrays(model, ds, params, augmentation, spec, cut, progress)
     feature_seconds = time.perf_counter() - start  # ~0 when the cache is warm or nothing is cached
-    train.compile_model(target, models.make_optimizer(spec.optimizer, learning_rate),
-                        metrics_for_two_target="two_target_stop" in spec.callbacks)
-    with tempfile.TemporaryDirectory() as tmp:
-        callbacks = train.make_callbacks(spec.callbacks, params, learning_rate, Path(tmp) / "best.keras")
-        result = train.fit_keras(target, train_arrays, val_arrays, epochs=epochs, batch_size=spec.batch_size,
-                                 callbacks=callbacks, params=params, augmenter=augmenter, verbose=verbose)
+    result = train.fit_spec(target, spec, train_arrays, val_arrays, params=params, learning_rate=learning_rate,
+                            epochs=epochs, augmenter=augmenter, verbose=verbose)
     result.feature_seconds = round(feature_seconds, 2)
     return result
 
