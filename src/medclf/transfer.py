@@ -233,7 +233,7 @@ def backbone_layers(model) -> list:
     """The backbone's layers inside a model built by :func:`build_transfer` (also after loading it from disk)."""
     names = getattr(model, "backbone_layers", None)
     if names is None:  # a loaded model: everything between the preprocessing and the head
-        head_start = next(i for i, layer in enumerate(model.layers) if layer.name in ("gap", "flatten", "conv1"))
+        head_start = next(i for i, layer in enumerate(model.layers) if layer.name in ("head_bn", "gap", "flatten", "conv1"))
         stem_end = max(i for i, layer in enumerate(model.layers)
                        if layer.name in ("image", "gray_to_rgb", "preprocess", "preprocess_scale"))
         return model.layers[stem_end + 1:head_start]
