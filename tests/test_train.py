@@ -29,6 +29,52 @@ def test_precision_policy_modes(monkeypatch):
         train.precision_policy("maybe")
 
 
+def test_auto_precision_follows_the_probe_only_where_bf16_exists(monkeypatch):
+    calls = []
+
+    def probe(policy):
+        calls.append(policy)
+        return {"mixed_bfloat16": 2.0, "float32": 1.0}[policy]
+
+    monkeypatch.setattr(train, "gpu_has_bf16", lambda: False)
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda cpuinfo=None: True)
+    assert train.precision_policy("auto", probe) == "float32"  # measured slower in bf16: not used
+    assert train.precision_policy("auto", lambda policy: {"mixed_bfloat16": 1.0, "float32": 3.0}[policy]) \
+        == "mixed_bfloat16"
+    assert train.precision_policy("on", probe) == "mixed_bfloat16" and train.precision_policy("off", probe) == "float32"
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda cpuinfo=None: False)
+    calls.clear()
+    assert train.precision_policy("auto", probe) == "float32" and calls == []  # no bf16 hardware: no probe
+
+
+def test_cached_probe_measures_once_per_key_and_policy(tmp_path):
+    calls = []
+
+    def probe(policy):
+        calls.append(policy)
+        return 0.5
+
+    store = tmp_path / "probe.json"
+    first = train.cached_probe(probe, store, "model|32x32x1|cpu")
+    assert first("float32") == 0.5 and first("float32") == 0.5 and calls == ["float32"]
+    again = train.cached_probe(probe, store, "model|32x32x1|cpu")  # a later run reads the file
+    assert again("float32") == 0.5 and calls == ["float32"]
+    assert again("mixed_bfloat16") == 0.5 and calls == ["float32", "mixed_bfloat16"]
+
+
+def test_step_seconds_times_a_training_step_and_restores_the_policy():
+    import keras
+
+    def build():
+        inputs = keras.Input((8, 8, 1))
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs)))
+
+    keras.mixed_precision.set_global_policy("float32")
+    seconds = train.step_seconds(build, (8, 8, 1), "mixed_bfloat16", batch_size=4)
+    assert 0.0 < seconds < 10.0
+    assert train.current_policy() == "float32"
+
+
 def test_class_weights_are_balanced():
     weights = train.class_weights(np.array([0] * 25 + [1] * 75))
     assert weights == pytest.approx({0: 2.0, 1: 2 / 3})

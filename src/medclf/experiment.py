@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -90,6 +91,20 @@ def predict_scores(model: Any, images: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(images, batch_size=256, verbose=0), dtype=np.float64).reshape(-1)
 
 
+def precision_probe(spec: models.ModelSpec, input_shape: tuple, params: dict) -> Callable[[str], float]:
+    """Seconds of one training step of ``spec`` under a dtype policy, measured once per machine and
+    remembered in ``<cache_dir>/precision_probe.json`` (random weights: speed does not depend on them)."""
+    import keras
+
+    options = {"weights": "none"} if spec.family == "transfer" else {}
+    shape = "x".join(str(s) for s in input_shape)
+    key = f"{spec.name}|{shape}|{train.device_id()}|keras {keras.__version__}"
+    store = config.resolve(params["cache_dir"]) / "precision_probe.json"
+    return train.cached_probe(
+        lambda policy: train.step_seconds(lambda: models.build_model(spec, input_shape, **options), input_shape, policy),
+        store, key)
+
+
 def _fit_member(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict,
                 augmentation: dict | None, seed: int, verbose: int) -> tuple[Any, train.TrainResult]:
     """Build and fit one Keras model (seeded) on the training split, validating on val."""
@@ -144,8 +159,10 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
     ds = data.get(size, spec.color_mode)
     if augmentation is True:
         augmentation = spec.augmentation
-    policy = train.set_precision(params["mixed_precision"]) if spec.family != "svm" else "float64"
-    model, training = _fit(spec, (size, size, spec.channels), ds, params, augmentation or None, verbose)
+    shape = (size, size, spec.channels)
+    policy = "float64" if spec.family == "svm" else train.set_precision(params["mixed_precision"],
+                                                                        precision_probe(spec, shape, params))
+    model, training = _fit(spec, shape, ds, params, augmentation or None, verbose)
     (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
     p_val, p_test = predict_scores(model, x_val), predict_scores(model, x_test)
     evaluation = evaluate.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,

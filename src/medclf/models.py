@@ -521,6 +521,10 @@ _SPECS += [
     _transfer("mobilenet_v2_finetune", "OURS: MobileNetV2 (ImageNet), GAP, drop.2 → sigmoid; head, then the top "
               "layers fine-tuned (BN frozen)", "mobilenet_v2", head_dropout=0.2, fine_tune=40, image_size=224,
               color_mode="grayscale", dataset=_CHEST, **_OURS_TRANSFER),
+    _transfer("mobilenet_v2_finetune_aug", "OURS: MobileNetV2 (ImageNet), GAP, drop.2 → sigmoid; head on cached "
+              "features, then the top 80 layers fine-tuned end to end with augmentation (BN frozen)", "mobilenet_v2",
+              head_dropout=0.2, fine_tune=80, image_size=224, color_mode="grayscale", dataset=_CHEST,
+              augmentation=_CHEST_AUG, **_OURS_TRANSFER),
     _transfer("mobilenet_v2_malaria", "OURS: MobileNetV2 (ImageNet) on RGB cells, GAP, drop.2 → sigmoid; top "
               "layers fine-tuned", "mobilenet_v2", head_dropout=0.2, fine_tune=40, image_size=112,
               color_mode="rgb", dataset=_MALARIA, **_OURS_TRANSFER),

@@ -92,7 +92,7 @@ SPECS: dict[str, Spec] = {
                     choices=("val_auc", "val_loss", "val_accuracy")),
     "patience": Spec(int, "Epochs without improvement of `monitor` before early stopping."),
     "class_weight": Spec(bool, "Weight the loss by inverse class frequency (balanced)."),
-    "mixed_precision": Spec(str, "mixed_bfloat16 training: auto (where the CPU/GPU has native bf16), on, off.",
+    "mixed_precision": Spec(str, "mixed_bfloat16 training: auto (native bf16 hardware and measured faster for the model), on, off.",
                             choices=("auto", "on", "off")),
     "target_sensitivity": Spec(float, "Decision threshold: chosen on validation as the highest one whose "
                                       "disease-class recall reaches this."),

@@ -373,7 +373,7 @@ def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut:
         return model, ds.arrays("train"), ds.arrays("val"), build_augmenter(augmentation, seed=params["seed"])
     key = feature_key(backbone=spec.backbone, weights=params["weights"], image_shape=model.input_shape[1:],
                       gray_mode=spec.gray_mode, cut=cut, manifest_hash=ds.manifest_hash,
-                      precision=train.precision_policy(params["mixed_precision"]), seed=params["seed"])
+                      precision=train.current_policy(), seed=params["seed"])
     folder = config.resolve(params["cache_dir"]) / "features" / ds.name
     arrays = {}
     for split in ("train", "val"):
@@ -403,6 +403,10 @@ def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None,
     ``params["fine_tune_epochs"]`` > 0) the top ``spec.fine_tune`` backbone layers at
     ``params["fine_tune_learning_rate"]``.
 
+    With fine-tuning, ``augmentation`` applies to the fine-tuning stage only: the head is a warm
+    start trained on cached features (one feature pass instead of an end-to-end pass every epoch).
+    Without fine-tuning (the studies' frozen models) it applies to the head stage.
+
     Returns:
         ``(model, TrainResult)``; the result's ``members`` hold one entry per stage.
     """
@@ -412,11 +416,12 @@ def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None,
     model = models.build_model(spec, input_shape, weights=params["weights"])
     fine_tune = spec.fine_tune if params["fine_tune_epochs"] else 0
     cut = None
-    if fine_tune:  # both stages start from the fine-tuning cut: one feature pass instead of two
+    if fine_tune and not augmentation:  # both stages start from the fine-tuning cut: one feature pass, not two
         unfreeze_top(model, fine_tune)
         cut = split_at_static(model)[2]
         unfreeze_top(model, 0)
-    stages = [fit_stage(model, spec, ds, params, augmentation, learning_rate=spec.learning_rate, epochs=epochs,
+    head_augmentation = None if fine_tune else augmentation
+    stages = [fit_stage(model, spec, ds, params, head_augmentation, learning_rate=spec.learning_rate, epochs=epochs,
                         cut=cut, verbose=verbose)]
     if fine_tune:
         unfreeze_top(model, fine_tune)
