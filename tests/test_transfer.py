@@ -169,3 +169,20 @@ def test_fit_transfer_on_synthetic_data_caches_features_and_fine_tunes_only_the_
     cached = sorted((tmp_path / "cache" / "features").rglob("*.npy"))
     assert len(cached) == 2  # both stages train from the fine-tuning cut: (train, val)
     assert run.record["evaluation"]["test"]["at_threshold"]["accuracy"] >= 0
+
+
+def test_fine_tuning_with_augmentation_warm_starts_the_head_on_cached_features(tmp_path):
+    from medclf import experiment
+    from medclf.params import load_params
+
+    params = load_params("synthetic", "demo", None, {
+        "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_images_per_class": 40,
+        "bootstrap_replicates": 20, "max_image_size": 32, "mixed_precision": "off", "fine_tune_epochs": 1,
+        "model_overrides": {"mobilenet_v2_finetune_aug": {"fine_tune": 10, "epochs": 1}}})
+    run = experiment.run_model("mobilenet_v2_finetune_aug", params)
+    head, fine = run.record["training"]["members"]
+    assert run.record["training"]["augmentation"] == models.get_spec("mobilenet_v2_finetune_aug").augmentation
+    assert head["feature_seconds"] > 0 and fine["epochs_run"] == 1
+    cached = sorted((tmp_path / "cache" / "features").rglob("*.npy"))
+    assert len(cached) == 2  # the head's (train, val) features; the augmented stage runs end to end
+    assert np.load(cached[0]).shape[1:] == (1280,)  # cut at the top of the backbone, not at the fine-tuning cut

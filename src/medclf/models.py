@@ -528,6 +528,10 @@ _SPECS += [
     _transfer("mobilenet_v2_malaria", "OURS: MobileNetV2 (ImageNet) on RGB cells, GAP, drop.2 → sigmoid; top "
               "layers fine-tuned", "mobilenet_v2", head_dropout=0.2, fine_tune=40, image_size=112,
               color_mode="rgb", dataset=_MALARIA, **_OURS_TRANSFER),
+    _transfer("mobilenet_v2_malaria_aug", "OURS: MobileNetV2 (ImageNet) on RGB cells, GAP, drop.2 → sigmoid; head on "
+              "cached features, then the top 80 layers fine-tuned end to end with flips/rotation/colour augmentation",
+              "mobilenet_v2", head_dropout=0.2, fine_tune=80, image_size=112, color_mode="rgb", dataset=_MALARIA,
+              augmentation=_MALARIA_AUG, **_OURS_TRANSFER),
     _transfer("efficientnet_b0_frozen", "frozen EfficientNetB0 (ImageNet), GAP, drop.2 → sigmoid", "efficientnet_b0",
               head_dropout=0.2, image_size=224, color_mode="rgb", **_OURS_TRANSFER),
     _transfer("densenet121_frozen", "frozen DenseNet121 (ImageNet), GAP, drop.2 → sigmoid", "densenet121",
