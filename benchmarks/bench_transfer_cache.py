@@ -7,9 +7,9 @@
     the precision ``auto`` picks (mixed_bfloat16 only where the hardware has it and a probe measures it
     faster for this model), then only the head trains.
 
-Same model, same images, same batch size, same epochs (early stopping off), one run; (b)'s time
-includes computing the features (a cold cache). A second (b) run with the cache filled shows what a
-rerun costs.
+Same model, same images, same batch size, same epochs (early stopping off), one run; each variant
+runs in a fresh process (see ``isolated.py``). (b)'s time includes computing the features (a cold
+cache); a second (b) process with the cache filled shows what a rerun costs.
 
     KERAS_HOME=../shared/keras python benchmarks/bench_transfer_cache.py --data-root ../shared/data/chest_xray \\
         [--epochs 10] [--limit 1000] [--image-size 224]
@@ -29,6 +29,8 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from isolated import run_isolated  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 class Subset:
@@ -105,6 +107,21 @@ def timed_workspace_way(params: dict, data: Subset, spec, epochs: int, image_siz
     return time.perf_counter() - start
 
 
+def variant(name: str, params: dict, limit: int | None, epochs: int, image_size: int, policy: str):
+    """One timed variant (``"a"``: the studies' way, ``"b"``: the cached path) in this process;
+    returns ``(seconds, {split: images})``."""
+    from medclf import models
+    from medclf.data import load_dataset
+
+    data = Subset(load_dataset(params), limit, params["data_root"])
+    spec = dataclasses.replace(models.get_spec("mobilenet_v2_frozen"), callbacks=())  # fixed epoch count
+    if name == "a":
+        seconds = timed_studies_way(params, data, spec, epochs, image_size, os.path.join(params["cache_dir"], "links"))
+    else:
+        seconds = timed_workspace_way({**params, "feature_cache": True}, data, spec, epochs, image_size, policy)
+    return seconds, {split: len(data.arrays(split)[1]) for split in ("train", "val")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default="data/chest_xray", help="chest X-ray folder holding train/")
@@ -118,28 +135,25 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     from medclf import experiment, models, train
-    from medclf.data import load_dataset
     from medclf.params import load_params
 
     with tempfile.TemporaryDirectory() as cache:
-        params = load_params("chest_xray", "full", args.data_root, {
-            "image_size": args.image_size, "color_mode": "grayscale", "class_weight": True})
-        data = Subset(load_dataset(params), args.limit, args.data_root)
-        params = {**params, "cache_dir": cache}
-        spec = dataclasses.replace(models.get_spec("mobilenet_v2_frozen"), callbacks=())  # fixed epoch count
+        params = {**load_params("chest_xray", "full", args.data_root, {
+            "image_size": args.image_size, "color_mode": "grayscale", "class_weight": True}), "cache_dir": cache}
+        spec = models.get_spec("mobilenet_v2_frozen")
         shape = (args.image_size, args.image_size, 1)
         start = time.perf_counter()  # once per machine in normal use (remembered in the cache dir)
         ours = train.precision_policy(params["mixed_precision"], experiment.precision_probe(spec, shape, params))
         probe_s = time.perf_counter() - start
         try:
-            a = timed_studies_way(params, data, spec, args.epochs, args.image_size, os.path.join(cache, "links"))
-            b = timed_workspace_way({**params, "feature_cache": True}, data, spec, args.epochs, args.image_size, ours)
-            b_warm = timed_workspace_way({**params, "feature_cache": True}, data, spec, args.epochs, args.image_size, ours)
+            a, counts = run_isolated(variant, "a", params, args.limit, args.epochs, args.image_size, "float32")
+            b, _ = run_isolated(variant, "b", params, args.limit, args.epochs, args.image_size, ours)
+            b_warm, _ = run_isolated(variant, "b", params, args.limit, args.epochs, args.image_size, ours)
         except Exception as exc:  # e.g. WeightsUnavailable: one line, no traceback
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    n_train = len(data.arrays("train")[0])
-    result = {"epochs": args.epochs, "train_images": n_train, "val_images": len(data.arrays("val")[0]),
+    n_train = counts["train"]
+    result = {"epochs": args.epochs, "train_images": n_train, "val_images": counts["val"],
               "image_size": args.image_size, "end_to_end_s": round(a, 1), "cached_cold_s": round(b, 1),
               "cached_warm_s": round(b_warm, 1), "ratio_cold": round(a / b, 1), "ratio_warm": round(a / b_warm, 1),
               "cached_precision": ours, "precision_probe_s": round(probe_s, 1), "weights": params["weights"]}
