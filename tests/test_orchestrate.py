@@ -348,3 +348,12 @@ def test_end_to_end_with_kernel(ws):
     assert not (ws.out / "notebooks" / "01_b.failed.ipynb").exists()
     assert not (ws.out / "reports" / "01_b.failed.html").exists()
     assert ws.status() == {"b": "ok", "c": "skipped", "a": "ok"}
+
+
+def test_a_relative_keras_home_is_made_absolute_for_the_kernels(monkeypatch, tmp_path, capsys):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_HOME", "keras")  # kernels run in the notebooks' folder
+    assert orchestrate.main(["-p", "no_such_key=1"]) == 2
+    assert os.environ["KERAS_HOME"] == str(tmp_path / "keras")

@@ -385,6 +385,8 @@ def main(argv: list[str] | None = None, *, registry: tuple[Notebook, ...] | list
     registry = tuple(registry if registry is not None else REGISTRY)
     notebooks_dir = Path(notebooks_dir or config.NOTEBOOKS_DIR)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kernels inherit it: no TensorFlow start-up noise
+    if os.environ.get("KERAS_HOME"):  # kernels run in the notebooks' folder: a relative path would miss
+        os.environ["KERAS_HOME"] = os.path.abspath(os.environ["KERAS_HOME"])
     try:
         return _run(args, registry, notebooks_dir)
     except _user_errors() as exc:
