@@ -3,9 +3,10 @@
 
 (a) the studies' way: JPEGs decoded and resized every epoch by Keras' directory loader, float32;
 (b) this workspace: decoded once into cached uint8 arrays, fed from memory by tf.data, with
-    mixed_bfloat16 where the hardware supports it (auto-detected).
+    mixed_bfloat16 where ``mixed_precision=auto`` picks it (native bf16, measured faster for the model).
 
-Same model, same images (every file of the official ``train`` folder), same batch size, one run.
+Same model, same images (every file of the official ``train`` folder), same batch size, one run;
+each variant in a fresh process (see ``isolated.py``).
 Epoch 1 of each is a warm-up (graph tracing, cache fill) and is not counted.
 
     python benchmarks/bench_input_pipeline.py --data-root ../shared/data/chest_xray [--epochs 3]
@@ -20,6 +21,8 @@ import statistics
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from isolated import run_isolated  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def timed_fit(model_name: str, dataset, epochs: int) -> list[float]:
@@ -46,13 +49,15 @@ def studies_way(root: str, batch_size: int, epochs: int) -> list[float]:
 
 
 def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], str]:
-    from medclf import train
+    from medclf import experiment, models, train
     from medclf.data import load_dataset
     from medclf.params import load_params
 
-    policy = train.set_precision("auto")
+    params = load_params("chest_xray", "quick", root, {"image_size": 128, "color_mode": "rgb"})
+    policy = train.set_precision(params["mixed_precision"],
+                                 experiment.precision_probe(models.get_spec("cnn_deeper"), (128, 128, 3), params))
     train.seed_everything(0)
-    ds = load_dataset(load_params("chest_xray", "quick", root, {"image_size": 128, "color_mode": "rgb"}))
+    ds = load_dataset(params)
     rows = (ds.frame["source_split"] == "train").to_numpy()
     data = train.make_dataset(ds.images[rows], ds.frame["label"].to_numpy()[rows], batch_size, shuffle=True, seed=0)
     return timed_fit("cnn_deeper", data, epochs), policy
@@ -71,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data_root}/train does not exist: pass --data-root pointing at the chest X-ray data",
               file=sys.stderr)
         return 2
-    ours, policy = workspace_way(args.data_root, args.batch_size, args.epochs)  # also fills the decode cache
-    theirs = studies_way(args.data_root, args.batch_size, args.epochs)
+    ours, policy = run_isolated(workspace_way, args.data_root, args.batch_size, args.epochs)
+    theirs = run_isolated(studies_way, args.data_root, args.batch_size, args.epochs)
     a, b = statistics.median(theirs[1:]), statistics.median(ours[1:])
     result = {"studies_s_per_epoch": round(a, 2), "workspace_s_per_epoch": round(b, 2), "ratio": round(a / b, 2),
               "workspace_precision": policy, "batch_size": args.batch_size, "epochs_timed": args.epochs - 1,
