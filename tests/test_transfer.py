@@ -153,15 +153,20 @@ def test_saved_transfer_model_predicts_the_same_after_loading(tmp_path):
     assert [layer.name for layer in transfer.backbone_layers(loaded)] == model.backbone_layers
 
 
-def test_fit_transfer_on_synthetic_data_caches_features_and_fine_tunes_only_the_top(tmp_path):
+def run_fine_tuned(tmp_path, name):
+    """``experiment.run_model(name)`` on tiny synthetic data: 1 head epoch, then the top 10 layers for 1 epoch."""
     from medclf import experiment
     from medclf.params import load_params
 
     params = load_params("synthetic", "demo", None, {
         "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_images_per_class": 40,
         "bootstrap_replicates": 20, "max_image_size": 32, "mixed_precision": "off", "fine_tune_epochs": 1,
-        "model_overrides": {"mobilenet_v2_finetune": {"fine_tune": 10, "epochs": 1}}})
-    run = experiment.run_model("mobilenet_v2_finetune", params)
+        "model_overrides": {name: {"fine_tune": 10, "epochs": 1}}})
+    return experiment.run_model(name, params)
+
+
+def test_fit_transfer_on_synthetic_data_caches_features_and_fine_tunes_only_the_top(tmp_path):
+    run = run_fine_tuned(tmp_path, "mobilenet_v2_finetune")
     stages = run.record["training"]["members"]
     assert [s["stage"] for s in stages] == ["head", "fine_tune"]
     assert stages[0]["feature_seconds"] > 0  # extraction is part of the training time
@@ -172,14 +177,7 @@ def test_fit_transfer_on_synthetic_data_caches_features_and_fine_tunes_only_the_
 
 
 def test_fine_tuning_with_augmentation_warm_starts_the_head_on_cached_features(tmp_path):
-    from medclf import experiment
-    from medclf.params import load_params
-
-    params = load_params("synthetic", "demo", None, {
-        "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_images_per_class": 40,
-        "bootstrap_replicates": 20, "max_image_size": 32, "mixed_precision": "off", "fine_tune_epochs": 1,
-        "model_overrides": {"mobilenet_v2_finetune_aug": {"fine_tune": 10, "epochs": 1}}})
-    run = experiment.run_model("mobilenet_v2_finetune_aug", params)
+    run = run_fine_tuned(tmp_path, "mobilenet_v2_finetune_aug")
     head, fine = run.record["training"]["members"]
     assert run.record["training"]["augmentation"] == models.get_spec("mobilenet_v2_finetune_aug").augmentation
     assert head["feature_seconds"] > 0 and fine["epochs_run"] == 1
