@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from medclf import config, io
+from medclf import config, cpu_steal, io
 from medclf.params import ParamError, load_params, params_hash, parse_override
 
 #: Kernel the notebooks run in.
@@ -271,7 +271,8 @@ def _write_html(notebook_file: Path, html_path: Path, hide_code: bool) -> None:
 
 def execute_notebook(step: Step, out_dir: str | Path, parameters: dict[str, Any], cwd: str | Path,
                      hide_code: bool = False) -> dict[str, Any]:
-    """Execute one notebook into ``out_dir``; return ``{"status", "wall_s", "error", "cell"}``.
+    """Execute one notebook into ``out_dir``; return ``{"status", "wall_s", "steal_s", "error", "cell"}``
+    (``steal_s``: CPU seconds the hypervisor took meanwhile, see :mod:`medclf.cpu_steal`).
 
     The notebook is executed into a temporary file beside the destination. On success the HTML
     is rendered and both are moved into place, and stale ``.failed`` files are removed. On
@@ -288,7 +289,7 @@ def execute_notebook(step: Step, out_dir: str | Path, parameters: dict[str, Any]
     os.close(fd)
     tmp = Path(tmp_name)
     _respect_umask(tmp)
-    start = time.monotonic()
+    start, steal_start = time.monotonic(), cpu_steal.steal_seconds()
     error, cell = None, None
     try:
         try:
@@ -302,7 +303,7 @@ def execute_notebook(step: Step, out_dir: str | Path, parameters: dict[str, Any]
             error = f"{exc.ename}: {_one_line(exc.evalue)}" if exc.evalue else str(exc.ename)
         except Exception as exc:  # kernel died, missing kernel, unreadable notebook, ...
             error = f"{type(exc).__name__}: {_one_line(exc)}"
-        wall = round(time.monotonic() - start, 2)
+        wall, steal = round(time.monotonic() - start, 2), cpu_steal.stolen_since(steal_start)
         if error is None:
             try:
                 _write_html(tmp, paths["html"], hide_code)
@@ -312,14 +313,14 @@ def execute_notebook(step: Step, out_dir: str | Path, parameters: dict[str, Any]
                 os.replace(tmp, paths["executed"])
                 for stale in (paths["failed"], paths["failed_html"]):
                     stale.unlink(missing_ok=True)
-                return {"status": "ok", "wall_s": wall, "error": None, "cell": None}
+                return {"status": "ok", "wall_s": wall, "steal_s": steal, "error": None, "cell": None}
         if tmp.is_file() and tmp.stat().st_size > 0:
             os.replace(tmp, paths["failed"])
             try:
                 _write_html(paths["failed"], paths["failed_html"], hide_code=False)
             except Exception:
                 paths["failed_html"].unlink(missing_ok=True)
-        return {"status": "failed", "wall_s": wall, "error": error, "cell": cell}
+        return {"status": "failed", "wall_s": wall, "steal_s": steal, "error": error, "cell": cell}
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -475,12 +476,13 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
             else:
                 result = execute_notebook(step, out_dir, parameters, notebooks_dir,
                                           hide_code=bool(params.get("report_hide_code")))
-                entry.update(status=result["status"], wall_s=result["wall_s"], error=result["error"],
+                entry.update(status=result["status"], wall_s=result["wall_s"], steal_s=result["steal_s"], error=result["error"],
                              cell=result["cell"], finished=_now())
                 if result["status"] == "ok":
                     entry.update(ok_fingerprint=step.fingerprint, ok_inputs=step.inputs,
                                  ok_wall_s=result["wall_s"], ok_finished=entry["finished"], params_hash=p_hash)
-                    text = f"ok  {result['wall_s']:.1f} s"
+                    stolen = f" (CPU steal {result['steal_s']:.0f} s)" if result["steal_s"] else ""
+                    text = f"ok  {result['wall_s']:.1f} s{stolen}"
                 else:
                     failed.add(nb.name)
                     where = f"at cell {result['cell']}: " if result["cell"] else ""

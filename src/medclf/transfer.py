@@ -341,14 +341,18 @@ def cached_features(lower, images: np.ndarray, path: Path, batch_size: int = 64,
 
 def predict_batches(model, images: np.ndarray, batch_size: int = 64, progress: bool = True,
                     desc: str = "predict") -> np.ndarray:
-    """``model(images)`` in batches as float32, with a tqdm progress bar."""
+    """``model(images)`` as float32 in one ``predict`` call (one predict loop, uint8 passed as is),
+    with a tqdm bar advanced per batch."""
+    import keras
     from tqdm.auto import tqdm
 
-    chunk = batch_size * 8  # compiled predict per chunk; the bar advances per chunk
-    out = [np.asarray(model.predict(images[start:start + chunk].astype("float32"), batch_size=batch_size, verbose=0),
-                      dtype="float32")
-           for start in tqdm(range(0, len(images), chunk), desc=desc, disable=not progress, leave=False)]
-    return np.concatenate(out) if out else np.zeros((0,), dtype="float32")
+    if len(images) == 0:
+        return np.zeros((0,), dtype="float32")
+    with tqdm(total=len(images), desc=desc, disable=not progress, leave=False, unit="img") as bar:
+        advance = keras.callbacks.LambdaCallback(
+            on_predict_batch_end=lambda batch, logs: bar.update(min(batch_size, len(images) - bar.n)))
+        out = model.predict(images, batch_size=batch_size, verbose=0, callbacks=[advance])
+    return np.asarray(out, dtype="float32")
 
 
 # --------------------------------------------------------------------------------------------
