@@ -25,19 +25,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from isolated import run_isolated  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
-def timed_fit(model_name: str, dataset, epochs: int) -> list[float]:
-    from medclf import models, train
+def timed_fit(model_name: str, dataset, epochs: int) -> tuple[list[float], float | None]:
+    """Seconds of each epoch, and the CPU steal seconds over the whole fit."""
+    from medclf import cpu_steal, models, train
 
     spec = models.get_spec(model_name)
     model = models.build_model(spec, (128, 128, 3))
     train.compile_model(model, models.make_optimizer(spec.optimizer, spec.learning_rate))
     EpochTimer, _ = train._callback_classes()
-    timer = EpochTimer()
+    timer, steal_start = EpochTimer(), cpu_steal.steal_seconds()
     model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0)
-    return timer.seconds
+    return timer.seconds, cpu_steal.stolen_since(steal_start)
 
 
-def studies_way(root: str, batch_size: int, epochs: int) -> list[float]:
+def studies_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], float | None]:
     import keras
 
     keras.mixed_precision.set_global_policy("float32")
@@ -48,7 +49,7 @@ def studies_way(root: str, batch_size: int, epochs: int) -> list[float]:
     return timed_fit("cnn_deeper", loader, epochs)
 
 
-def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], str]:
+def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], float | None, str]:
     from medclf import experiment, models, train
     from medclf.data import load_dataset
     from medclf.params import load_params
@@ -60,7 +61,7 @@ def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float],
     ds = load_dataset(params)
     rows = (ds.frame["source_split"] == "train").to_numpy()
     data = train.make_dataset(ds.images[rows], ds.frame["label"].to_numpy()[rows], batch_size, shuffle=True, seed=0)
-    return timed_fit("cnn_deeper", data, epochs), policy
+    return (*timed_fit("cnn_deeper", data, epochs), policy)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,17 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data_root}/train does not exist: pass --data-root pointing at the chest X-ray data",
               file=sys.stderr)
         return 2
-    ours, policy = run_isolated(workspace_way, args.data_root, args.batch_size, args.epochs)
-    theirs = run_isolated(studies_way, args.data_root, args.batch_size, args.epochs)
+    ours, steal_b, policy = run_isolated(workspace_way, args.data_root, args.batch_size, args.epochs)
+    theirs, steal_a = run_isolated(studies_way, args.data_root, args.batch_size, args.epochs)
     a, b = statistics.median(theirs[1:]), statistics.median(ours[1:])
     result = {"studies_s_per_epoch": round(a, 2), "workspace_s_per_epoch": round(b, 2), "ratio": round(a / b, 2),
               "workspace_precision": policy, "batch_size": args.batch_size, "epochs_timed": args.epochs - 1,
-              "studies_epochs_s": [round(s, 2) for s in theirs], "workspace_epochs_s": [round(s, 2) for s in ours]}
+              "studies_epochs_s": [round(s, 2) for s in theirs], "workspace_epochs_s": [round(s, 2) for s in ours],
+              "cpu_steal_s": {"studies": steal_a, "workspace": steal_b}}
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
     print(f"cnn_deeper 128x128, batch {args.batch_size}: (a) directory loader + float32 {a:.1f} s/epoch; "
-          f"(b) cached arrays + tf.data + {policy} {b:.1f} s/epoch; ratio (a)/(b) = {a / b:.1f}x")
+          f"(b) cached arrays + tf.data + {policy} {b:.1f} s/epoch; ratio (a)/(b) = {a / b:.1f}x "
+          f"(CPU steal over all epochs: {steal_a} s in (a), {steal_b} s in (b))")
     return 0
 
 

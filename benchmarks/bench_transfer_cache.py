@@ -107,19 +107,31 @@ def timed_workspace_way(params: dict, data: Subset, spec, epochs: int, image_siz
     return time.perf_counter() - start
 
 
+def probe_policy(params: dict, image_size: int) -> tuple[str, float]:
+    """The policy ``mixed_precision=auto`` picks for the frozen model (a probe, once per cache dir) and
+    the probe's seconds; run in its own process so this one never imports TensorFlow."""
+    from medclf import experiment, models, train
+
+    start = time.perf_counter()
+    probe = experiment.precision_probe(models.get_spec("mobilenet_v2_frozen"), (image_size, image_size, 1), params)
+    return train.precision_policy(params["mixed_precision"], probe), time.perf_counter() - start
+
+
 def variant(name: str, params: dict, limit: int | None, epochs: int, image_size: int, policy: str):
     """One timed variant (``"a"``: the studies' way, ``"b"``: the cached path) in this process;
-    returns ``(seconds, {split: images})``."""
-    from medclf import models
+    returns ``(seconds, {split: images}, CPU steal seconds meanwhile)``."""
+    from medclf import cpu_steal, models
     from medclf.data import load_dataset
 
     data = Subset(load_dataset(params), limit, params["data_root"])
     spec = dataclasses.replace(models.get_spec("mobilenet_v2_frozen"), callbacks=())  # fixed epoch count
+    steal_start = cpu_steal.steal_seconds()
     if name == "a":
         seconds = timed_studies_way(params, data, spec, epochs, image_size, os.path.join(params["cache_dir"], "links"))
     else:
         seconds = timed_workspace_way({**params, "feature_cache": True}, data, spec, epochs, image_size, policy)
-    return seconds, {split: len(data.arrays(split)[1]) for split in ("train", "val")}
+    counts = {split: len(data.arrays(split)[1]) for split in ("train", "val")}
+    return seconds, counts, cpu_steal.stolen_since(steal_start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,21 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data_root}/train does not exist: pass --data-root pointing at the chest X-ray data",
               file=sys.stderr)
         return 2
-    from medclf import experiment, models, train
-    from medclf.params import load_params
+    from medclf.params import load_params  # no TensorFlow in this process: it would compete for the CPUs
 
     with tempfile.TemporaryDirectory() as cache:
         params = {**load_params("chest_xray", "full", args.data_root, {
             "image_size": args.image_size, "color_mode": "grayscale", "class_weight": True}), "cache_dir": cache}
-        spec = models.get_spec("mobilenet_v2_frozen")
-        shape = (args.image_size, args.image_size, 1)
-        start = time.perf_counter()  # once per machine in normal use (remembered in the cache dir)
-        ours = train.precision_policy(params["mixed_precision"], experiment.precision_probe(spec, shape, params))
-        probe_s = time.perf_counter() - start
-        try:
-            a, counts = run_isolated(variant, "a", params, args.limit, args.epochs, args.image_size, "float32")
-            b, _ = run_isolated(variant, "b", params, args.limit, args.epochs, args.image_size, ours)
-            b_warm, _ = run_isolated(variant, "b", params, args.limit, args.epochs, args.image_size, ours)
+        try:  # the probe runs once per machine in normal use (remembered in the cache dir)
+            ours, probe_s = run_isolated(probe_policy, params, args.image_size)
+            a, counts, steal_a = run_isolated(variant, "a", params, args.limit, args.epochs, args.image_size, "float32")
+            b, _, steal_b = run_isolated(variant, "b", params, args.limit, args.epochs, args.image_size, ours)
+            b_warm, _, _ = run_isolated(variant, "b", params, args.limit, args.epochs, args.image_size, ours)
         except Exception as exc:  # e.g. WeightsUnavailable: one line, no traceback
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -156,14 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     result = {"epochs": args.epochs, "train_images": n_train, "val_images": counts["val"],
               "image_size": args.image_size, "end_to_end_s": round(a, 1), "cached_cold_s": round(b, 1),
               "cached_warm_s": round(b_warm, 1), "ratio_cold": round(a / b, 1), "ratio_warm": round(a / b_warm, 1),
-              "cached_precision": ours, "precision_probe_s": round(probe_s, 1), "weights": params["weights"]}
+              "cached_precision": ours, "precision_probe_s": round(probe_s, 1), "weights": params["weights"],
+              "cpu_steal_s": {"end_to_end": steal_a, "cached_cold": steal_b}}
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
     print(f"mobilenet_v2_frozen {args.image_size}px, {n_train} train images, {args.epochs} epochs: "
           f"(a) end to end, float32 {a:.0f} s; (b) cached features ({ours}) {b:.0f} s incl. extraction, "
           f"{b_warm:.0f} s with the cache filled; ratio (a)/(b) = {a / b:.1f}x cold, {a / b_warm:.1f}x warm "
-          f"(precision chosen by a {probe_s:.0f} s probe, once per machine)")
+          f"(precision chosen by a {probe_s:.0f} s probe, once per machine; CPU steal {steal_a} s during (a), "
+          f"{steal_b} s during (b) cold)")
     return 0
 
 
