@@ -476,8 +476,8 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
             else:
                 result = execute_notebook(step, out_dir, parameters, notebooks_dir,
                                           hide_code=bool(params.get("report_hide_code")))
-                entry.update(status=result["status"], wall_s=result["wall_s"], steal_s=result["steal_s"], error=result["error"],
-                             cell=result["cell"], finished=_now())
+                entry.update(status=result["status"], wall_s=result["wall_s"], steal_s=result["steal_s"],
+                             error=result["error"], cell=result["cell"], finished=_now())
                 if result["status"] == "ok":
                     entry.update(ok_fingerprint=step.fingerprint, ok_inputs=step.inputs,
                                  ok_wall_s=result["wall_s"], ok_finished=entry["finished"], params_hash=p_hash)
