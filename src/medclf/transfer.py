@@ -12,7 +12,9 @@ what makes the fast paths possible:
   manifest), and only the part above the cut is trained. With the backbone frozen the cut is the
   head's input; when fine-tuning the top ``N`` layers it moves down to just below them.
 * **end to end** — with augmentation (or a trainable stem) every image changes every epoch, so the
-  whole model runs each step, as the studies did.
+  whole model runs each step, as the studies did; the frozen part below the cut runs as a copy with
+  its batch normalisation folded into the convolutions (:mod:`medclf.bn_fold`), which computes the
+  same thing with fewer passes over the activations.
 
 Both give the same model: the sub-model above the cut shares its layers with the full model.
 Batch normalisation layers of the backbone stay frozen, which in Keras 3 also means inference
@@ -302,9 +304,9 @@ def split_at(model, cut: str):
     return keras.Model(model.input, output, name=f"{model.name}_to_{cut}"), upper
 
 
-def can_cache(model, augmentation: dict | None) -> bool:
-    """Features can be cached when no augmentation runs and something below the trained part is static."""
-    return not augmentation and _is_static(model.layers[1])
+def has_static_base(model) -> bool:
+    """Whether the layers right after the input are static (a cut below the trained part exists)."""
+    return _is_static(model.layers[1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,7 +320,9 @@ def feature_key(*, backbone: str, weights: str | None, image_shape: Sequence[int
     weights_id = weights or f"random-seed{seed}"
     if weights and weights != "imagenet":
         weights_id = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
-    payload = json.dumps([backbone, weights_id, list(image_shape), gray_mode, cut, manifest_hash, precision])
+    # "bn-folded": the features come from the batch-norm-folded copy (medclf.bn_fold), equal up to rounding.
+    payload = json.dumps([backbone, weights_id, list(image_shape), gray_mode, cut, manifest_hash, precision,
+                          "bn-folded"])
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
@@ -360,31 +364,45 @@ def predict_batches(model, images: np.ndarray, batch_size: int = 64, progress: b
 # --------------------------------------------------------------------------------------------
 
 def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut: str | None, progress: bool):
-    """``(target, train, val, augmenter)`` for one stage: the model above the cut fed cached features,
-    or the whole model fed images (with the augmenter) when nothing can be cached. ``cut`` fixes the
-    cut (a static layer's name); by default it is just below the first trained layer."""
+    """``(target, train, val, augmenter)`` for one stage: the model above the cut fed cached features;
+    with augmentation, the model fed images through a batch-norm-folded copy of its frozen part; or the
+    whole model fed images when nothing below the trained layers is static (or the cache is off).
+    ``cut`` fixes the cut (a static layer's name); by default it is just below the first trained layer."""
     from medclf import config, train
+    from medclf.bn_fold import fold_batch_norm
 
     lower = None
-    if params["feature_cache"] and can_cache(model, augmentation):
+    if params["feature_cache"] and has_static_base(model):
         if cut is None:
             lower, upper, cut = split_at_static(model)
         else:
             lower, upper = split_at(model, cut)
-    if lower is None:
+    if lower is None or augmentation:
         from medclf.augment import build_augmenter
 
-        return model, ds.arrays("train"), ds.arrays("val"), build_augmenter(augmentation, seed=params["seed"])
+        target = model if lower is None else above_folded(lower, upper)
+        return target, ds.arrays("train"), ds.arrays("val"), build_augmenter(augmentation, seed=params["seed"])
     key = feature_key(backbone=spec.backbone, weights=params["weights"], image_shape=model.input_shape[1:],
                       gray_mode=spec.gray_mode, cut=cut, manifest_hash=ds.manifest_hash,
                       precision=train.current_policy(), seed=params["seed"])
     folder = config.resolve(params["cache_dir"]) / "features" / ds.name
-    arrays = {}
+    folded, arrays = fold_batch_norm(lower), {}
     for split in ("train", "val"):
         images, labels = ds.arrays(split)
-        features = cached_features(lower, images, folder / f"{key}_{split}.npy", progress=progress)
+        features = cached_features(folded, images, folder / f"{key}_{split}.npy", progress=progress)
         arrays[split] = (features, labels)
     return upper, arrays["train"], arrays["val"], None
+
+
+def above_folded(lower, upper):
+    """``upper(fold_batch_norm(lower)(image))`` as one model: trains ``upper``'s layers (shared with the
+    full model) while the frozen part below runs with its batch norm folded."""
+    import keras
+
+    from medclf.bn_fold import fold_batch_norm
+
+    inputs = keras.Input(shape=lower.input_shape[1:], name="image")
+    return keras.Model(inputs, upper(fold_batch_norm(lower)(inputs)), name=f"{upper.name}_on_folded")
 
 
 def fit_stage(model, spec, ds, params: dict, augmentation: dict | None, *, learning_rate: float, epochs: int,
