@@ -76,7 +76,9 @@ SPECS: dict[str, Spec] = {
     "weights": Spec(str, "Transfer backbones' starting weights: imagenet (Keras' cache in $KERAS_HOME/models, or "
                          "downloaded), none (random), or the path of a weights file (include_top=False)."),
     "feature_cache": Spec(bool, "Transfer models: compute the frozen part's output once per image and train "
-                                "only the layers above it (when no augmentation runs)."),
+                                "only the layers above it (when no augmentation runs); with augmentation, run "
+                                "the frozen part with its batch norm folded into the convolutions. false: the "
+                                "whole model end to end, as the studies did."),
     "fine_tune_epochs": Spec(int, "Transfer models with fine_tune > 0: epochs of the second stage, the top "
                                   "layers unfrozen (0: head only)."),
     "fine_tune_learning_rate": Spec(float, "Learning rate of the fine-tuning stage."),
