@@ -9,9 +9,20 @@ spawned process and returns its numbers.
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 
 def run_isolated(function, *args):
     """``function(*args)`` in a fresh spawned process (``function`` must be importable); returns its result."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(function, args)
+
+
+def clocks() -> tuple[float, float]:
+    """``(wall, CPU)`` seconds now; CPU is this process's, all threads (it does not count CPU steal)."""
+    return time.perf_counter(), time.process_time()
+
+
+def since(start: tuple[float, float]) -> tuple[float, float]:
+    """``(wall, CPU)`` seconds elapsed since ``start = clocks()``."""
+    return tuple(now - then for now, then in zip(clocks(), start))

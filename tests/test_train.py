@@ -174,3 +174,16 @@ def test_augmented_pipeline_is_the_same_for_the_same_seed():
     runs = [np.concatenate([images.numpy() for images, _ in train.make_dataset(
         x, y, 4, shuffle=True, seed=3, augmenter=build_augmenter(config, seed=3))]) for _ in range(2)]
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_epoch_timer_records_wall_and_cpu_seconds_per_epoch():
+    keras = pytest.importorskip("keras")
+    EpochTimer, _ = train._callback_classes()
+    timer = EpochTimer()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    model.fit(x, x[:, :1], epochs=3, batch_size=8, verbose=0, callbacks=[timer])
+    assert len(timer.seconds) == len(timer.cpu_seconds) == 3
+    assert all(s > 0 for s in timer.seconds) and all(c >= 0 for c in timer.cpu_seconds)
+    assert sum(timer.cpu_seconds) > 0  # the process did work while fitting
