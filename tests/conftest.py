@@ -32,6 +32,21 @@ def write_image(path: Path, rng: np.random.Generator, size: int = 20, mode: str 
     return path
 
 
+def freeze_random_batch_norm(model, seed: int = 0):
+    """Give every batch norm of ``model`` random moving statistics, scale and offset (away from the
+    initial 0 / 1, so that folding them is not trivially exact) and freeze it (inference mode)."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.set_weights([w.astype("float32") for w in (
+                rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n), rng.normal(0, 0.5, n), rng.uniform(0.5, 2, n))])
+            layer.trainable = False
+    return model
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -5,6 +5,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import freeze_random_batch_norm  # noqa: E402
 from medclf.bn_fold import fold_batch_norm  # noqa: E402
 
 
@@ -13,18 +14,6 @@ def float32_policy():
     keras.mixed_precision.set_global_policy("float32")
     yield
     keras.mixed_precision.set_global_policy("float32")
-
-
-def frozen_statistics(model, seed=0):
-    """Random moving statistics, scale and offset, every batch norm frozen (inference mode)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.set_weights([w.astype("float32") for w in (
-                rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n), rng.normal(0, 0.5, n), rng.uniform(0.5, 2, n))])
-            layer.trainable = False
-    return model
 
 
 def small_net():
@@ -46,7 +35,7 @@ def small_net():
 
 def test_folded_copy_matches_the_original_and_folds_only_what_it_may():
     keras.utils.set_random_seed(0)
-    model = frozen_statistics(small_net())
+    model = freeze_random_batch_norm(small_net())
     folded = fold_batch_norm(model)
     x = np.random.default_rng(1).uniform(0, 255, (3, 12, 12, 3)).astype("float32")
     np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
@@ -59,7 +48,8 @@ def test_folded_copy_matches_the_original_and_folds_only_what_it_may():
 
 def test_mobilenet_v2_backbone_folds_every_batch_norm_and_matches():
     keras.utils.set_random_seed(0)
-    model = frozen_statistics(keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3)))
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    model = freeze_random_batch_norm(backbone)
     folded = fold_batch_norm(model)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
     x = np.random.default_rng(2).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")

@@ -6,6 +6,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import freeze_random_batch_norm  # noqa: E402
 from medclf import models, transfer  # noqa: E402
 
 
@@ -123,7 +124,7 @@ def test_augmented_stage_trains_the_layers_above_a_folded_frozen_base():
     keras.utils.set_random_seed(2)
     model = transfer.build_transfer((32, 32, 1), "mobilenet_v2", dense=(4,), weights="none")
     transfer.unfreeze_top(model, 20)
-    randomize_batch_norm_statistics(model)
+    freeze_random_batch_norm(model)
     lower, upper, cut = transfer.split_at_static(model)
     target = transfer.above_folded(lower, upper)
     x = images(4, 32, 1)
@@ -131,18 +132,6 @@ def test_augmented_stage_trains_the_layers_above_a_folded_frozen_base():
     assert {id(w) for w in target.trainable_weights} == {id(w) for w in model.trainable_weights}
     assert not any(isinstance(layer, keras.layers.BatchNormalization)
                    for layer in target.layers[1].layers)  # every batch norm below the cut folded
-
-
-def randomize_batch_norm_statistics(model, seed=0):
-    """Moving statistics away from the initial (0, 1), so that folding them is not trivially exact."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.5, n).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n).astype("float32"))
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-            layer.beta.assign(rng.normal(0, 0.2, n).astype("float32"))
 
 
 def test_feature_cache_is_reused_and_recomputed_when_unreadable(tmp_path):
