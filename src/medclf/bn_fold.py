@@ -2,10 +2,10 @@
 
 A frozen backbone's batch norm is a fixed per-channel affine map, ``gamma * (y - mean) / sqrt(var + eps)
 + beta``, applied to the output ``y`` of the convolution right before it. Folded into that
-convolution's kernel and bias it costs nothing: the graph loses two element-wise passes over every
-activation map, and the convolution, bias and ReLU fuse into one oneDNN kernel. On a CPU that is
-most of a MobileNetV2 forward pass outside the convolutions themselves (measured numbers: README,
-Benchmarks). The result equals the original up to float rounding.
+convolution's kernel and bias it costs nothing: the graph loses two element-wise passes (multiply,
+add) over every activation map, and the convolution can fuse with its bias and activation. The
+cached-feature pass of a frozen MobileNetV2 gets markedly cheaper (README, Benchmarks). The result
+equals the original up to float rounding.
 
 Only used where nothing below the cut trains: the cached-feature pass and the frozen lower part of
 an augmented fine-tuning stage (see :mod:`medclf.transfer`). Saved models keep the original layers.
@@ -18,7 +18,10 @@ import numpy as np
 
 def _foldable_pairs(model) -> dict[str, str]:
     """``{batch_norm_name: conv_name}`` for each batch norm (last axis, not training) fed only by a
-    ``Conv2D`` or ``DepthwiseConv2D`` without activation whose output nothing else reads."""
+    ``Conv2D`` or ``DepthwiseConv2D`` without activation whose output nothing else reads.
+
+    Reads the graph through Keras' node bookkeeping (``_inbound_nodes``, ``_outbound_nodes``,
+    ``_keras_history``): Keras 3 has no public API for a layer's consumers."""
     import keras
 
     convs = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
@@ -40,9 +43,8 @@ def _folded_weights(conv, bn) -> list[np.ndarray]:
     import keras
 
     kernel = conv.kernel.numpy()
-    bias = conv.bias.numpy() if conv.use_bias else np.zeros(kernel.shape[-1] * (
-        kernel.shape[-2] if isinstance(conv, keras.layers.DepthwiseConv2D) else 1), dtype=kernel.dtype)
     mean, variance = bn.moving_mean.numpy(), bn.moving_variance.numpy()
+    bias = conv.bias.numpy() if conv.use_bias else np.zeros_like(mean)  # one per output channel
     gamma = bn.gamma.numpy() if bn.scale else np.ones_like(mean)
     beta = bn.beta.numpy() if bn.center else np.zeros_like(mean)
     scale = gamma / np.sqrt(variance + bn.epsilon)
