@@ -74,8 +74,8 @@ def directory_loader(files: list[tuple[str, str]], folder: str, image_size: int,
 
 
 def timed_studies_way(params: dict, data: Subset, spec, epochs: int, image_size: int,
-                      folder: str) -> tuple[float, float]:
-    """(a): wall and CPU seconds to build the model and fit it for ``epochs`` on JPEGs decoded every epoch, every
+                      folder: str) -> tuple[float, float, float | None]:
+    """(a): wall, CPU and steal seconds to build the model and fit it for ``epochs`` on JPEGs decoded every epoch, every
     batch going through the frozen backbone, float32."""
     import keras
 
@@ -95,8 +95,8 @@ def timed_studies_way(params: dict, data: Subset, spec, epochs: int, image_size:
 
 
 def timed_workspace_way(params: dict, data: Subset, spec, epochs: int, image_size: int,
-                        policy: str) -> tuple[float, float]:
-    """(b): wall and CPU seconds to build the model and train its head for ``epochs`` from the uint8 arrays, the
+                        policy: str) -> tuple[float, float, float | None]:
+    """(b): wall, CPU and steal seconds to build the model and train its head for ``epochs`` from the uint8 arrays, the
     features computed inside (once, into the cache) unless the cache already holds them."""
     import keras
 
@@ -124,19 +124,17 @@ def probe_policy(params: dict, image_size: int) -> tuple[str, float]:
 
 def variant(name: str, params: dict, limit: int | None, epochs: int, image_size: int, policy: str):
     """One timed variant (``"a"``: the studies' way, ``"b"``: the cached path) in this process;
-    returns ``((wall, CPU) seconds, {split: images}, CPU steal seconds meanwhile)``."""
-    from medclf import cpu_steal, models
+    returns ``((wall, CPU, steal) seconds, {split: images})``."""
+    from medclf import models
     from medclf.data import load_dataset
 
     data = Subset(load_dataset(params), limit, params["data_root"])
     spec = dataclasses.replace(models.get_spec("mobilenet_v2_frozen"), callbacks=())  # fixed epoch count
-    steal_start = cpu_steal.steal_seconds()
     if name == "a":
         seconds = timed_studies_way(params, data, spec, epochs, image_size, os.path.join(params["cache_dir"], "links"))
     else:
         seconds = timed_workspace_way({**params, "feature_cache": True}, data, spec, epochs, image_size, policy)
-    counts = {split: len(data.arrays(split)[1]) for split in ("train", "val")}
-    return seconds, counts, cpu_steal.stolen_since(steal_start)
+    return seconds, {split: len(data.arrays(split)[1]) for split in ("train", "val")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,14 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             "image_size": args.image_size, "color_mode": "grayscale", "class_weight": True}), "cache_dir": cache}
         try:  # the probe runs once per machine in normal use (remembered in the cache dir)
             ours, probe_s = run_isolated(probe_policy, params, args.image_size)
-            a, counts, steal_a = run_isolated(variant, "a", params, args.limit, args.epochs, args.image_size, "float32")
-            b, _, steal_b = run_isolated(variant, "b", params, args.limit, args.epochs, args.image_size, ours)
-            b_warm, _, _ = run_isolated(variant, "b", params, args.limit, args.epochs, args.image_size, ours)
+            (a, a_cpu, steal_a), counts = run_isolated(variant, "a", params, args.limit, args.epochs, args.image_size,
+                                                       "float32")
+            (b, b_cpu, steal_b), _ = run_isolated(variant, "b", params, args.limit, args.epochs, args.image_size, ours)
+            (b_warm, _, _), _ = run_isolated(variant, "b", params, args.limit, args.epochs, args.image_size, ours)
         except Exception as exc:  # e.g. WeightsUnavailable: one line, no traceback
             print(f"error: {exc}", file=sys.stderr)
             return 2
     n_train = counts["train"]
-    (a, a_cpu), (b, b_cpu), (b_warm, _) = a, b, b_warm
     result = {"epochs": args.epochs, "train_images": n_train, "val_images": counts["val"],
               "image_size": args.image_size, "end_to_end_s": round(a, 1), "cached_cold_s": round(b, 1),
               "cached_warm_s": round(b_warm, 1), "ratio_cold": round(a / b, 1), "ratio_warm": round(a / b_warm, 1),

@@ -9,11 +9,7 @@ from conftest import freeze_random_batch_norm  # noqa: E402
 from medclf.bn_fold import fold_batch_norm  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    keras.mixed_precision.set_global_policy("float32")
-    yield
-    keras.mixed_precision.set_global_policy("float32")
+pytestmark = pytest.mark.usefixtures("float32_policy")
 
 
 def small_net():

@@ -10,11 +10,7 @@ from conftest import freeze_random_batch_norm  # noqa: E402
 from medclf import models, transfer  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-    keras.mixed_precision.set_global_policy("float32")
-    yield
-    keras.mixed_precision.set_global_policy("float32")
+pytestmark = pytest.mark.usefixtures("float32_policy")
 
 
 def images(n, size, channels, seed=0):
@@ -138,11 +134,11 @@ def test_feature_cache_is_reused_and_recomputed_when_unreadable(tmp_path):
     lower = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()])
     x = images(5, 4, 1)
     path = tmp_path / "f.npy"
-    first = transfer.cached_features(lower, x, path, progress=False)
+    first = transfer.cached_features(lambda: lower, x, path, progress=False)
     np.save(path, np.zeros_like(first))  # a cached file is trusted as is...
-    np.testing.assert_array_equal(transfer.cached_features(lower, x, path, progress=False), 0)
+    np.testing.assert_array_equal(transfer.cached_features(lambda: lower, x, path, progress=False), 0)
     path.write_bytes(b"garbage")  # ...but an unreadable one is recomputed
-    np.testing.assert_allclose(transfer.cached_features(lower, x, path, progress=False), first)
+    np.testing.assert_allclose(transfer.cached_features(lambda: lower, x, path, progress=False), first)
 
 
 def test_feature_key_depends_on_what_changes_the_features():

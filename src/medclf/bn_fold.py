@@ -65,13 +65,13 @@ def fold_batch_norm(model):
     pairs = _foldable_pairs(model)
     if not pairs:
         return model
-    folded_convs = set(pairs.values())
+    bn_of_conv = {conv: bn for bn, conv in pairs.items()}
 
     def clone(layer):
         if layer.name in pairs:
             return layer  # never called: see ``call``
         config = layer.get_config()
-        if layer.name in folded_convs:
+        if layer.name in bn_of_conv:
             config["use_bias"] = True
         return layer.__class__.from_config(config)
 
@@ -83,9 +83,8 @@ def fold_batch_norm(model):
         if layer.name in pairs or not layer.weights:
             continue
         target = copy.get_layer(layer.name)
-        if layer.name in folded_convs:
-            bn = next(model.get_layer(b) for b, c in pairs.items() if c == layer.name)
-            target.set_weights(_folded_weights(layer, bn))
+        if layer.name in bn_of_conv:
+            target.set_weights(_folded_weights(layer, model.get_layer(bn_of_conv[layer.name])))
         else:
             target.set_weights(layer.get_weights())
     copy.trainable = False

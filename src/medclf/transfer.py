@@ -27,6 +27,7 @@ where to put it. There is no silent fallback to random weights.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -326,8 +327,10 @@ def feature_key(*, backbone: str, weights: str | None, image_shape: Sequence[int
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def cached_features(lower, images: np.ndarray, path: Path, batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    """``lower(images)`` from ``path`` when present (shape checked), else computed and saved atomically (float32)."""
+def cached_features(make_extractor, images: np.ndarray, path: Path, batch_size: int = 64,
+                    progress: bool = True) -> np.ndarray:
+    """``extractor(images)`` from ``path`` when present (shape checked), else computed and saved atomically
+    (float32); ``make_extractor()`` gives the model and is called only when the features are computed."""
     path = Path(path)
     if path.is_file():
         try:
@@ -336,7 +339,7 @@ def cached_features(lower, images: np.ndarray, path: Path, batch_size: int = 64,
                 return features
         except (OSError, ValueError):
             pass  # unreadable: recompute and overwrite
-    features = predict_batches(lower, images, batch_size, progress, desc=f"features {path.stem[:8]}")
+    features = predict_batches(make_extractor(), images, batch_size, progress, desc=f"features {path.stem[:8]}")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, features)
@@ -386,7 +389,7 @@ def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut:
                       gray_mode=spec.gray_mode, cut=cut, manifest_hash=ds.manifest_hash,
                       precision=train.current_policy(), seed=params["seed"])
     folder = config.resolve(params["cache_dir"]) / "features" / ds.name
-    folded, arrays = fold_batch_norm(lower), {}
+    folded, arrays = functools.cache(lambda: fold_batch_norm(lower)), {}  # folded once, and only on a cache miss
     for split in ("train", "val"):
         images, labels = ds.arrays(split)
         features = cached_features(folded, images, folder / f"{key}_{split}.npy", progress=progress)
