@@ -10,11 +10,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from medclf import config, evaluate, models, results, train
+from medclf import config, evaluate, models, results, train, tta
 from medclf.augment import build_augmenter
 from medclf.data import Dataset, load_dataset
 from medclf.io import atomic_path
@@ -55,7 +56,7 @@ class ModelRun:
         return self.record["evaluation"]["threshold"]
 
 
-OVERRIDABLE = ("image_size", "epochs", "batch_size", "learning_rate", "fine_tune")
+OVERRIDABLE = ("image_size", "epochs", "batch_size", "learning_rate", "fine_tune", "tta_views")
 
 
 def resolve_spec(name: str, params: dict) -> models.ModelSpec:
@@ -164,10 +165,11 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
                                                                         precision_probe(spec, shape, params))
     model, training = _fit(spec, shape, ds, params, augmentation or None, verbose)
     (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
-    p_val, p_test = predict_scores(model, x_val), predict_scores(model, x_test)
+    p_val, p_test, tta_choice = _scores(model, spec, augmentation, x_val, y_val, x_test, params["seed"])
     evaluation = evaluate.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,
                                          target_sensitivity=params["target_sensitivity"],
                                          n_replicates=params["bootstrap_replicates"], seed=params["seed"])
+    evaluation["tta"] = tta_choice
     files_test = ds.frame["relpath"].to_numpy()[ds.indices("test")].tolist()
     out_dir = config.dataset_output_dir(params)
     record = results.build_record(
@@ -182,6 +184,25 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         results.save_model_card(out_dir / record["model_file"], record)
     return ModelRun(model_id, spec, model, record, training, y_val, p_val, y_test, p_test, ds.class_names,
                     files_test)
+
+
+def _scores(model: Any, spec: models.ModelSpec, augmentation: dict | None, x_val: np.ndarray, y_val: np.ndarray,
+            x_test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """Validation and test scores: plain, or with test-time augmentation when the spec asks for it, the
+    model trained with augmentation, and TTA raises the validation AUC — decided before test is scored.
+
+    Returns:
+        ``p_val``, ``p_test`` and the TTA decision for the record (``None``: TTA not considered).
+    """
+    plain = partial(predict_scores, model)
+    if not (spec.tta_views and augmentation):
+        return plain(x_val), plain(x_test), None
+    augmented = partial(tta.tta_scores, plain, augmentation=augmentation, views=spec.tta_views, seed=seed)
+    p_plain, p_tta = plain(x_val), augmented(x_val)
+    choice = tta.choose_on_validation(y_val, p_plain, p_tta, spec.tta_views)
+    score = augmented if choice["used"] else plain
+    return (p_tta if choice["used"] else p_plain), score(x_test), {**choice, "augmentation": augmentation,
+                                                                   "seed": seed}
 
 
 def _spec_dict(spec: models.ModelSpec, size: int, augmentation: dict | None) -> dict:
@@ -228,6 +249,16 @@ def plan_table(names: list[str], params: dict) -> "pd.DataFrame":
                      "augmentation": ", ".join(f"{k} {v}" for k, v in (spec.augmentation or {}).items()) or "—",
                      "reported_accuracy": (spec.reported or {}).get("accuracy")})
     return pd.DataFrame(rows)
+
+
+def tta_line(run: ModelRun) -> str | None:
+    """One line on the test-time augmentation decision, or ``None`` when it was not considered."""
+    choice = run.record["evaluation"].get("tta")
+    if not choice:
+        return None
+    verdict = "kept" if choice["used"] else "not kept"
+    return (f"Test-time augmentation ({choice['views']} views): validation ROC AUC {choice['val_auc_plain']:.4f} "
+            f"plain vs {choice['val_auc_tta']:.4f} averaged → {verdict}; test scored that way.")
 
 
 def summary_frame(run: ModelRun) -> "pd.DataFrame":

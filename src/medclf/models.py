@@ -92,6 +92,9 @@ class ModelSpec:
         gray_mode: transfer models on grayscale input: ``"repeat"`` the channel or learn a 1→3 ``"conv"``.
         fine_tune: transfer models: after training the head, unfreeze this many top backbone layers
             (0: the backbone stays frozen).
+        tta_views: test-time augmentation: also score this many random variants of each image, drawn
+            from ``augmentation``, and average (0: off). Kept only if it raises the validation ROC AUC
+            (:mod:`medclf.tta`); a run trained without augmentation scores plainly.
         build: ``build(input_shape) -> keras.Model`` (uncompiled); for the SVM it returns an unfitted
             sklearn estimator.
 
@@ -117,6 +120,7 @@ class ModelSpec:
     backbone: str | None = None
     gray_mode: str = "repeat"
     fine_tune: int = 0
+    tta_views: int = 0
     build: Callable[..., Any] = field(repr=False, compare=False, kw_only=True)
 
     def __post_init__(self) -> None:
@@ -130,6 +134,8 @@ class ModelSpec:
                                  f"{', '.join(map(str, allowed))}; got {value!r}")
         if self.image_size <= 0 or self.learning_rate <= 0:
             raise ValueError(f"model {self.name!r}: image_size and learning_rate must be positive")
+        if self.tta_views < 0 or (self.tta_views and not self.augmentation):
+            raise ValueError(f"model {self.name!r}: tta_views must be 0, or positive with an augmentation to draw from")
         if (self.study is None) != (self.reported is None):
             raise ValueError(f"model {self.name!r}: study models carry reported numbers, ours do not")
 
@@ -522,16 +528,18 @@ _SPECS += [
               "layers fine-tuned (BN frozen)", "mobilenet_v2", head_dropout=0.2, fine_tune=40, image_size=224,
               color_mode="grayscale", dataset=_CHEST, **_OURS_TRANSFER),
     _transfer("mobilenet_v2_finetune_aug", "OURS: MobileNetV2 (ImageNet), GAP, drop.2 → sigmoid; head on cached "
-              "features, then the top 80 layers fine-tuned end to end with augmentation (BN frozen)", "mobilenet_v2",
+              "features, then the top 80 layers fine-tuned end to end with augmentation (BN frozen); "
+              "4-view test-time augmentation if it helps on validation", "mobilenet_v2",
               head_dropout=0.2, fine_tune=80, image_size=224, color_mode="grayscale", dataset=_CHEST,
-              augmentation=_CHEST_AUG, **_OURS_TRANSFER),
+              augmentation=_CHEST_AUG, tta_views=4, **_OURS_TRANSFER),
     _transfer("mobilenet_v2_malaria", "OURS: MobileNetV2 (ImageNet) on RGB cells, GAP, drop.2 → sigmoid; top "
               "layers fine-tuned", "mobilenet_v2", head_dropout=0.2, fine_tune=40, image_size=112,
               color_mode="rgb", dataset=_MALARIA, **_OURS_TRANSFER),
     _transfer("mobilenet_v2_malaria_aug", "OURS: MobileNetV2 (ImageNet) on RGB cells, GAP, drop.2 → sigmoid; head on "
-              "cached features, then the top 80 layers fine-tuned end to end with flips/rotation/colour augmentation",
+              "cached features, then the top 80 layers fine-tuned end to end with flips/rotation/colour augmentation; 4-view "
+              "test-time augmentation if it helps on validation",
               "mobilenet_v2", head_dropout=0.2, fine_tune=80, image_size=112, color_mode="rgb", dataset=_MALARIA,
-              augmentation=_MALARIA_AUG, **_OURS_TRANSFER),
+              augmentation=_MALARIA_AUG, tta_views=4, **_OURS_TRANSFER),
     _transfer("efficientnet_b0_frozen", "frozen EfficientNetB0 (ImageNet), GAP, drop.2 → sigmoid", "efficientnet_b0",
               head_dropout=0.2, image_size=224, color_mode="rgb", **_OURS_TRANSFER),
     _transfer("densenet121_frozen", "frozen DenseNet121 (ImageNet), GAP, drop.2 → sigmoid", "densenet121",

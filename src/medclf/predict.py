@@ -3,7 +3,8 @@
 A saved model travels with its *model card*, the results record written beside it
 (``models/<id>.json``, see :func:`medclf.results.save_model_card`). The card holds everything
 needed to score an image the way the model was trained and evaluated: input size, colour mode,
-resize mode, class names and the threshold chosen on validation. Images are decoded by the data
+resize mode, class names, the threshold chosen on validation and, when the model kept it, its test-time
+augmentation (:mod:`medclf.tta`; the threshold was chosen on those averaged scores). Images are decoded by the data
 layer's own functions (:func:`medclf.data.decode.decode_files`) with those settings, so a training
 or test image scores exactly as it did in ``predictions/<id>.csv``.
 
@@ -57,6 +58,7 @@ class ModelCard:
     resize: str
     class_names: tuple[str, str]
     threshold: float
+    tta: dict | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -93,9 +95,21 @@ class ModelCard:
         if positive not in (None, values["class_names"][1]):
             raise PredictError(f"model card {source}: positive_class {positive!r} is not label 1 "
                                f"({values['class_names'][1]!r}); scores are probabilities of label 1")
+        tta = record["evaluation"].get("tta")
         return cls(model_id=str(record.get("model_id", Path(source).stem)), image_size=int(values["image_size"]),
                    color_mode=values["color_mode"], resize=values["resize"],
-                   class_names=tuple(values["class_names"]), threshold=float(values["threshold"]))
+                   class_names=tuple(values["class_names"]), threshold=float(values["threshold"]),
+                   tta=tta if tta and tta.get("used") else None)
+
+    def score(self, model: Any, images: np.ndarray) -> np.ndarray:
+        """Probabilities of label 1 as evaluation made them: plain, or averaged over the card's TTA views."""
+        from medclf.experiment import predict_scores
+        from medclf.tta import tta_scores
+
+        if self.tta is None:
+            return predict_scores(model, images)
+        return tta_scores(lambda x: predict_scores(model, x), images, augmentation=self.tta["augmentation"],
+                          views=self.tta["views"], seed=self.tta["seed"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,11 +230,11 @@ def iter_scored(model: Any, card: ModelCard, files: Sequence[Path], chunk: int =
                 workers: int = 2) -> Iterator[ScoredChunk]:
     """Decode ``files`` with the card's settings and score them, ``chunk`` files at a time.
 
-    Scores are :func:`medclf.experiment.predict_scores` (batched Keras predictions; an SVM's
-    decision function through a sigmoid), the same call that made the stored predictions.
+    Scores are :meth:`ModelCard.score` (batched Keras predictions, an SVM's decision function through
+    a sigmoid, averaged over test-time augmentation views when the card says so), the same calls that
+    made the stored predictions. TTA views are random (seeded per chunk), so with TTA an image's score
+    depends on its place in the chunk: it matches the stored one only for the same images in the same order.
     """
-    from medclf.experiment import predict_scores
-
     for start in range(0, len(files), chunk):
         part = list(files[start:start + chunk])
         desc = "decoding" if len(files) <= chunk else f"decoding {start + 1}-{start + len(part)} of {len(files)}"
@@ -231,7 +245,7 @@ def iter_scored(model: Any, card: ModelCard, files: Sequence[Path], chunk: int =
             yield ScoredChunk([], np.zeros((0, *card.input_shape), np.uint8), np.zeros(0), skipped)
             continue
         images = np.stack([array for _, array in good])
-        yield ScoredChunk([path for path, _ in good], images, predict_scores(model, images), skipped)
+        yield ScoredChunk([path for path, _ in good], images, card.score(model, images), skipped)
 
 
 def predictions_frame(files: Sequence[str | os.PathLike], probabilities: np.ndarray, card: ModelCard,
