@@ -3,10 +3,11 @@
 A saved model travels with its *model card*, the results record written beside it
 (``models/<id>.json``, see :func:`medclf.results.save_model_card`). The card holds everything
 needed to score an image the way the model was trained and evaluated: input size, colour mode,
-resize mode, class names, the threshold chosen on validation and, when the model kept it, its test-time
-augmentation (:mod:`medclf.tta`; the threshold was chosen on those averaged scores). Images are decoded by the data
-layer's own functions (:func:`medclf.data.decode.decode_files`) with those settings, so a training
-or test image scores exactly as it did in ``predictions/<id>.csv``.
+resize mode, class names, the threshold chosen on validation and, when the model kept it, its
+test-time augmentation (:mod:`medclf.tta`; the threshold was chosen on those averaged scores).
+Images are decoded by the data layer's own functions (:func:`medclf.data.decode.decode_files`) with
+those settings, so a training or test image scores exactly as it did in ``predictions/<id>.csv``
+(with test-time augmentation: when scored in the same order, see :func:`iter_scored`).
 
 Bad files (not an image, empty, truncated, undecodable) are reported and skipped; they never stop
 the batch.
