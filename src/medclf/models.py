@@ -459,9 +459,10 @@ _SPECS = [
     _spec("cnn_ours_chest", "cnn", "OURS: 5× conv-relu-pool (16-32-64-128-256), GAP, drop.3 → sigmoid; "
           "augmentation, class weights", build_compact_cnn, image_size=128, color_mode="grayscale", dataset=_CHEST,
           augmentation=_CHEST_AUG, **_OURS),
-    _spec("cnn_ours_chest_ensemble", "cnn", "OURS: mean of 3 cnn_ours_chest trained with seeds seed..seed+2",
+    _spec("cnn_ours_chest_ensemble", "cnn", "OURS: mean of 3 cnn_ours_chest trained with seeds seed..seed+2; "
+          "4-view test-time augmentation if it helps on validation",
           build_compact_cnn, image_size=128, color_mode="grayscale", dataset=_CHEST, augmentation=_CHEST_AUG,
-          ensemble=3, **_OURS),
+          ensemble=3, tta_views=4, **_OURS),
     _spec("cnn_ours_malaria", "cnn", "OURS: 4× conv-relu-pool (32-64-128-256), GAP, drop.3 → sigmoid; "
           "augmentation, class weights", partial(build_compact_cnn, filters=(32, 64, 128, 256)), image_size=64,
           color_mode="rgb", dataset=_MALARIA, augmentation=_MALARIA_AUG, **_OURS),
