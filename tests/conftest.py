@@ -32,6 +32,15 @@ def write_image(path: Path, rng: np.random.Generator, size: int = 20, mode: str 
     return path
 
 
+def synthetic_params(root: Path, **overrides) -> dict:
+    """Parameters for a tiny synthetic run under ``root`` (data, cache and outputs there): 40 images per
+    class of 32 px, one epoch, inputs capped at 32 px, 20 bootstrap replicates; ``overrides`` win."""
+    return load_params(overrides={"data_root": str(root / "syn"), "cache_dir": str(root / "cache"),
+                                  "output_dir": str(root / "out"), "synthetic_images_per_class": 40,
+                                  "synthetic_image_size": 32, "max_epochs": 1, "max_image_size": 32,
+                                  "bootstrap_replicates": 20, **overrides})
+
+
 def freeze_random_batch_norm(model, seed: int = 0):
     """Give every batch norm of ``model`` random moving statistics, scale and offset (away from the
     initial 0 / 1, so that folding them is not trivially exact) and freeze it (inference mode)."""

@@ -8,16 +8,12 @@ import pandas as pd
 import pytest
 
 from medclf import experiment, results
-from medclf.params import load_params
+from conftest import synthetic_params
 
 
 @pytest.fixture(scope="module")
 def tiny_params(tmp_path_factory):
-    root = tmp_path_factory.mktemp("exp")
-    return load_params(overrides={"data_root": str(root / "syn"), "cache_dir": str(root / "cache"),
-                                  "output_dir": str(root / "out"), "synthetic_images_per_class": 60,
-                                  "synthetic_image_size": 32, "max_epochs": 1, "max_image_size": 32,
-                                  "bootstrap_replicates": 50})
+    return synthetic_params(tmp_path_factory.mktemp("exp"), synthetic_images_per_class=60, bootstrap_replicates=50)
 
 
 @pytest.mark.parametrize("name", ["svm_pixels", "cnn_baseline_8", "cnn_ours_chest_ensemble"])

@@ -13,17 +13,13 @@ import pytest
 
 from medclf import experiment, predict, results
 from medclf.__main__ import main
-from medclf.params import load_params
+from conftest import synthetic_params
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A one-epoch CNN and the SVM on the synthetic set; images are 40 px, models take 32 px (resized)."""
-    root = tmp_path_factory.mktemp("predict")
-    params = load_params(overrides={"data_root": str(root / "syn"), "cache_dir": str(root / "cache"),
-                                    "output_dir": str(root / "out"), "synthetic_images_per_class": 40,
-                                    "synthetic_image_size": 40, "max_epochs": 1, "max_image_size": 32,
-                                    "bootstrap_replicates": 20})
+    params = synthetic_params(tmp_path_factory.mktemp("predict"), synthetic_image_size=40)
     data = experiment.DataCache(params)
     runs = {name: experiment.run_model(name, params, data) for name in ("cnn_baseline_8", "svm_pixels")}
     out = Path(params["output_dir"]) / "synthetic"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medclf import experiment, models, predict, results, tta
-from medclf.params import load_params
+from conftest import synthetic_params
 
 
 def left_half_mean(images: np.ndarray) -> np.ndarray:
@@ -77,12 +77,7 @@ def test_spec_needs_an_augmentation_for_tta():
 
 @pytest.fixture(scope="module")
 def tta_params(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tta")
-    return load_params(overrides={"data_root": str(root / "syn"), "cache_dir": str(root / "cache"),
-                                  "output_dir": str(root / "out"), "synthetic_images_per_class": 40,
-                                  "synthetic_image_size": 32, "max_epochs": 1, "max_image_size": 32,
-                                  "bootstrap_replicates": 20,
-                                  "model_overrides": {"cnn_deeper_aug": {"tta_views": 2}}})
+    return synthetic_params(tmp_path_factory.mktemp("tta"), model_overrides={"cnn_deeper_aug": {"tta_views": 2}})
 
 
 @pytest.mark.parametrize("wins", [True, False])
@@ -98,9 +93,9 @@ def test_run_model_decides_on_validation_before_scoring_test(tta_params, monkeyp
 
     real_scores = tta.tta_scores
 
-    def spy_scores(score, images, **kwargs):
+    def spy_scores(score, images, original=None, **kwargs):
         calls.append(("tta", len(images)))
-        return real_scores(score, images, **kwargs)
+        return real_scores(score, images, original=original, **kwargs)
 
     monkeypatch.setattr(tta, "choose_on_validation", spy_choice)
     monkeypatch.setattr(tta, "tta_scores", spy_scores)

@@ -198,7 +198,8 @@ def _scores(model: Any, spec: models.ModelSpec, augmentation: dict | None, x_val
     if not (spec.tta_views and augmentation):
         return plain(x_val), plain(x_test), None
     augmented = partial(tta.tta_scores, plain, augmentation=augmentation, views=spec.tta_views, seed=seed)
-    p_plain, p_tta = plain(x_val), augmented(x_val)
+    p_plain = plain(x_val)
+    p_tta = augmented(x_val, original=p_plain)
     choice = tta.choose_on_validation(y_val, p_plain, p_tta, spec.tta_views)
     score = augmented if choice["used"] else plain
     return (p_tta if choice["used"] else p_plain), score(x_test), {**choice, "augmentation": augmentation,

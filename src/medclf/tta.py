@@ -22,7 +22,7 @@ CHUNK = 256
 
 
 def tta_scores(score: Callable[[np.ndarray], np.ndarray], images: np.ndarray, augmentation: Mapping[str, Any],
-               views: int, seed: int) -> np.ndarray:
+               views: int, seed: int, original: np.ndarray | None = None) -> np.ndarray:
     """Mean of ``score`` over ``images`` and ``views`` augmented copies of them.
 
     Args:
@@ -31,6 +31,7 @@ def tta_scores(score: Callable[[np.ndarray], np.ndarray], images: np.ndarray, au
         augmentation: an augmentation mapping (:func:`medclf.augment.build_augmenter`).
         views: augmented copies per image (≥ 1).
         seed: same seed and images, same copies and scores.
+        original: ``score(images)`` when the caller has it already (it is not computed again).
 
     Raises:
         ValueError: ``views`` < 1, or ``augmentation`` turns nothing on.
@@ -40,7 +41,7 @@ def tta_scores(score: Callable[[np.ndarray], np.ndarray], images: np.ndarray, au
     augmenter = build_augmenter(augmentation, seed=seed)
     if augmenter is None:
         raise ValueError("test-time augmentation needs an augmentation with at least one transform on")
-    total = np.asarray(score(images), dtype=np.float64)
+    total = np.array(score(images) if original is None else original, dtype=np.float64)
     for _ in range(views):
         variant = np.concatenate([np.asarray(augmenter(images[i:i + CHUNK].astype(np.float32), training=True))
                                   for i in range(0, len(images), CHUNK)])
