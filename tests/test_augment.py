@@ -39,12 +39,20 @@ def test_same_seed_same_draws_other_seed_other_draws():
 
 def test_layers_draw_independently():
     """Same-seeded Keras layers draw the same numbers; each layer must get its own seed."""
-    augmenter = build_augmenter({"rotation": 0.2, "zoom": 0.2}, seed=3)
+    augmenter = build_augmenter({"rotation": 0.2, "zoom": 0.2, "brightness": 0.2}, seed=3)
     x = np.zeros((16, 8, 8, 1), np.float32)
-    rotation, zoom = augmenter.layers
-    angles = np.asarray(rotation.get_random_transformation(x, training=True)["angle"]).ravel()
-    zooms = np.asarray(zoom.get_random_transformation(x, training=True)["height_zoom"]).ravel()
-    assert abs(np.corrcoef(angles, zooms)[0, 1]) < 0.9
+    affine, brightness = augmenter.layers
+    angles = np.asarray(affine.draw(16)["angle"]).ravel()
+    shifts = np.asarray(brightness.get_random_transformation(x, training=True)["rgb_delta"]).ravel()
+    assert abs(np.corrcoef(angles, shifts)[0, 1]) < 0.9
+
+
+def test_geometric_keys_share_one_resampling_layer():
+    augmenter = build_augmenter({"flip": "horizontal", "rotation": 0.1, "zoom": 0.1, "translation": 0.1,
+                                 "shear": 0.1, "contrast": 0.2}, seed=0)
+    assert [layer.name for layer in augmenter.layers][1] == "random_affine" and len(augmenter.layers) == 3
+    affine = augmenter.layers[1]
+    assert (affine.rotation, affine.zoom, affine.translation, affine.shear) == (0.1, 0.1, 0.1, 0.1)
 
 
 @pytest.mark.parametrize("key, value", [("flip", "horizontal"), ("rotation", 0.1), ("zoom", 0.2),

@@ -4,18 +4,20 @@
 switches that transform off:
 
 =================  ==========================================================================
-key                meaning (Keras layer)
+key                meaning (layer)
 =================  ==========================================================================
 flip               "horizontal", "vertical" or "horizontal_and_vertical" (RandomFlip)
-rotation           fraction of a full turn, e.g. 0.05 = ±18° (RandomRotation)
-zoom               fraction, e.g. 0.1 = ±10% (RandomZoom)
-translation        fraction of height and width (RandomTranslation)
-shear              shear factor (RandomShear, both axes)
+rotation           fraction of a full turn, e.g. 0.05 = ±18° (as RandomRotation)
+zoom               fraction, e.g. 0.1 = ±10% (as RandomZoom)
+translation        fraction of height and width (as RandomTranslation)
+shear              shear factor (as RandomShear, both axes)
 brightness         fraction of the 0–255 range (RandomBrightness)
 contrast           factor, e.g. 0.2 = ×0.8–1.2 (RandomContrast)
 =================  ==========================================================================
 
-Images stay in the 0–255 range the models expect (they rescale inside the model). Geometric
+The four geometric transforms are drawn per image and applied as one affine resampling
+(:class:`medclf.affine.RandomAffine`), as ImageDataGenerator does, instead of one Keras layer
+each. Images stay in the 0–255 range the models expect (they rescale inside the model). Geometric
 transforms fill new pixels from the nearest edge pixel (``fill_mode="nearest"``, the default of
 the studies' ImageDataGenerator): black fill would teach the model that training images have black
 borders, and shifted its scores on clean validation/test images (measured: validation-chosen
@@ -37,6 +39,7 @@ import numpy as np
 
 AUGMENTATION_KEYS = ("flip", "rotation", "zoom", "translation", "shear", "brightness", "contrast")
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+GEOMETRIC_KEYS = ("rotation", "zoom", "translation", "shear")  # composed into one resampling
 
 
 def check_augmentation(config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -69,8 +72,10 @@ def layer_seeds(seed: int, n: int) -> list[int]:
 def build_augmenter(config: Mapping[str, Any] | None, seed: int = 0):
     """A ``keras.Sequential`` of the configured random transforms, or ``None`` when all are off.
 
-    Transforms apply in the order of :data:`AUGMENTATION_KEYS`, each layer seeded independently
-    (:func:`layer_seeds`), so a fresh augmenter built with the same seed repeats the same draws.
+    Layers apply in the order of :data:`AUGMENTATION_KEYS`: flip, then rotation, zoom, translation and
+    shear as one :class:`medclf.affine.RandomAffine` (one resampling, not four), then brightness and
+    contrast. Each layer is seeded independently (:func:`layer_seeds`), so a fresh augmenter built
+    with the same seed repeats the same draws.
 
     Raises:
         ValueError: see :func:`check_augmentation`.
@@ -78,20 +83,20 @@ def build_augmenter(config: Mapping[str, Any] | None, seed: int = 0):
     import keras
     from keras import layers
 
+    from medclf.affine import RandomAffine
+
     config = check_augmentation(config)
+    geometric = {key: float(config[key]) for key in GEOMETRIC_KEYS if config.get(key)}
     makers = {
-        "flip": lambda v, s: layers.RandomFlip(v, seed=s),
-        "rotation": lambda v, s: layers.RandomRotation(v, fill_mode="nearest", seed=s),
-        "zoom": lambda v, s: layers.RandomZoom(v, fill_mode="nearest", seed=s),
-        "translation": lambda v, s: layers.RandomTranslation(v, v, fill_mode="nearest", seed=s),
-        "shear": lambda v, s: layers.RandomShear(x_factor=v, y_factor=v, fill_mode="nearest", seed=s),
-        "brightness": lambda v, s: layers.RandomBrightness(v, value_range=(0, 255), seed=s),
-        "contrast": lambda v, s: layers.RandomContrast(v, value_range=(0, 255), seed=s),
+        "flip": lambda s: layers.RandomFlip(config["flip"], seed=s),
+        "geometric": lambda s: RandomAffine(**geometric, seed=s, name="random_affine"),
+        "brightness": lambda s: layers.RandomBrightness(config["brightness"], value_range=(0, 255), seed=s),
+        "contrast": lambda s: layers.RandomContrast(config["contrast"], value_range=(0, 255), seed=s),
     }
-    active = [key for key in AUGMENTATION_KEYS if config.get(key)]
+    active = [key for key in makers if (bool(geometric) if key == "geometric" else config.get(key))]
     if not active:
         return None
-    pieces = [makers[key](config[key], s) for key, s in zip(active, layer_seeds(seed, len(active)))]
+    pieces = [makers[key](s) for key, s in zip(active, layer_seeds(seed, len(active)))]
     return keras.Sequential(pieces, name="augmentation")
 
 
