@@ -137,3 +137,18 @@ def test_compact_cnn_is_parameterised():
     model = build_compact_cnn((32, 32, 1), filters=(8, 16), dropout=0.1, dense=(4,))
     assert [model.get_layer(f"conv{i}").filters for i in (1, 2)] == [8, 16]
     assert model.get_layer("head_drop").rate == 0.1 and model.get_layer("dense1").units == 4
+
+
+def test_anns_train_with_xla_and_cnns_without():
+    """jit_compile reaches Keras through fit_spec: an ANN one step under XLA; a CNN stays on Keras' default."""
+    from medclf import train
+
+    assert all(s.jit_compile == (s.family == "ann") for s in MODELS.values() if s.family != "transfer")
+    params = {"class_weight": False, "seed": 0, "monitor": "val_auc", "patience": 1}
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8), np.arange(8) % 2
+    for name, expected in [("ann_10_adam", True), ("cnn_baseline_8", False)]:
+        spec = get_spec(name)
+        model = build_model(spec, (8, 8, 3))
+        train.fit_spec(model, spec, data, data, params=params, learning_rate=1e-3, epochs=1)
+        assert model.jit_compile is expected

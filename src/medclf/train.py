@@ -296,13 +296,14 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, s
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def compile_model(model, optimizer, metrics_for_two_target: bool = False) -> None:
-    """Binary cross-entropy with AUC and accuracy (and precision/recall for the two-target rule)."""
+def compile_model(model, optimizer, metrics_for_two_target: bool = False, jit_compile: bool | str = "auto") -> None:
+    """Binary cross-entropy with AUC and accuracy (and recall for the two-target rule); ``jit_compile``
+    as in ``keras.Model.compile`` (``"auto"``: Keras decides, which means no XLA on a CPU-only machine)."""
     keras = _keras()
     metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
     if metrics_for_two_target:
         metrics.append(keras.metrics.Recall(name="recall"))
-    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=metrics)
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=metrics, jit_compile=jit_compile)
 
 
 def fit_keras(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
@@ -338,7 +339,8 @@ def fit_spec(model, spec, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     from medclf.models import make_optimizer
 
     compile_model(model, make_optimizer(spec.optimizer, learning_rate),
-                  metrics_for_two_target="two_target_stop" in spec.callbacks)
+                  metrics_for_two_target="two_target_stop" in spec.callbacks,
+                  jit_compile=True if spec.jit_compile else "auto")
     with tempfile.TemporaryDirectory() as tmp:
         callbacks = make_callbacks(spec.callbacks, params, learning_rate, Path(tmp) / "best.keras")
         return fit_keras(model, train, val, epochs=epochs, batch_size=spec.batch_size, callbacks=callbacks,
