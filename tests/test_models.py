@@ -152,3 +152,11 @@ def test_anns_train_with_xla_and_cnns_without():
         model = build_model(spec, (8, 8, 3))
         train.fit_spec(model, spec, data, data, params=params, learning_rate=1e-3, epochs=1)
         assert model.jit_compile is expected
+
+
+def test_batch_norm_blocks_use_the_fused_layer():
+    from medclf.fused_bn import FusedBatchNormalization
+
+    model = build_model("cnn_bn5", (32, 32, 1))
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 5 and all(type(layer) is FusedBatchNormalization for layer in norms)
