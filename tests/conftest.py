@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,15 @@ def freeze_random_batch_norm(model, seed: int = 0):
                 rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n), rng.normal(0, 0.5, n), rng.uniform(0.5, 2, n))])
             layer.trainable = False
     return model
+
+
+@pytest.fixture(autouse=True)
+def _reset_dtype_policy():
+    """Every test ends with Keras' global dtype policy back at float32: training code (run_model's
+    precision choice) sets it process-wide, and a test must not hand mixed_bfloat16 to the next one."""
+    yield
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ keras = pytest.importorskip("keras")
 
 from medclf.fused_bn import FusedBatchNormalization  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("float32_policy")  # layers here take the global policy
-
 
 def twin_layers(channels: int = 3):
     """A Keras and a fused layer with the same (non-trivial) weights and moving statistics."""

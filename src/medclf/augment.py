@@ -86,17 +86,19 @@ def build_augmenter(config: Mapping[str, Any] | None, seed: int = 0):
     from medclf.affine import RandomAffine
 
     config = check_augmentation(config)
-    geometric = {key: float(config[key]) for key in GEOMETRIC_KEYS if config.get(key)}
+    settings = {"flip": config.get("flip"),
+                "geometric": {key: float(config[key]) for key in GEOMETRIC_KEYS if config.get(key)},
+                "brightness": config.get("brightness"), "contrast": config.get("contrast")}
     makers = {
-        "flip": lambda s: layers.RandomFlip(config["flip"], seed=s),
-        "geometric": lambda s: RandomAffine(**geometric, seed=s, name="random_affine"),
-        "brightness": lambda s: layers.RandomBrightness(config["brightness"], value_range=(0, 255), seed=s),
-        "contrast": lambda s: layers.RandomContrast(config["contrast"], value_range=(0, 255), seed=s),
+        "flip": lambda v, s: layers.RandomFlip(v, seed=s),
+        "geometric": lambda v, s: RandomAffine(**v, seed=s, name="random_affine"),
+        "brightness": lambda v, s: layers.RandomBrightness(v, value_range=(0, 255), seed=s),
+        "contrast": lambda v, s: layers.RandomContrast(v, value_range=(0, 255), seed=s),
     }
-    active = [key for key in makers if (bool(geometric) if key == "geometric" else config.get(key))]
+    active = [key for key, value in settings.items() if value]
     if not active:
         return None
-    pieces = [makers[key](s) for key, s in zip(active, layer_seeds(seed, len(active)))]
+    pieces = [makers[key](settings[key], s) for key, s in zip(active, layer_seeds(seed, len(active)))]
     return keras.Sequential(pieces, name="augmentation")
 
 

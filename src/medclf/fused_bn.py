@@ -24,22 +24,21 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
     def _fusable(self, inputs, training, mask) -> bool:
         rank = len(inputs.shape)
-        return (bool(training) and self.trainable and mask is None and rank == 4 and self.axis in (-1, rank - 1, [-1], [rank - 1])
-                and self.center and self.scale and not getattr(self, "renorm", False)
-                and keras.backend.backend() == "tensorflow")
+        return (bool(training) and self.trainable and mask is None and rank == 4 and self.axis in (-1, rank - 1)
+                and self.center and self.scale and not self.renorm and keras.backend.backend() == "tensorflow")
 
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, training, mask):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
-        x = inputs if inputs.dtype in (tf.float32, tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
+        # Keras has already cast the inputs to the compute dtype (float32, bfloat16 or float16: all fusable).
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), epsilon=self.epsilon,
+            inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), epsilon=self.epsilon,
             data_format="NHWC", is_training=True)
         # The kernel returns the unbiased (n / (n - 1)) variance; the Keras layer averages the biased one.
-        n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-        variance = variance * (n - 1.0) / tf.maximum(n, 2.0)
+        n = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), tf.float32)
+        variance = variance * (n - 1.0) / n
         momentum = self.momentum
         self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
         self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
