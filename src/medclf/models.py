@@ -48,6 +48,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import SVC
 
+from medclf.fused_adam import FusedAdam
 from medclf.fused_bn import FusedBatchNormalization
 
 FAMILIES = ("svm", "ann", "cnn", "transfer")
@@ -616,12 +617,13 @@ def build_model(spec: ModelSpec | str, input_shape: Sequence[int], **options: An
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """A fresh Keras optimizer: ``adam``, ``sgd`` (plain, no momentum), ``rmsprop`` or ``adamax``.
+    """A fresh Keras optimizer: ``adam`` (:class:`~medclf.fused_adam.FusedAdam`, Keras' Adam in one
+    fused update), ``sgd`` (plain, no momentum), ``rmsprop`` or ``adamax``.
 
     Raises:
         ValueError: unknown name; the message lists the valid ones.
     """
-    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+    classes = {"adam": FusedAdam, "sgd": keras.optimizers.SGD,
                "rmsprop": keras.optimizers.RMSprop, "adamax": keras.optimizers.Adamax}
     if name not in classes:
         raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(classes)}")
