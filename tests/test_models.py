@@ -139,19 +139,19 @@ def test_compact_cnn_is_parameterised():
     assert model.get_layer("head_drop").rate == 0.1 and model.get_layer("dense1").units == 4
 
 
-def test_anns_train_with_xla_and_cnns_without():
-    """jit_compile reaches Keras through fit_spec: an ANN one step under XLA; a CNN stays on Keras' default."""
+def test_fit_spec_trains_with_the_specs_optimizer_adam_fused():
+    """fit_spec compiles with make_optimizer(spec.optimizer): the ANNs' and CNNs' Adam is FusedAdam, SGD stays SGD."""
     from medclf import train
+    from medclf.fused_adam import FusedAdam
 
-    assert all(s.jit_compile == (s.family == "ann") for s in MODELS.values() if s.family != "transfer")
     params = {"class_weight": False, "seed": 0, "monitor": "val_auc", "patience": 1}
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8), np.arange(8) % 2
-    for name, expected in [("ann_10_adam", True), ("cnn_baseline_8", False)]:
+    for name, expected in [("ann_10_adam", FusedAdam), ("cnn_baseline_8", FusedAdam), ("ann_10_sgd", keras.optimizers.SGD)]:
         spec = get_spec(name)
         model = build_model(spec, (8, 8, 3))
         train.fit_spec(model, spec, data, data, params=params, learning_rate=1e-3, epochs=1)
-        assert model.jit_compile is expected
+        assert type(model.optimizer) is expected and int(model.optimizer.iterations) == 1
 
 
 def test_batch_norm_blocks_use_the_fused_layer():

@@ -98,11 +98,6 @@ class ModelSpec:
         tta_views: test-time augmentation: also score this many random variants of each image, drawn
             from ``augmentation``, and average (0: off). Kept only if it raises the validation ROC AUC
             (:mod:`medclf.tta`); a run trained without augmentation scores plainly.
-        jit_compile: compile the training step with XLA (``model.compile(jit_compile=True)``). Set for
-            the ANNs: XLA fuses the Adam update of their 12.6M-weight first layer, which otherwise
-            runs as separate element-wise passes (measured on the 2-core CPU: 28 → 14 CPU-s per epoch
-            for ann_deep; with SGD, 7.5). Convolutions compiled by XLA ran far slower on the CPU,
-            so the CNNs keep Keras' default.
         build: ``build(input_shape) -> keras.Model`` (uncompiled); for the SVM it returns an unfitted
             sklearn estimator.
 
@@ -129,7 +124,6 @@ class ModelSpec:
     gray_mode: str = "repeat"
     fine_tune: int = 0
     tta_views: int = 0
-    jit_compile: bool = False
     build: Callable[..., Any] = field(repr=False, compare=False, kw_only=True)
 
     def __post_init__(self) -> None:
@@ -376,7 +370,6 @@ def _spec(name: str, family: str, description: str, build: Callable[..., Any], *
 # S1: 128×128 RGB, flattened for the ANNs; Adam 1e-3, batch 44; early stopping for the deep ones.
 _S1 = dict(image_size=128, color_mode="rgb", optimizer="adam", learning_rate=1e-3, epochs=100,
            batch_size=44, study="S1", dataset=_CHEST)
-_S1_ANN = dict(_S1, jit_compile=True)
 _S1_DEEP = (256, 128, 64, 32, 10)
 _S1_DEEPER_CNN = [ConvBlock(32), ConvBlock(64), ConvBlock(128)]
 # S3: 64×64 RGB malaria cells; Adam, ≤20 epochs, batch 100, early stop + checkpoint.
@@ -409,24 +402,24 @@ _SPECS = [
           callbacks=(), augmentation=_S4_AUG, study="S4", dataset=_CHEST, reported={"accuracy": 0.9263}),
     # ---- S1: ANNs on flattened 128×128×3 -----------------------------------------------------
     _spec("ann_10_adam", "ann", "flatten-dense10 → sigmoid; Adam",
-          partial(build_ann, hidden=(10,)), callbacks=(), **_S1_ANN,
+          partial(build_ann, hidden=(10,)), callbacks=(), **_S1,
           reported={"accuracy": 0.814, "normal_recall": 0.52}),
     # optimizer="sgd" in Keras means SGD(learning_rate=0.01).
     _spec("ann_10_sgd", "ann", "flatten-dense10 → sigmoid; SGD",
-          partial(build_ann, hidden=(10,)), callbacks=(), **{**_S1_ANN, "optimizer": "sgd", "learning_rate": 1e-2},
+          partial(build_ann, hidden=(10,)), callbacks=(), **{**_S1, "optimizer": "sgd", "learning_rate": 1e-2},
           reported={"accuracy": 0.7885}),
     _spec("ann_deep", "ann", "flatten-dense256-128-64-32-10 (relu) → sigmoid",
-          partial(build_ann, hidden=_S1_DEEP), callbacks=("early_stopping",), **_S1_ANN,
+          partial(build_ann, hidden=_S1_DEEP), callbacks=("early_stopping",), **_S1,
           reported={"accuracy": 0.891, "normal_recall": 0.80, "pneumonia_recall": 0.95}),
     # "all pneumonia": every test image predicted pneumonia (390 / 624 = 0.625).
     _spec("ann_deep_dropout", "ann", "flatten-dense256-128-64-32-10 (relu), dropout 0.3 after each → sigmoid",
-          partial(build_ann, hidden=_S1_DEEP, dropout=0.3), callbacks=("early_stopping",), **_S1_ANN,
+          partial(build_ann, hidden=_S1_DEEP, dropout=0.3), callbacks=("early_stopping",), **_S1,
           reported={"accuracy": 0.625, "normal_recall": 0.0, "pneumonia_recall": 1.0}),
     _spec("ann_deep_l2", "ann", "flatten-dense256-128-64-32-10 (relu), L2 0.005 on each → sigmoid",
-          partial(build_ann, hidden=_S1_DEEP, l2=0.005), callbacks=("early_stopping",), **_S1_ANN,
+          partial(build_ann, hidden=_S1_DEEP, l2=0.005), callbacks=("early_stopping",), **_S1,
           reported={"accuracy": 0.8606}),
     _spec("ann_deep_lr5e-4", "ann", "flatten-dense256-128-64-32-10 (relu) → sigmoid; Adam lr 5e-4",
-          partial(build_ann, hidden=_S1_DEEP), callbacks=("early_stopping",), **{**_S1_ANN, "learning_rate": 5e-4},
+          partial(build_ann, hidden=_S1_DEEP), callbacks=("early_stopping",), **{**_S1, "learning_rate": 5e-4},
           reported={"accuracy": 0.851}),
     # ---- S1: CNNs; the study's best (0.9071) is the deeper CNN trained with augmentation ------
     _spec("cnn_baseline_8", "cnn", "conv8-pool-flatten-dense8 → sigmoid",

@@ -296,14 +296,13 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, s
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def compile_model(model, optimizer, metrics_for_two_target: bool = False, jit_compile: bool | str = "auto") -> None:
-    """Binary cross-entropy with AUC and accuracy (and recall for the two-target rule); ``jit_compile``
-    as in ``keras.Model.compile`` (``"auto"``: Keras decides, which means no XLA on a CPU-only machine)."""
+def compile_model(model, optimizer, metrics_for_two_target: bool = False) -> None:
+    """Binary cross-entropy with AUC and accuracy (and recall for the two-target rule)."""
     keras = _keras()
     metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
     if metrics_for_two_target:
         metrics.append(keras.metrics.Recall(name="recall"))
-    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=metrics, jit_compile=jit_compile)
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=metrics)
 
 
 def fit_keras(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
@@ -339,8 +338,7 @@ def fit_spec(model, spec, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     from medclf.models import make_optimizer
 
     compile_model(model, make_optimizer(spec.optimizer, learning_rate),
-                  metrics_for_two_target="two_target_stop" in spec.callbacks,
-                  jit_compile=True if spec.jit_compile else "auto")
+                  metrics_for_two_target="two_target_stop" in spec.callbacks)
     with tempfile.TemporaryDirectory() as tmp:
         callbacks = make_callbacks(spec.callbacks, params, learning_rate, Path(tmp) / "best.keras")
         return fit_keras(model, train, val, epochs=epochs, batch_size=spec.batch_size, callbacks=callbacks,
