@@ -116,6 +116,19 @@ def test_build_record_sets_created_and_versions(two_records):
     assert record["versions"] == {"python": "3.11"}
 
 
+def test_build_record_names_the_git_commit_of_the_code_imported(two_records):
+    import subprocess
+
+    from medclf import config
+    from medclf.results import CODE_GIT
+
+    assert two_records[0]["git"] == CODE_GIT
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=config.PROJECT_ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("the project is not a git checkout here")
+    assert CODE_GIT["commit"] == head.stdout.strip() and isinstance(CODE_GIT["dirty"], bool)
+
+
 def test_validate_record_names_missing_keys(two_records):
     broken = {**two_records[0], "training": {k: v for k, v in two_records[0]["training"].items() if k != "history"}}
     del broken["versions"]

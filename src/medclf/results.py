@@ -32,7 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medclf import io
+from medclf import config, io
+from medclf.versions import git_info
+
+#: Git state (commit, dirty) of the code this process imported, read once at import: a record
+#: written at the end of a long run names the code that trained it even if the checkout has moved on.
+CODE_GIT = git_info(config.PROJECT_ROOT)
 
 #: Keys every record has; nested keys are written ``parent.child``.
 REQUIRED = (
@@ -62,11 +67,11 @@ def utc_now() -> str:
 
 def build_record(*, model_id: str, model: str, family: str, study: str | None, reported: dict | None,
                  params: dict, spec: dict, data: dict, training: dict, params_count: int,
-                 evaluation: dict, versions: dict | None = None, **extra: Any) -> dict:
-    """A record with ``created`` (now, UTC) and ``versions`` filled in; checked by :func:`validate_record`.
+                 evaluation: dict, versions: dict | None = None, git: dict | None = None, **extra: Any) -> dict:
+    """A record with ``created`` (now, UTC), ``versions`` and ``git`` filled in; checked by :func:`validate_record`.
 
-    ``versions`` defaults to :func:`medclf.versions.package_versions`. Extra keyword arguments are
-    kept as additional top-level keys.
+    ``versions`` defaults to :func:`medclf.versions.package_versions`, ``git`` to :data:`CODE_GIT`.
+    Extra keyword arguments are kept as additional top-level keys.
     """
     if versions is None:
         from medclf.versions import package_versions
@@ -75,7 +80,7 @@ def build_record(*, model_id: str, model: str, family: str, study: str | None, r
     record = {"model_id": model_id, "model": model, "family": family, "study": study, "reported": reported,
               "params": params, "spec": spec, "data": data, "training": training,
               "params_count": params_count, "evaluation": evaluation, "created": utc_now(),
-              "versions": versions, **extra}
+              "versions": versions, "git": CODE_GIT if git is None else git, **extra}
     validate_record(record)
     return record
 
