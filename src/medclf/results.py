@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from medclf import config, io
-from medclf.versions import git_info
+from medclf.versions import git_info, package_versions
 
 #: Git state (commit, dirty) of the code this process imported, read once at import: a record
 #: written at the end of a long run names the code that trained it even if the checkout has moved on.
@@ -74,8 +74,6 @@ def build_record(*, model_id: str, model: str, family: str, study: str | None, r
     Extra keyword arguments are kept as additional top-level keys.
     """
     if versions is None:
-        from medclf.versions import package_versions
-
         versions = package_versions()
     record = {"model_id": model_id, "model": model, "family": family, "study": study, "reported": reported,
               "params": params, "spec": spec, "data": data, "training": training,
