@@ -67,16 +67,6 @@ def _reset_dtype_policy():
 
 
 @pytest.fixture
-def float32_policy():
-    """Keras' global dtype policy float32 during the test and after it (tests that build models use it)."""
-    import keras
-
-    keras.mixed_precision.set_global_policy("float32")
-    yield
-    keras.mixed_precision.set_global_policy("float32")
-
-
-@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 

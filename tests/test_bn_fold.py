@@ -9,9 +9,6 @@ from conftest import freeze_random_batch_norm  # noqa: E402
 from medclf.bn_fold import fold_batch_norm  # noqa: E402
 
 
-pytestmark = pytest.mark.usefixtures("float32_policy")
-
-
 def small_net():
     """Conv with and without bias, a depthwise conv with multiplier 2, a batch norm that cannot fold
     (its convolution's output is also read by a residual), and one after a non-convolution."""

@@ -10,9 +10,6 @@ from conftest import freeze_random_batch_norm  # noqa: E402
 from medclf import models, transfer  # noqa: E402
 
 
-pytestmark = pytest.mark.usefixtures("float32_policy")
-
-
 def images(n, size, channels, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, channels)).astype("float32")
 
