@@ -20,7 +20,7 @@ def ramp(size: int = 9) -> np.ndarray:
 def apply(params: dict[str, float], images: np.ndarray) -> np.ndarray:
     """Resample ``images`` with fixed parameters (the rest at identity) through the layer's matrix."""
     layer = RandomAffine()
-    full = {"angle": 0.0, "zoom": 1.0, "shift_x": 0.0, "shift_y": 0.0, "shear_x": 0.0, "shear_y": 0.0, **params}
+    full = {"angle": 0.0, "zoom_x": 1.0, "zoom_y": 1.0, "shift_x": 0.0, "shift_y": 0.0, "shear_x": 0.0, "shear_y": 0.0, **params}
     batch = {key: np.full((len(images),), value, np.float32) for key, value in full.items()}
     transform = layer.matrix(batch, images.shape[1], images.shape[2])
     return np.asarray(keras.ops.image.affine_transform(images, transform, interpolation="bilinear",
@@ -46,10 +46,17 @@ def test_shift_moves_the_content_by_the_fraction():
 
 def test_zoom_out_keeps_the_centre_and_fills_from_the_edge():
     image = ramp(9)
-    zoomed = apply({"zoom": 2.0}, image)  # samples twice as far from the centre
+    zoomed = apply({"zoom_x": 2.0, "zoom_y": 2.0}, image)  # samples twice as far from the centre
     assert zoomed[0, 4, 4, 0] == pytest.approx(image[0, 4, 4, 0])
     assert zoomed[0, 4, 5, 0] == pytest.approx(image[0, 4, 6, 0])
     assert zoomed[0, 0, 0, 0] == pytest.approx(image[0, 0, 0, 0])  # beyond the corner: the corner pixel
+
+
+def test_width_zoom_alone_stretches_rows_and_leaves_columns():
+    image = ramp(9)
+    stretched = apply({"zoom_x": 2.0}, image)  # only x samples twice as far from the centre
+    np.testing.assert_allclose(stretched[0, :, 5, 0], image[0, :, 6, 0], atol=1e-3)
+    np.testing.assert_allclose(stretched[0, :, 4, 0], image[0, :, 4, 0], atol=1e-3)
 
 
 def test_shear_moves_rows_in_proportion_to_their_offset():
@@ -60,14 +67,24 @@ def test_shear_moves_rows_in_proportion_to_their_offset():
 
 
 def test_draws_stay_in_range_and_are_independent():
-    layer = RandomAffine(rotation=0.1, zoom=0.2, translation=0.05, shear=0.3, seed=1)
+    layer = RandomAffine(rotation=0.1, zoom_xy=0.2, translation=0.05, shear=0.3, seed=1)
     drawn = {key: np.asarray(value) for key, value in layer.draw(2000).items()}
     assert np.abs(drawn["angle"]).max() <= 0.1 * 2 * math.pi and np.abs(drawn["angle"]).max() > 0.5
-    assert 0.8 <= drawn["zoom"].min() and drawn["zoom"].max() <= 1.2
+    assert 0.8 <= drawn["zoom_x"].min() and drawn["zoom_y"].max() <= 1.2 and drawn["zoom_x"].max() > 1.15
     assert np.abs(drawn["shift_x"]).max() <= 0.05 and np.abs(drawn["shear_y"]).max() <= 0.3
     values = np.stack(list(drawn.values()))
     correlation = np.corrcoef(values) - np.eye(len(values))
     assert np.abs(correlation).max() < 0.1
+
+
+def test_zoom_scales_both_axes_alike_and_zoom_xy_each_on_its_own():
+    together = {k: np.asarray(v) for k, v in RandomAffine(zoom=0.2, seed=2).draw(500).items()}
+    np.testing.assert_array_equal(together["zoom_x"], together["zoom_y"])
+    assert 0.8 <= together["zoom_x"].min() and together["zoom_x"].max() <= 1.2
+    both = {k: np.asarray(v) for k, v in RandomAffine(zoom=0.1, zoom_xy=0.1, seed=2).draw(2000).items()}
+    ratio = both["zoom_x"] / both["zoom_y"]
+    assert ratio.min() < 0.85 and ratio.max() > 1.15 and ratio.min() >= 0.9 / 1.1 - 1e-6
+    assert 0.81 - 1e-6 <= both["zoom_x"].min() and both["zoom_x"].max() <= 1.21 + 1e-6
 
 
 def test_same_seed_same_images_and_inference_is_untouched():
@@ -82,6 +99,7 @@ def test_same_seed_same_images_and_inference_is_untouched():
 
 
 def test_config_round_trips():
-    layer = RandomAffine(rotation=0.1, zoom=0.2, translation=0.3, shear=0.4, seed=9)
+    layer = RandomAffine(rotation=0.1, zoom=0.2, translation=0.3, shear=0.4, zoom_xy=0.5, seed=9)
     clone = RandomAffine.from_config(layer.get_config())
-    assert (clone.rotation, clone.zoom, clone.translation, clone.shear, clone.seed) == (0.1, 0.2, 0.3, 0.4, 9)
+    assert (clone.rotation, clone.zoom, clone.translation, clone.shear, clone.zoom_xy, clone.seed) == \
+        (0.1, 0.2, 0.3, 0.4, 0.5, 9)

@@ -55,7 +55,7 @@ def test_geometric_keys_share_one_resampling_layer():
     assert (affine.rotation, affine.zoom, affine.translation, affine.shear) == (0.1, 0.1, 0.1, 0.1)
 
 
-@pytest.mark.parametrize("key, value", [("flip", "horizontal"), ("rotation", 0.1), ("zoom", 0.2),
+@pytest.mark.parametrize("key, value", [("flip", "horizontal"), ("rotation", 0.1), ("zoom", 0.2), ("zoom_xy", 0.2),
                                         ("translation", 0.2), ("shear", 0.3), ("brightness", 0.2),
                                         ("contrast", 0.5)])
 def test_each_key_changes_the_image_and_keeps_shape_and_range(key, value):
@@ -96,7 +96,8 @@ def test_contrast_keeps_the_mean_and_scales_the_spread():
         assert 0.65 <= copy.std() / base.std() <= 1.35
 
 
-@pytest.mark.parametrize("key, value", [("rotation", 0.25), ("zoom", 0.4), ("translation", 0.3), ("shear", 0.5)])
+@pytest.mark.parametrize("key, value", [("rotation", 0.25), ("zoom", 0.4), ("zoom_xy", 0.4), ("translation", 0.3),
+                                        ("shear", 0.5)])
 def test_nearest_fill_leaves_no_black_borders(key, value):
     images = np.full((2, 20, 20, 1), 180, np.uint8)
     out = augment_variants(images, {key: value}, 5, seed=3)
@@ -159,7 +160,7 @@ def test_settings_per_dataset():
     table = study.settings_table(chest)
     assert list(table.columns) == [*AUGMENTATION_KEYS, "in words"]
     assert table.loc["S4_cnn_2conv_64", "rotation"] == "—"
-    assert table.loc["S4_cnn_2conv_64", "in words"] == "flip horizontal, zoom ±20%, shear ±0.2°"
+    assert table.loc["S4_cnn_2conv_64", "in words"] == "flip horizontal, zoom ±20% per axis, shear ±0.2°"
 
 
 def test_describe_setting():

@@ -8,8 +8,10 @@ call at a time (for reproducibility), so the model waited on it. ImageDataGenera
 tool, also applies rotation, shift, shear and zoom as one composed matrix.
 
 Ranges mean what they mean in the Keras layers: ``rotation`` a fraction of a full turn, ``zoom``
-a fraction (±, the same for both axes, positive zooms out), ``translation`` a fraction of height and
-width, ``shear`` a shear factor per axis. Every image draws its own values.
+a fraction (±, the same for both axes, positive zooms out; Keras' RandomZoom), ``zoom_xy`` a fraction
+drawn for width and height independently (ImageDataGenerator's ``zoom_range``, which stretches the
+aspect ratio too), ``translation`` a fraction of height and width, ``shear`` a shear factor per axis.
+Every image draws its own values.
 """
 
 from __future__ import annotations
@@ -24,33 +26,40 @@ class RandomAffine(keras.layers.Layer):
     """Draw rotation, zoom, translation and shear per image; resample once, filling from the nearest edge.
 
     The matrix maps each output pixel to the input point it samples, about the image centre:
-    ``input = centre + R(angle) · S(shear) · zoom · (output − centre) + shift``.
+    ``input = centre + R(angle) · S(shear) · diag(zoom_x, zoom_y) · (output − centre) + shift``.
     """
 
     def __init__(self, rotation: float = 0.0, zoom: float = 0.0, translation: float = 0.0, shear: float = 0.0,
-                 seed: int | None = None, **kwargs):
+                 zoom_xy: float = 0.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.rotation, self.zoom, self.translation, self.shear = rotation, zoom, translation, shear
+        self.zoom_xy = zoom_xy
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def draw(self, batch_size):
-        """Per-image parameters: angle (radians), zoom, shift_x / shift_y (fractions), shear_x / shear_y."""
+        """Per-image parameters: angle (radians), zoom_x / zoom_y, shift_x / shift_y (fractions), shear_x / shear_y.
+
+        ``zoom`` scales both axes by one draw; ``zoom_xy`` multiplies each axis by a draw of its own.
+        """
         def uniform(bound: float):
             return keras.random.uniform((batch_size,), -bound, bound, seed=self.seed_generator)
 
-        return {"angle": uniform(self.rotation * 2 * math.pi), "zoom": 1.0 + uniform(self.zoom),
+        both = 1.0 + uniform(self.zoom)
+        return {"angle": uniform(self.rotation * 2 * math.pi),
+                "zoom_x": both * (1.0 + uniform(self.zoom_xy)), "zoom_y": both * (1.0 + uniform(self.zoom_xy)),
                 "shift_x": uniform(self.translation), "shift_y": uniform(self.translation),
                 "shear_x": uniform(self.shear), "shear_y": uniform(self.shear)}
 
     def matrix(self, params, height, width):
         """Keras' 8-number projective transforms, ``(batch, 8)``, for ``params`` from :meth:`draw`."""
-        cos, sin, zoom = ops.cos(params["angle"]), ops.sin(params["angle"]), params["zoom"]
-        # R · S · zoom with S = [[1, shear_x], [shear_y, 1]]
-        a0 = zoom * (cos - sin * params["shear_y"])
-        a1 = zoom * (cos * params["shear_x"] - sin)
-        b0 = zoom * (sin + cos * params["shear_y"])
-        b1 = zoom * (sin * params["shear_x"] + cos)
+        cos, sin = ops.cos(params["angle"]), ops.sin(params["angle"])
+        zoom_x, zoom_y = params["zoom_x"], params["zoom_y"]
+        # R · S · diag(zoom_x, zoom_y) with S = [[1, shear_x], [shear_y, 1]]
+        a0 = zoom_x * (cos - sin * params["shear_y"])
+        a1 = zoom_y * (cos * params["shear_x"] - sin)
+        b0 = zoom_x * (sin + cos * params["shear_y"])
+        b1 = zoom_y * (sin * params["shear_x"] + cos)
         cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
         a2 = cx + params["shift_x"] * width - (a0 * cx + a1 * cy)
         b2 = cy + params["shift_y"] * height - (b0 * cx + b1 * cy)
@@ -70,4 +79,4 @@ class RandomAffine(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rotation": self.rotation, "zoom": self.zoom,
-                "translation": self.translation, "shear": self.shear, "seed": self.seed}
+                "translation": self.translation, "shear": self.shear, "zoom_xy": self.zoom_xy, "seed": self.seed}

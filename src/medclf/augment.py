@@ -8,14 +8,16 @@ key                meaning (layer)
 =================  ==========================================================================
 flip               "horizontal", "vertical" or "horizontal_and_vertical" (RandomFlip)
 rotation           fraction of a full turn, e.g. 0.05 = ±18° (as RandomRotation)
-zoom               fraction, e.g. 0.1 = ±10% (as RandomZoom)
+zoom               fraction, e.g. 0.1 = ±10%, both axes alike (as RandomZoom)
+zoom_xy            fraction, drawn for width and height independently, so it also stretches the
+                   aspect ratio (as ImageDataGenerator's zoom_range, the S1/S2/S4 studies' tool)
 translation        fraction of height and width (as RandomTranslation)
 shear              shear factor (as RandomShear, both axes)
 brightness         fraction of the 0–255 range (RandomBrightness)
 contrast           factor, e.g. 0.2 = ×0.8–1.2 (RandomContrast)
 =================  ==========================================================================
 
-The four geometric transforms are drawn per image and applied as one affine resampling
+The geometric transforms are drawn per image and applied as one affine resampling
 (:class:`medclf.affine.RandomAffine`), as ImageDataGenerator does, instead of one Keras layer
 each. Images stay in the 0–255 range the models expect (they rescale inside the model). Geometric
 transforms fill new pixels from the nearest edge pixel (``fill_mode="nearest"``, the default of
@@ -37,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-AUGMENTATION_KEYS = ("flip", "rotation", "zoom", "translation", "shear", "brightness", "contrast")
+AUGMENTATION_KEYS = ("flip", "rotation", "zoom", "zoom_xy", "translation", "shear", "brightness", "contrast")
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
-GEOMETRIC_KEYS = ("rotation", "zoom", "translation", "shear")  # composed into one resampling
+GEOMETRIC_KEYS = ("rotation", "zoom", "zoom_xy", "translation", "shear")  # composed into one resampling
 
 
 def check_augmentation(config: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -82,6 +82,7 @@ def describe_setting(config: Mapping[str, Any] | None) -> str:
         "flip": lambda v: f"flip {v}",
         "rotation": lambda v: f"rotation ±{v * 360:.0f}°",
         "zoom": lambda v: f"zoom ±{v:.0%}",
+        "zoom_xy": lambda v: f"zoom ±{v:.0%} per axis",
         "translation": lambda v: f"shift ±{v:.0%}",
         "shear": lambda v: f"shear ±{math.degrees(math.atan(v)):.3g}°",
         "brightness": lambda v: f"brightness ±{v:.0%}",
