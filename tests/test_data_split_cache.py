@@ -57,6 +57,24 @@ def test_cell_mode_splits_patients_across_sides():
     assert not leaks.empty and not leaks["official"].any()  # the named cell-level option really is per image
 
 
+def test_split_by_image_carves_that_class_one_by_one_and_the_other_by_patient():
+    frame = toy_frame(n_patients=40, per_patient=5, with_test=True)
+    frame["class_name"] = np.where(frame["label"] == 1, "PNEUMONIA", "NORMAL")
+    frame["split"] = assign_splits(frame, {**BASE, "split_by_image": ["PNEUMONIA"]})
+    leaks = leaking_groups(frame[frame["split"] != "test"])
+    assert not leaks.empty
+    assert set(leaks["group"]) <= set(frame.loc[frame["class_name"] == "PNEUMONIA", "group"])
+    assert frame[frame["class_name"] == "NORMAL"].groupby("group")["split"].nunique().max() == 1
+    assert 0.1 < (frame.loc[frame["split"] != "test", "split"] == "val").mean() < 0.3
+
+
+def test_split_by_image_of_an_unknown_class_is_a_clear_error():
+    frame = toy_frame()
+    frame["class_name"] = np.where(frame["label"] == 1, "PNEUMONIA", "NORMAL")
+    with pytest.raises(data.DataError, match="split_by_image names TUMOUR, not classes"):
+        assign_splits(frame, {**BASE, "split_by_image": ["TUMOUR"]})
+
+
 def test_merge_folds_official_val_into_training_pool():
     frame = toy_frame()
     frame.loc[:5, "source_split"] = "val"

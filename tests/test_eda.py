@@ -163,7 +163,19 @@ def test_group_leaks(ds):
     rows = list(ROWS)
     rows[7] = ("val", "NORMAL", "train", "p1", 400)
     leaks = eda.group_leaks(make_dataset(rows))
-    assert leaks.to_dict("records") == [{"group": "p1", "splits": "train, val", "official": False, "images": 3}]
+    assert leaks.to_dict("records") == [{"group": "p1", "splits": "train, val", "official": False, "images": 3,
+                                         "by_image": False}]
+    by_image = make_dataset(rows, params={"seed": 0, "split_by_image": ["NORMAL"]})
+    assert eda.group_leaks(by_image)["by_image"].tolist() == [True]
+
+
+def test_patients_in_training():
+    rows = list(ROWS)
+    rows[10] = ("test", "PNEUMONIA", "test", "p3", 60)  # one of p3's images is in training
+    table = eda.patients_in_training(make_dataset(rows)).set_index(["split", "class_name"])
+    assert table.loc[("test", "PNEUMONIA")].tolist() == [2, 1, 0.5]
+    assert table.loc[("test", "NORMAL")].tolist() == [1, 0, 0.0]
+    assert table.loc[("val", "PNEUMONIA"), "patient_in_train"] == 0 and len(table) == 4
 
 
 DUPS = pd.DataFrame({

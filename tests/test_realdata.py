@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import real_data
+from medclf import eda
 from medclf.data import duplicate_groups, leaking_groups, load_dataset
 from medclf.data.split import assign_splits
 from medclf.params import load_params
@@ -30,9 +31,17 @@ def test_chest_xray_official_counts_and_patient_split(tmp_path):
     assert ds.skipped.empty
     assert (ds.frame.loc[ds.frame["split"] == "test", "source_split"] == "test").all()
     carved = ds.frame[ds.frame["split"] != "test"]
-    assert leaking_groups(carved).empty  # no patient in both train and the carved validation
-    leaks = leaking_groups(ds.frame)  # the official test shares patients with the official train
-    assert leaks["official"].all() and len(leaks) == 170
+    normal = carved[carved["class_name"] == "NORMAL"]
+    assert leaking_groups(normal).empty  # no normal patient in both train and the carved validation
+    assert ds.params["split_by_image"] == ["PNEUMONIA"]  # pneumonia validation images carved one by one
+    folders = ds.frame.assign(split=ds.frame["source_split"].replace({"val": "train"}))
+    official = leaking_groups(folders)  # the official test shares 170 (pneumonia) patients with the train folder
+    assert official["official"].all() and len(official) == 170
+    seen = eda.patients_in_training(ds).set_index(["split", "class_name"])["share"]
+    assert seen["test", "NORMAL"] == 0 and seen["val", "NORMAL"] == 0  # validation drawn as the test set:
+    assert seen["test", "PNEUMONIA"] > 0.7 and abs(seen["val", "PNEUMONIA"] - seen["test", "PNEUMONIA"]) < 0.1
+    grouped = load("chest_xray", "chest_xray", tmp_path, split_by_image=[])  # every class by patient
+    assert leaking_groups(grouped.frame[grouped.frame["split"] != "test"]).empty
     assert duplicate_groups(ds)["dup_group"].nunique() == 30  # documented in the data README
 
 

@@ -274,12 +274,40 @@ def group_leaks(ds) -> pd.DataFrame:
     """Groups (patients/slides) found in more than one working split, with their image counts.
 
     Returns:
-        Columns ``group, splits, official, images`` (see :func:`medclf.data.leaking_groups`:
-        ``official`` leaks come from the data set's own split folders, the others from our carving).
+        Columns ``group, splits, official, images, by_image`` (see :func:`medclf.data.leaking_groups`:
+        ``official`` leaks come from the data set's own split folders, the others from our carving;
+        ``by_image``: the group's images are all of classes the params carve one by one,
+        ``split_by_image``, so our carving may split it on purpose).
     """
-    leaks = leaking_groups(ds.frame)
-    leaks["images"] = leaks["group"].map(ds.frame["group"].value_counts()).astype(int)
+    frame = ds.frame
+    leaks = leaking_groups(frame)
+    leaks["images"] = leaks["group"].map(frame["group"].value_counts()).astype(int)
+    per_image = frame["class_name"].isin(ds.params.get("split_by_image") or [])
+    leaks["by_image"] = leaks["group"].map(per_image.groupby(frame["group"]).all()).astype(bool)
     return leaks.reset_index(drop=True)
+
+
+def patients_in_training(ds) -> pd.DataFrame:
+    """How many validation and test images come from a patient who also has training images.
+
+    A threshold chosen on validation carries over to the test set only if the two are drawn alike;
+    a test set that shares patients with training (the official chest X-ray one does, for
+    pneumonia) is easier than a validation set that shares none.
+
+    Returns:
+        Columns ``split, class_name, images, patient_in_train, share``; one row per (split, class)
+        for the validation and test splits.
+    """
+    frame = ds.frame
+    in_train = frame["group"].isin(set(frame.loc[frame["split"] == "train", "group"]))
+    rows = []
+    for split in ("val", "test"):
+        for name in ds.class_names:
+            rows_of = (frame["split"] == split) & (frame["class_name"] == name)
+            images, seen = int(rows_of.sum()), int((rows_of & in_train).sum())
+            rows.append({"split": split, "class_name": name, "images": images, "patient_in_train": seen,
+                         "share": round(seen / images, 3) if images else np.nan})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- duplicates

@@ -53,6 +53,9 @@ SPECS: dict[str, Spec] = {
     "split_mode": Spec(str, "patient: split grouped by patient/slide id so no patient is on both sides; "
                             "cell: random per-image split (only to compare with published cell-level numbers).",
                        choices=("patient", "cell")),
+    "split_by_image": Spec(list, "Classes whose validation images are carved one by one, not by patient, so that "
+                                 "validation shares patients with training as the official test set does for "
+                                 "them (chest X-ray: PNEUMONIA); empty: every class by patient."),
     "source_val": Spec(str, "keep: an official val folder is the validation set; merge: it joins the training "
                             "pool and validation is carved from it (chest X-ray: its official val has 16 images).",
                        choices=("keep", "merge")),

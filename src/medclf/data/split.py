@@ -44,8 +44,14 @@ def assign_splits(frame: pd.DataFrame, params: dict) -> pd.Series:
       whose official val has 16 images) it joins the training pool.
     - Validation is then carved from the training pool with ``val_fraction``.
     - ``split_mode == "patient"`` groups by ``group``; ``"cell"`` splits single images.
+    - Validation images of the classes in ``split_by_image`` are carved one by one even when grouped,
+      to mirror an official test set that shares those classes' patients with the training folder
+      (chest X-ray pneumonia), so that a threshold chosen on validation carries over to it.
     """
     seed = params["seed"]
+    by_image_classes = params.get("split_by_image") or []
+    if by_image_classes:
+        check_split_by_image(by_image_classes, sorted(frame["class_name"].unique()))
     grouped = params["split_mode"] == "patient"
     split = pd.Series("train", index=frame.index, dtype=object)
     source = frame["source_split"].to_numpy()
@@ -59,15 +65,33 @@ def assign_splits(frame: pd.DataFrame, params: dict) -> pd.Series:
     if keep_val:
         split[source == "val"] = "val"
     else:
-        split[_carve(frame, split == "train", params["val_fraction"], seed + 1, grouped)] = "val"
+        by_image = frame["class_name"].isin(by_image_classes).to_numpy() if by_image_classes else None
+        split[_carve(frame, split == "train", params["val_fraction"], seed + 1, grouped, by_image)] = "val"
     return split
 
 
-def _carve(frame: pd.DataFrame, pool: pd.Series, fraction: float, seed: int, grouped: bool) -> pd.Series:
-    """Mask over ``frame`` of the rows held out of ``pool``."""
+def check_split_by_image(names: list[str], class_names: list[str]) -> None:
+    """``split_by_image`` must name classes of the data set.
+
+    Raises:
+        DataError: a name that is not one of ``class_names``.
+    """
+    unknown = sorted(set(names or []) - set(class_names))
+    if unknown:
+        raise DataError(f"split_by_image names {', '.join(unknown)}, not classes of this data set "
+                        f"({', '.join(class_names)}): fix the list in the params or -p split_by_image=[]")
+
+
+def _carve(frame: pd.DataFrame, pool: pd.Series, fraction: float, seed: int, grouped: bool,
+           by_image: np.ndarray | None = None) -> pd.Series:
+    """Mask over ``frame`` of the rows held out of ``pool``; rows flagged ``by_image`` are their own group."""
     pool_idx = np.flatnonzero(pool.to_numpy())
     sub = frame.iloc[pool_idx]
-    groups = sub["group"].to_numpy() if grouped else None
+    groups = sub["group"].to_numpy(dtype=object) if grouped else None
+    if groups is not None and by_image is not None and by_image[pool_idx].any():
+        groups = groups.copy()
+        alone = by_image[pool_idx]
+        groups[alone] = [f"<image {i}>" for i in pool_idx[alone]]
     held = holdout_mask(sub["label"].to_numpy(), groups, fraction, seed)
     mask = np.zeros(len(frame), dtype=bool)
     mask[pool_idx[held]] = True
