@@ -51,7 +51,7 @@ def assign_splits(frame: pd.DataFrame, params: dict) -> pd.Series:
     seed = params["seed"]
     by_image_classes = params.get("split_by_image") or []
     if by_image_classes:
-        check_split_by_image(by_image_classes, sorted(frame["class_name"].unique()))
+        _check_split_by_image(by_image_classes, sorted(frame["class_name"].unique()))
     grouped = params["split_mode"] == "patient"
     split = pd.Series("train", index=frame.index, dtype=object)
     source = frame["source_split"].to_numpy()
@@ -70,13 +70,13 @@ def assign_splits(frame: pd.DataFrame, params: dict) -> pd.Series:
     return split
 
 
-def check_split_by_image(names: list[str], class_names: list[str]) -> None:
+def _check_split_by_image(names: list[str], class_names: list[str]) -> None:
     """``split_by_image`` must name classes of the data set.
 
     Raises:
         DataError: a name that is not one of ``class_names``.
     """
-    unknown = sorted(set(names or []) - set(class_names))
+    unknown = sorted(set(names) - set(class_names))
     if unknown:
         raise DataError(f"split_by_image names {', '.join(unknown)}, not classes of this data set "
                         f"({', '.join(class_names)}): fix the list in the params or -p split_by_image=[]")
@@ -87,9 +87,8 @@ def _carve(frame: pd.DataFrame, pool: pd.Series, fraction: float, seed: int, gro
     """Mask over ``frame`` of the rows held out of ``pool``; rows flagged ``by_image`` are their own group."""
     pool_idx = np.flatnonzero(pool.to_numpy())
     sub = frame.iloc[pool_idx]
-    groups = sub["group"].to_numpy(dtype=object) if grouped else None
-    if groups is not None and by_image is not None and by_image[pool_idx].any():
-        groups = groups.copy()
+    groups = sub["group"].to_numpy(dtype=object, copy=True) if grouped else None
+    if groups is not None and by_image is not None:
         alone = by_image[pool_idx]
         groups[alone] = [f"<image {i}>" for i in pool_idx[alone]]
     held = holdout_mask(sub["label"].to_numpy(), groups, fraction, seed)
