@@ -194,6 +194,19 @@ def test_missing_or_stale_predictions_are_noted_not_fatal(out_dir):
     assert labels == ["svm: svm_a", "cnn: cnn_val_star (best)"]  # ann_b has no predictions
 
 
+def test_records_split_otherwise_are_left_out_and_named(out_dir):
+    record = results.read_record(results.record_path(out_dir, "cnn_test_star"))
+    record["params"] = {**record["params"], "split_by_image": ["PNEUMONIA"]}
+    record["created"] = "2000-01-01T00:00:00+00:00"  # older than the others
+    results.save_record(out_dir, "cnn_test_star", record)
+    comparison = compare.load_comparison(out_dir)
+    assert "cnn_test_star" not in by_id(comparison.records) and len(comparison.records) == 4
+    assert any("cnn_test_star.json was split differently" in line and "split_by_image ['PNEUMONIA']" in line
+               for line in comparison.problems)
+    same = {**record["params"], "split_by_image": None, "data_root": None}
+    assert results.split_settings({"params": same}) == results.split_settings(by_id(comparison.records)["svm_a"])
+
+
 def test_no_records_gives_empty_tables(tmp_path):
     comparison = compare.load_comparison(tmp_path)
     assert comparison.best_id is None and comparison.records == []

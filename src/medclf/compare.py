@@ -330,7 +330,8 @@ def load_predictions_for(out_dir: str | os.PathLike, records: Sequence[Mapping]
 
 
 def load_comparison(out_dir: str | os.PathLike) -> Comparison:
-    """Read every record and predictions file under ``out_dir`` (``outputs/<dataset>``) and compare."""
-    records = results.load_records(out_dir)
+    """Read every record and predictions file under ``out_dir`` (``outputs/<dataset>``) and compare
+    those made on the newest records' split (:func:`medclf.results.records_on_one_split`)."""
+    records, left_out = results.records_on_one_split(results.load_records(out_dir))
     predictions, problems = load_predictions_for(out_dir, records)
-    return compare_records(records, predictions, problems)
+    return compare_records(records, predictions, [*left_out, *problems])

@@ -246,6 +246,48 @@ def load_records(out_dir: str | os.PathLike) -> list[dict]:
     return records
 
 
+#: Parameters that decide which image lands in which split (with the data set's files).
+SPLIT_PARAMS = ("dataset", "data_root", "seed", "split_mode", "split_by_image", "source_val", "val_fraction",
+                "test_fraction", "group_pattern")
+
+
+def split_settings(record: Mapping) -> dict:
+    """The record's :data:`SPLIT_PARAMS`: ``data_root`` resolved (relative paths are from the project root),
+    ``split_by_image`` absent read as none (records written before it existed)."""
+    values = {key: record["params"].get(key) for key in SPLIT_PARAMS}
+    if values["data_root"]:
+        values["data_root"] = str((config.PROJECT_ROOT / values["data_root"]).resolve())
+    values["split_by_image"] = values["split_by_image"] or []
+    return values
+
+
+def records_on_one_split(records: Sequence[Mapping]) -> tuple[list[Mapping], list[str]]:
+    """The records split like the newest one, and a line for each other record.
+
+    Choosing a model by validation score, or testing two models on paired predictions, is fair only
+    between models that saw the same validation and test images; the split follows from the data
+    files and :data:`SPLIT_PARAMS`, which every record keeps.
+
+    Returns:
+        ``(kept records, one line per record left out)``.
+    """
+    if not records:
+        return [], []
+    newest = split_settings(max(records, key=lambda r: r["created"]))
+    kept, left_out = [], []
+    for record in records:
+        settings = split_settings(record)
+        if settings == newest:
+            kept.append(record)
+            continue
+        differ = ", ".join(f"{key} {settings[key]!r} (newest: {newest[key]!r})"
+                           for key in SPLIT_PARAMS if settings[key] != newest[key])
+        left_out.append(f"results/{record['model_id']}.json was split differently from the newest records "
+                        f"({differ}); left out: rerun the notebook that trains it, or remove its results/ and "
+                        "predictions/ files")
+    return kept, left_out
+
+
 def read_record(path: str | os.PathLike) -> dict:
     """One record file, read and validated.
 
