@@ -256,7 +256,7 @@ def split_settings(record: Mapping) -> dict:
     ``split_by_image`` absent read as none (records written before it existed)."""
     values = {key: record["params"].get(key) for key in SPLIT_PARAMS}
     if values["data_root"]:
-        values["data_root"] = str((config.PROJECT_ROOT / values["data_root"]).resolve())
+        values["data_root"] = str(config.resolve(values["data_root"]).resolve())
     values["split_by_image"] = values["split_by_image"] or []
     return values
 
