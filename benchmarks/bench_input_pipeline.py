@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """Time per epoch of the 3-conv "deeper" CNN (S1) at 128×128 on the chest X-ray training folder.
 
-(a) the studies' way: JPEGs decoded and resized every epoch by Keras' directory loader, float32;
+(a) the studies' way: JPEGs decoded and resized every epoch by Keras' directory loader, float32,
+    Keras' own Adam (what the studies compiled with);
 (b) this workspace: decoded once into cached uint8 arrays, fed from memory by tf.data, with
-    mixed_bfloat16 where ``mixed_precision=auto`` picks it (native bf16, measured faster for the model).
+    mixed_bfloat16 where ``mixed_precision=auto`` picks it (native bf16, measured faster for the model)
+    and the workspace's Adam (``medclf.fused_adam``: one fused update kernel per weight).
 
 Same model, same images (every file of the official ``train`` folder), same batch size, one run;
 each variant in a fresh process (see ``isolated.py``).
@@ -26,14 +28,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from isolated import run_isolated  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
+MODEL = "cnn_deeper"
 
-def timed_fit(model_name: str, dataset, epochs: int) -> tuple[list[float], list[float], float | None]:
-    """Wall seconds and CPU seconds (this process) of each epoch, and the CPU steal seconds over the whole fit."""
+
+def timed_fit(dataset, epochs: int, optimizer) -> tuple[list[float], list[float], float | None]:
+    """Wall seconds and CPU seconds (this process) of each epoch of cnn_deeper, and the CPU steal seconds over
+    the whole fit."""
     from medclf import cpu_steal, models, train
 
-    spec = models.get_spec(model_name)
-    model = models.build_model(spec, (128, 128, 3))
-    train.compile_model(model, models.make_optimizer(spec.optimizer, spec.learning_rate))
+    model = models.build_model(models.get_spec(MODEL), (128, 128, 3))
+    train.compile_model(model, optimizer)
     EpochTimer, _ = train._callback_classes()
     timer, steal_start = EpochTimer(), cpu_steal.steal_seconds()
     model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0)
@@ -43,12 +47,14 @@ def timed_fit(model_name: str, dataset, epochs: int) -> tuple[list[float], list[
 def studies_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], list[float], float | None]:
     import keras
 
+    from medclf import models
+
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(0)
     loader = keras.utils.image_dataset_from_directory(
         os.path.join(root, "train"), label_mode="binary", class_names=["NORMAL", "PNEUMONIA"], color_mode="rgb",
         image_size=(128, 128), batch_size=batch_size, shuffle=True, seed=0, verbose=False)
-    return timed_fit("cnn_deeper", loader, epochs)
+    return timed_fit(loader, epochs, keras.optimizers.Adam(learning_rate=models.get_spec(MODEL).learning_rate))
 
 
 def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], list[float], float | None, str]:
@@ -57,13 +63,13 @@ def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float],
     from medclf.params import load_params
 
     params = load_params("chest_xray", "quick", root, {"image_size": 128, "color_mode": "rgb"})
-    policy = train.set_precision(params["mixed_precision"],
-                                 experiment.precision_probe(models.get_spec("cnn_deeper"), (128, 128, 3), params))
+    spec = models.get_spec(MODEL)
+    policy = train.set_precision(params["mixed_precision"], experiment.precision_probe(spec, (128, 128, 3), params))
     train.seed_everything(0)
     ds = load_dataset(params)
     rows = (ds.frame["source_split"] == "train").to_numpy()
     data = train.make_dataset(ds.images[rows], ds.frame["label"].to_numpy()[rows], batch_size, shuffle=True, seed=0)
-    return (*timed_fit("cnn_deeper", data, epochs), policy)
+    return (*timed_fit(data, epochs, models.make_optimizer(spec.optimizer, spec.learning_rate)), policy)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
-    print(f"cnn_deeper 128x128, batch {args.batch_size}: (a) directory loader + float32 {a:.1f} s/epoch; "
-          f"(b) cached arrays + tf.data + {policy} {b:.1f} s/epoch; ratio (a)/(b) = {a / b:.1f}x; by CPU time "
+    print(f"cnn_deeper 128x128, batch {args.batch_size}: (a) directory loader + float32 + Keras Adam {a:.1f} s/epoch; "
+          f"(b) cached arrays + tf.data + {policy} + fused Adam {b:.1f} s/epoch; ratio (a)/(b) = {a / b:.1f}x; by CPU time "
           f"{a_cpu:.1f} / {b_cpu:.1f} CPU-s per epoch = {a_cpu / b_cpu:.1f}x "
           f"(CPU steal over all epochs: {steal_a} s in (a), {steal_b} s in (b))")
     return 0

@@ -91,6 +91,26 @@ def test_ties_on_validation_auc_go_to_validation_accuracy_then_name(out_dir):
     assert compare.family_bests(records)["ann"]["model_id"] == "ann_a"
 
 
+def test_models_are_ranked_on_the_selection_rows_when_the_record_has_them(out_dir):
+    records = results.load_records(out_dir)
+    rec = by_id(records)
+    rec["cnn_test_star"]["evaluation"]["selection"] = {"rule": "new_patients", "images": 20, "positives": 5,
+                                                      "roc_auc": 0.99}  # it memorised less: better on new patients
+    rec["cnn_val_star"]["evaluation"]["selection"] = {"rule": "new_patients", "images": 20, "positives": 5,
+                                                     "roc_auc": 0.80}
+    assert compare.family_bests(records)["cnn"]["model_id"] == "cnn_test_star"
+    table = compare.all_models_table(records).set_index("model_id")
+    assert table.loc["cnn_test_star", "val_roc_auc"] == 0.99
+
+
+def test_selection_summary_scores_the_masked_rows():
+    y, p = np.array([0, 0, 1, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9, 0.2])
+    mask = np.array([True, True, True, True, False])
+    summary = evaluate.selection_summary(y, p, mask, "new_patients")
+    assert summary == {"rule": "new_patients", "images": 4, "positives": 2, "roc_auc": 0.75}
+    assert evaluate.selection_summary(y, p, y == 1, "new_patients")["roc_auc"] is None  # one class: no AUC
+
+
 def test_other_families_follow_the_known_ones():
     records = [{"model_id": m, "family": f} for m, f in (("x", "zeta"), ("y", "transfer"), ("z", "alpha"),
                                                          ("w", "svm"))]

@@ -171,3 +171,21 @@ def test_tf_dataset_feeds_uint8_batches_from_memory(make_tree, folder_params):
     images, labels = next(iter(ds.tf_dataset("train", batch_size=4, shuffle=True)))
     assert tuple(images.shape) == (4, 16, 16, 1) and images.dtype.name == "uint8"
     assert set(labels.numpy().tolist()) <= {0.0, 1.0}
+
+
+def test_selection_mask_keeps_validation_images_of_new_patients():
+    from medclf.data.dataset import Dataset
+
+    def dataset(frame: pd.DataFrame, rule: str) -> Dataset:
+        return Dataset("t", frame, np.zeros((len(frame), 2, 2, 1), np.uint8), ["N", "P"], "P", pd.DataFrame(), "h",
+                       {"select_on": rule})
+
+    frame = pd.DataFrame({"group": ["a", "a", "b", "c", "c", "d"], "split": ["train", "val", "train", "val", "val", "val"],
+                          "class_name": ["P", "P", "N", "P", "N", "N"], "label": [1, 1, 0, 1, 0, 0]})
+    assert dataset(frame, "all").selection_mask().tolist() == [True, True, True, True]
+    assert dataset(frame, "new_patients").selection_mask().tolist() == [False, True, True, True]  # "a" is in training
+    assert len(dataset(frame, "new_patients").selection_arrays()[1]) == 3
+    only_seen_positive = frame.assign(group=["a", "a", "b", "a", "c", "d"])
+    with pytest.raises(data.DataError, match="select_on=new_patients: no validation image of P comes from a patient "
+                                             "outside training"):
+        dataset(only_seen_positive, "new_patients").selection_mask()

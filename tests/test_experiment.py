@@ -47,3 +47,29 @@ def test_plan_table_applies_caps(tiny_params):
     plan = experiment.plan_table(["cnn_bn5", "svm_pixels"], {**tiny_params, "max_epochs": 7, "max_image_size": 64})
     assert plan.loc[0, "input"] == "64² grayscale" and plan.loc[0, "epochs"] == 7
     assert plan.loc[1, "epochs"] == "—"
+
+
+def test_epochs_and_models_are_chosen_on_new_patients_and_the_threshold_on_all(tiny_params, monkeypatch):
+    """select_on=new_patients: Keras validates on the validation images of patients outside training;
+    the threshold and the reported validation metrics still use every validation image."""
+    from medclf import train
+
+    params = {**tiny_params, "source_val": "merge", "split_by_image": ["PNEUMONIA"], "select_on": "new_patients"}
+    seen = {}
+    fit_spec = train.fit_spec
+
+    def spy(model, spec, train_arrays, val_arrays, **kwargs):
+        seen["fit_val"] = len(val_arrays[1])
+        return fit_spec(model, spec, train_arrays, val_arrays, **kwargs)
+
+    monkeypatch.setattr(train, "fit_spec", spy)
+    run = experiment.run_model("cnn_baseline_8", params, model_id="select_new")
+    ds = experiment.DataCache(params).get(32, "rgb")
+    val = ds.frame.iloc[ds.indices("val")]
+    new = ~val["group"].isin(ds.frame.loc[ds.frame["split"] == "train", "group"])
+    assert 0 < new.sum() < len(val)  # some pneumonia validation images share a patient with training
+    chosen = run.record["evaluation"]["selection"]
+    assert seen["fit_val"] == chosen["images"] == new.sum() and chosen["rule"] == "new_patients"
+    assert len(run.y_val) == len(val)  # the threshold was chosen on all of validation
+    assert sum(map(sum, run.record["evaluation"]["val"]["at_threshold"]["confusion_matrix"])) == len(val)
+    assert results.selection_auc(run.record) == chosen["roc_auc"]

@@ -47,9 +47,8 @@ def _finite(value) -> float:
 
 
 def validation_scores(record: Mapping) -> tuple[float, float]:
-    """``(val ROC AUC, val accuracy)`` at the record's threshold; a missing value counts as −inf."""
-    at_t = record["evaluation"]["val"]["at_threshold"]
-    return _finite(at_t.get("roc_auc")), _finite(at_t.get("accuracy"))
+    """``(selection ROC AUC, val accuracy at the record's threshold)``; a missing value counts as −inf."""
+    return _finite(results.selection_auc(record)), _finite(record["evaluation"]["val"]["at_threshold"].get("accuracy"))
 
 
 def rank_on_validation(records: Sequence[Mapping]) -> list[Mapping]:
@@ -99,7 +98,7 @@ def class_names(records: Sequence[Mapping]) -> list[str]:
 
 def _with_validation(records: Sequence[Mapping]) -> pd.DataFrame:
     table = results.records_table(records)
-    aucs = [r["evaluation"]["val"]["at_threshold"].get("roc_auc") for r in records]
+    aucs = [results.selection_auc(r) for r in records]
     table.insert(5, "val_roc_auc", [np.nan if auc is None else auc for auc in aucs])
     table.insert(6, "val_accuracy", [r["evaluation"]["val"]["at_threshold"]["accuracy"] for r in records])
     best = overall_best(records)

@@ -367,6 +367,16 @@ def evaluate_model(y_val, p_val, y_test, p_test, class_names: Sequence[str],
     }
 
 
+def selection_summary(y_val, p_val, mask, rule: str) -> dict:
+    """The validation rows that chose epochs and models (``mask``, by ``rule``): how many, how many
+    positives, and their ROC AUC — the score :mod:`medclf.compare` ranks models by."""
+    y, p = _check_labels(y_val, "y_val"), _check_scores(p_val, "p_val")
+    mask = np.asarray(mask, dtype=bool)
+    _check_same_length(y_val=y, p_val=p, mask=mask)
+    auc = float(roc_auc_score(y[mask], p[mask])) if np.unique(y[mask]).size == 2 else None
+    return {"rule": rule, "images": int(mask.sum()), "positives": int(y[mask].sum()), "roc_auc": auc}
+
+
 # ---------------------------------------------------------------------------------------------
 # paired comparison and score mapping
 # ---------------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def _fit_member(spec: models.ModelSpec, input_shape: tuple, data: Dataset, param
     """Build and fit one Keras model (seeded) on the training split, validating on val."""
     train.seed_everything(seed)
     model = models.build_model(spec, input_shape)
-    result = train.fit_spec(model, spec, data.arrays("train"), data.arrays("val"), params={**params, "seed": seed},
+    result = train.fit_spec(model, spec, data.arrays("train"), data.selection_arrays(), params={**params, "seed": seed},
                             learning_rate=spec.learning_rate, epochs=epochs_for(spec, params),
                             augmenter=build_augmenter(augmentation, seed=seed), verbose=verbose)
     return model, result
@@ -165,11 +165,13 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
                                                                         precision_probe(spec, shape, params))
     model, training = _fit(spec, shape, ds, params, augmentation or None, verbose)
     (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
-    p_val, p_test, tta_choice = _scores(model, spec, augmentation, x_val, y_val, x_test, params["seed"])
+    selection = ds.selection_mask()
+    p_val, p_test, tta_choice = _scores(model, spec, augmentation, x_val, y_val, x_test, params["seed"], selection)
     evaluation = evaluate.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,
                                          target_sensitivity=params["target_sensitivity"],
                                          n_replicates=params["bootstrap_replicates"], seed=params["seed"])
     evaluation["tta"] = tta_choice
+    evaluation["selection"] = evaluate.selection_summary(y_val, p_val, selection, params["select_on"])
     files_test = ds.frame["relpath"].to_numpy()[ds.indices("test")].tolist()
     out_dir = config.dataset_output_dir(params)
     record = results.build_record(
@@ -187,9 +189,10 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
 
 
 def _scores(model: Any, spec: models.ModelSpec, augmentation: dict | None, x_val: np.ndarray, y_val: np.ndarray,
-            x_test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, dict | None]:
+            x_test: np.ndarray, seed: int, selection: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict | None]:
     """Validation and test scores: plain, or with test-time augmentation when the spec asks for it, the
-    model trained with augmentation, and TTA raises the validation AUC — decided before test is scored.
+    model trained with augmentation, and TTA raises the AUC of the validation rows in ``selection`` —
+    decided before test is scored.
 
     Returns:
         ``p_val``, ``p_test`` and the TTA decision for the record (``None``: TTA not considered).
@@ -200,7 +203,7 @@ def _scores(model: Any, spec: models.ModelSpec, augmentation: dict | None, x_val
     augmented = partial(tta.tta_scores, plain, augmentation=augmentation, views=spec.tta_views, seed=seed)
     p_plain = plain(x_val)
     p_tta = augmented(x_val, original=p_plain)
-    choice = tta.choose_on_validation(y_val, p_plain, p_tta, spec.tta_views)
+    choice = tta.choose_on_validation(y_val[selection], p_plain[selection], p_tta[selection], spec.tta_views)
     score = augmented if choice["used"] else plain
     return (p_tta if choice["used"] else p_plain), score(x_test), {**choice, "augmentation": augmentation,
                                                                    "seed": seed}

@@ -44,6 +44,8 @@ import keras
 import numpy as np
 import pandas as pd
 
+from medclf import results
+
 #: Names :func:`medclf.models.build_ensemble` gives its sub-models.
 MEMBER_NAME = re.compile(r"^member\d+$")
 #: Layer classes whose 4-D output is a feature map Grad-CAM may use (pooling and dropout are left
@@ -500,8 +502,9 @@ def error_cases(predictions: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
 
 def validation_auc(record: Mapping) -> float:
-    """The record's validation ROC AUC at its threshold (NaN when absent)."""
-    value = record["evaluation"]["val"]["at_threshold"].get("roc_auc")
+    """The record's validation ROC AUC on the rows that choose models (:func:`medclf.results.selection_auc`;
+    NaN when absent)."""
+    value = results.selection_auc(record)
     return float("nan") if value is None else float(value)
 
 

@@ -56,6 +56,9 @@ SPECS: dict[str, Spec] = {
     "split_by_image": Spec(list, "Classes whose validation images are carved one by one, not by patient, so that "
                                  "validation shares patients with training as the official test set does for "
                                  "them (chest X-ray: PNEUMONIA); empty: every class by patient."),
+    "select_on": Spec(str, "Validation images that choose epochs, test-time augmentation and the best model: all, or "
+                           "new_patients (those whose patient has no training image; the threshold still uses all).",
+                      choices=("all", "new_patients")),
     "source_val": Spec(str, "keep: an official val folder is the validation set; merge: it joins the training "
                             "pool and validation is carved from it (chest X-ray: its official val has 16 images).",
                        choices=("keep", "merge")),

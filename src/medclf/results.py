@@ -251,6 +251,15 @@ SPLIT_PARAMS = ("dataset", "data_root", "seed", "split_mode", "split_by_image", 
                 "test_fraction", "group_pattern")
 
 
+def selection_auc(record: Mapping) -> float | None:
+    """Validation ROC AUC of the rows that choose models (``evaluation.selection``: with ``select_on:
+    new_patients`` only the images of patients outside training); all validation rows for records
+    written before it existed."""
+    evaluation = record["evaluation"]
+    chosen = evaluation.get("selection")
+    return chosen["roc_auc"] if chosen else evaluation["val"]["at_threshold"].get("roc_auc")
+
+
 def split_settings(record: Mapping) -> dict:
     """The record's :data:`SPLIT_PARAMS`: ``data_root`` resolved (relative paths are from the project root),
     ``split_by_image`` absent read as none (records written before it existed)."""

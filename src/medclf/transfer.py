@@ -384,7 +384,7 @@ def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut:
         from medclf.augment import build_augmenter
 
         target = model if lower is None else above_folded(lower, upper)
-        return target, ds.arrays("train"), ds.arrays("val"), build_augmenter(augmentation, seed=params["seed"])
+        return target, ds.arrays("train"), ds.selection_arrays(), build_augmenter(augmentation, seed=params["seed"])
     key = feature_key(backbone=spec.backbone, weights=params["weights"], image_shape=model.input_shape[1:],
                       gray_mode=spec.gray_mode, cut=cut, manifest_hash=ds.manifest_hash,
                       precision=train.current_policy(), seed=params["seed"])
@@ -394,7 +394,9 @@ def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut:
         images, labels = ds.arrays(split)
         features = cached_features(folded, images, folder / f"{key}_{split}.npy", progress=progress)
         arrays[split] = (features, labels)
-    return upper, arrays["train"], arrays["val"], None
+    features, labels = arrays["val"]
+    selection = ds.selection_mask()
+    return upper, arrays["train"], (features[selection], labels[selection]), None
 
 
 def above_folded(lower, upper):

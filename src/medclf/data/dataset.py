@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from medclf.data.errors import DataError
+
 SPLITS = ("train", "val", "test")
 
 #: Columns of :attr:`Dataset.frame`.
@@ -64,6 +66,33 @@ class Dataset:
         """``(images, labels)`` of one split, uint8 images and int labels."""
         idx = self.indices(split)
         return self.images[idx], self.frame["label"].to_numpy()[idx]
+
+    def selection_mask(self) -> np.ndarray:
+        """Which validation rows choose epochs, test-time augmentation and the best model.
+
+        All of them, unless ``params["select_on"]`` is ``"new_patients"``: then only the images whose
+        patient has no training image. A validation set that shares patients with training (chest
+        X-ray pneumonia, ``split_by_image``) rewards memorising those patients; its own share of them
+        still sets the threshold, where matching the test set's share matters.
+
+        Raises:
+            DataError: the new patients' images lack a class (choose on all with ``-p select_on=all``).
+        """
+        val = self.frame.iloc[self.indices("val")]
+        if self.params.get("select_on", "all") != "new_patients":
+            return np.ones(len(val), dtype=bool)
+        mask = ~val["group"].isin(self.frame.loc[self.frame["split"] == "train", "group"]).to_numpy()
+        missing = sorted(set(self.class_names) - set(val.loc[mask, "class_name"]))
+        if missing:
+            raise DataError(f"select_on=new_patients: no validation image of {', '.join(missing)} comes from a "
+                            "patient outside training; use -p select_on=all or carve validation by patient")
+        return mask
+
+    def selection_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(images, labels)`` of the validation rows in :meth:`selection_mask`."""
+        images, labels = self.arrays("val")
+        mask = self.selection_mask()
+        return images[mask], labels[mask]
 
     def tf_dataset(self, split: str, batch_size: int = 32, shuffle: bool = False, seed: int | None = None,
                    augmenter=None):
