@@ -225,6 +225,9 @@ def test_records_split_otherwise_are_left_out_and_named(out_dir):
                for line in comparison.problems)
     same = {**record["params"], "split_by_image": None, "data_root": None}
     assert results.split_settings({"params": same}) == results.split_settings(by_id(comparison.records)["svm_a"])
+    assert results.split_settings({"params": {**same, "select_on": "all"}})["select_on"] == "all"  # absent = all
+    assert results.split_settings({"params": {**same, "select_on": "new_patients"}}) != \
+        results.split_settings(by_id(comparison.records)["svm_a"])  # ranked on other validation rows
 
 
 def test_no_records_gives_empty_tables(tmp_path):

@@ -108,7 +108,8 @@ def precision_probe(spec: models.ModelSpec, input_shape: tuple, params: dict) ->
 
 def _fit_member(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict,
                 augmentation: dict | None, seed: int, verbose: int) -> tuple[Any, train.TrainResult]:
-    """Build and fit one Keras model (seeded) on the training split, validating on val."""
+    """Build and fit one Keras model (seeded) on the training split, validating on the validation rows that
+    choose epochs (:meth:`Dataset.selection_mask`)."""
     train.seed_everything(seed)
     model = models.build_model(spec, input_shape)
     result = train.fit_spec(model, spec, data.arrays("train"), data.selection_arrays(), params={**params, "seed": seed},

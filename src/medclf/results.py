@@ -247,8 +247,8 @@ def load_records(out_dir: str | os.PathLike) -> list[dict]:
 
 
 #: Parameters that decide which image lands in which split (with the data set's files).
-SPLIT_PARAMS = ("dataset", "data_root", "seed", "split_mode", "split_by_image", "source_val", "val_fraction",
-                "test_fraction", "group_pattern")
+SPLIT_PARAMS = ("dataset", "data_root", "seed", "split_mode", "split_by_image", "select_on", "source_val",
+                "val_fraction", "test_fraction", "group_pattern")
 
 
 def selection_auc(record: Mapping) -> float | None:
@@ -262,11 +262,12 @@ def selection_auc(record: Mapping) -> float | None:
 
 def split_settings(record: Mapping) -> dict:
     """The record's :data:`SPLIT_PARAMS`: ``data_root`` resolved (relative paths are from the project root),
-    ``split_by_image`` absent read as none (records written before it existed)."""
+    ``split_by_image`` absent read as none and ``select_on`` as ``all`` (records written before they existed)."""
     values = {key: record["params"].get(key) for key in SPLIT_PARAMS}
     if values["data_root"]:
         values["data_root"] = str(config.resolve(values["data_root"]).resolve())
     values["split_by_image"] = values["split_by_image"] or []
+    values["select_on"] = values["select_on"] or "all"
     return values
 
 
@@ -274,8 +275,8 @@ def records_on_one_split(records: Sequence[Mapping]) -> tuple[list[Mapping], lis
     """The records split like the newest one, and a line for each other record.
 
     Choosing a model by validation score, or testing two models on paired predictions, is fair only
-    between models that saw the same validation and test images; the split follows from the data
-    files and :data:`SPLIT_PARAMS`, which every record keeps.
+    between models that saw the same validation and test images and were scored on the same validation
+    rows (``select_on``); both follow from the data files and :data:`SPLIT_PARAMS`, which every record keeps.
 
     Returns:
         ``(kept records, one line per record left out)``.
