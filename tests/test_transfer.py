@@ -160,7 +160,7 @@ def test_saved_transfer_model_predicts_the_same_after_loading(tmp_path):
     assert [layer.name for layer in transfer.backbone_layers(loaded)] == model.backbone_layers
 
 
-def run_fine_tuned(tmp_path, name):
+def run_fine_tuned(tmp_path, name, **overrides):
     """``experiment.run_model(name)`` on tiny synthetic data: 1 head epoch, then the top 10 layers for 1 epoch."""
     from medclf import experiment
     from medclf.params import load_params
@@ -168,7 +168,7 @@ def run_fine_tuned(tmp_path, name):
     params = load_params("synthetic", "demo", None, {
         "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_images_per_class": 40,
         "bootstrap_replicates": 20, "max_image_size": 32, "mixed_precision": "off", "fine_tune_epochs": 1,
-        "model_overrides": {name: {"fine_tune": 10, "epochs": 1}}})
+        "model_overrides": {name: {"fine_tune": 10, "epochs": 1}}, **overrides})
     return experiment.run_model(name, params)
 
 
@@ -191,3 +191,22 @@ def test_fine_tuning_with_augmentation_warm_starts_the_head_on_cached_features(t
     cached = sorted((tmp_path / "cache" / "features").rglob("*.npy"))
     assert len(cached) == 2  # the head's (train, val) features; the augmented stage runs end to end
     assert np.load(cached[0]).shape[1:] == (1280,)  # cut at the top of the backbone, not at the fine-tuning cut
+
+
+def test_both_transfer_stages_validate_on_the_selection_rows(tmp_path, monkeypatch):
+    """select_on=new_patients: the head (on cached features) and the augmented fine-tuning both stop on the
+    validation images of patients outside training."""
+    from medclf import train
+
+    fit_spec, sizes = train.fit_spec, []
+
+    def spy(model, spec, train_arrays, val_arrays, **kwargs):
+        sizes.append(len(val_arrays[1]))
+        return fit_spec(model, spec, train_arrays, val_arrays, **kwargs)
+
+    monkeypatch.setattr(train, "fit_spec", spy)
+    run = run_fine_tuned(tmp_path, "mobilenet_v2_finetune_aug", source_val="merge", split_by_image=["PNEUMONIA"],
+                         select_on="new_patients", val_fraction=0.3, synthetic_images_per_class=60,
+                         data_root=str(tmp_path / "syn"))  # 7 of 19 pneumonia validation images from new patients
+    chosen = run.record["evaluation"]["selection"]
+    assert sizes == [chosen["images"], chosen["images"]] and chosen["images"] < len(run.y_val)
