@@ -57,6 +57,15 @@ class Subset:
     def arrays(self, split: str):
         return self._arrays[split]
 
+    def selection_mask(self):
+        """Every sampled validation image chooses epochs (the benchmark times training, not model choice)."""
+        import numpy as np
+
+        return np.ones(len(self._arrays["val"][1]), dtype=bool)
+
+    def selection_arrays(self):
+        return self._arrays["val"]
+
 
 def directory_loader(files: list[tuple[str, str]], folder: str, image_size: int, batch_size: int, shuffle: bool):
     """Keras' directory loader over ``folder`` filled with links to ``files`` (path, class name): the
