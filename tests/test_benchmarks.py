@@ -1,0 +1,43 @@
+"""Smoke tests of the benchmark scripts on tiny synthetic data (chest X-ray layout): both sides run."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from conftest import synthetic_params
+from medclf import config
+from medclf.data import load_dataset
+
+sys.path.insert(0, str(config.PROJECT_ROOT / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    params = synthetic_params(tmp_path_factory.mktemp("bench"))
+    load_dataset(params)  # generates the files: train|val|test/NORMAL|PNEUMONIA
+    return params
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+def test_transfer_cache_benchmark_runs_both_sides(synthetic_root, side):
+    import bench_transfer_cache
+
+    params = {**synthetic_root, "weights": "none", "color_mode": "grayscale", "image_size": 32}
+    (wall, cpu, _), counts = bench_transfer_cache.variant(side, params, 20, 1, 32, "float32")
+    assert wall > 0 and cpu > 0 and counts["train"] == 20 and counts["val"] > 0
+
+
+def test_input_pipeline_benchmark_runs_both_sides(synthetic_root, monkeypatch):
+    import bench_input_pipeline
+
+    from medclf import params as params_module
+
+    load_params = params_module.load_params
+    monkeypatch.setattr(params_module, "load_params", lambda *args: {  # keep its caches out of outputs/
+        **load_params(*args), "cache_dir": synthetic_root["cache_dir"]})
+    root = synthetic_root["data_root"]
+    theirs, theirs_cpu, _ = bench_input_pipeline.studies_way(root, 16, 1)
+    ours, ours_cpu, _, policy = bench_input_pipeline.workspace_way(root, 16, 1)
+    assert len(theirs) == len(ours) == 1 and min(theirs + ours + theirs_cpu + ours_cpu) > 0 and policy
