@@ -298,8 +298,7 @@ def patients_in_training(ds) -> pd.DataFrame:
         Columns ``split, class_name, images, patient_in_train, share``; one row per (split, class)
         for the validation and test splits.
     """
-    frame = ds.frame
-    in_train = frame["group"].isin(set(frame.loc[frame["split"] == "train", "group"]))
+    frame, in_train = ds.frame, ds.patient_in_training()
     rows = []
     for split in ("val", "test"):
         for name in ds.class_names:

@@ -246,7 +246,8 @@ def load_records(out_dir: str | os.PathLike) -> list[dict]:
     return records
 
 
-#: Parameters that decide which image lands in which split (with the data set's files).
+#: Parameters that decide which image lands in which split (with the data set's files), and which
+#: validation rows rank the models (``select_on``).
 SPLIT_PARAMS = ("dataset", "data_root", "seed", "split_mode", "split_by_image", "select_on", "source_val",
                 "val_fraction", "test_fraction", "group_pattern")
 

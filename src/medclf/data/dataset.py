@@ -67,6 +67,10 @@ class Dataset:
         idx = self.indices(split)
         return self.images[idx], self.frame["label"].to_numpy()[idx]
 
+    def patient_in_training(self) -> np.ndarray:
+        """Per row of :attr:`frame`: does the row's patient (group) have images in the training split?"""
+        return self.frame["group"].isin(set(self.frame.loc[self.frame["split"] == "train", "group"])).to_numpy()
+
     def selection_mask(self) -> np.ndarray:
         """Which validation rows choose epochs, test-time augmentation and the best model.
 
@@ -78,10 +82,10 @@ class Dataset:
         Raises:
             DataError: the new patients' images lack a class (choose on all with ``-p select_on=all``).
         """
-        val = self.frame.iloc[self.indices("val")]
+        rows = self.indices("val")
         if self.params.get("select_on", "all") != "new_patients":
-            return np.ones(len(val), dtype=bool)
-        mask = ~val["group"].isin(self.frame.loc[self.frame["split"] == "train", "group"]).to_numpy()
+            return np.ones(len(rows), dtype=bool)
+        val, mask = self.frame.iloc[rows], ~self.patient_in_training()[rows]
         missing = sorted(set(self.class_names) - set(val.loc[mask, "class_name"]))
         if missing:
             raise DataError(f"select_on=new_patients: no validation image of {', '.join(missing)} comes from a "
