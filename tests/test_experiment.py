@@ -29,7 +29,7 @@ def test_run_model_writes_records_and_predictions(tiny_params, name):
     assert record["data"]["manifest_hash"] and record["training"]["mixed_precision"]
     assert (results.record_path(out, name).parent.parent / record["model_file"]).is_file()
     if run.spec.ensemble > 1:
-        assert len(record["training"]["members"]) == run.spec.ensemble
+        assert [row["member"] for row in record["training"]["members"]] == list(range(1, run.spec.ensemble + 1))
 
 
 def test_saved_keras_model_reproduces_the_predictions(tiny_params):

@@ -210,3 +210,26 @@ def test_both_transfer_stages_validate_on_the_selection_rows(tmp_path, monkeypat
                          data_root=str(tmp_path / "syn"))  # 7 of 19 pneumonia validation images from new patients
     chosen = run.record["evaluation"]["selection"]
     assert sizes == [chosen["images"], chosen["images"]] and chosen["images"] < len(run.y_val)
+
+
+def test_an_ensemble_of_fine_tuned_transfer_models_trains_each_member_in_stages(tmp_path):
+    """mobilenet_v2_finetune_aug_ensemble (2 members here): each member trains its two stages with its own seed,
+    and the averaged model saves, reloads and explains as one. (With ImageNet weights the members share one
+    feature cache: its key ignores the seed, test_feature_key_depends_on_what_changes_the_features.)"""
+    import keras
+
+    from medclf import explain
+
+    name = "mobilenet_v2_finetune_aug_ensemble"
+    params_overrides = {"model_overrides": {name: {"fine_tune": 10, "epochs": 1, "ensemble": 2}}, "save_models": True}
+    run = run_fine_tuned(tmp_path, name, **params_overrides)
+    rows = run.record["training"]["members"]
+    assert [(r["member"], r["stage"]) for r in rows] == [(1, "head"), (1, "fine_tune"), (2, "head"), (2, "fine_tune")]
+    assert len(sorted((tmp_path / "cache" / "features").rglob("*.npy"))) == 4  # random weights: own backbone each
+    members = explain.ensemble_members(run.model)
+    weights = [m.get_layer("output").get_weights()[0] for m in members]
+    assert len(members) == 2 and not np.allclose(*weights)  # seeded apart
+    loaded = keras.models.load_model(tmp_path / "out" / "synthetic" / run.record["model_file"])
+    x = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 1)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), run.model.predict(x, verbose=0), atol=1e-5)
+    assert explain.gradcams(run.model, x).shape == (3, 32, 32)

@@ -56,7 +56,7 @@ class ModelRun:
         return self.record["evaluation"]["threshold"]
 
 
-OVERRIDABLE = ("image_size", "epochs", "batch_size", "learning_rate", "fine_tune", "tta_views")
+OVERRIDABLE = ("image_size", "epochs", "batch_size", "learning_rate", "fine_tune", "tta_views", "ensemble")
 
 
 def resolve_spec(name: str, params: dict) -> models.ModelSpec:
@@ -107,29 +107,30 @@ def precision_probe(spec: models.ModelSpec, input_shape: tuple, params: dict) ->
 
 
 def _fit_member(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict,
-                augmentation: dict | None, seed: int, verbose: int) -> tuple[Any, train.TrainResult]:
-    """Build and fit one Keras model (seeded) on the training split, validating on the validation rows that
-    choose epochs (:meth:`Dataset.selection_mask`)."""
-    train.seed_everything(seed)
+                augmentation: dict | None, verbose: int) -> tuple[Any, train.TrainResult]:
+    """Build and fit one Keras model seeded with ``params["seed"]`` on the training split, validating on the
+    validation rows that choose epochs (:meth:`Dataset.selection_mask`): a transfer model in its stages
+    (head, then fine-tuning), any other network in one fit."""
+    if spec.family == "transfer":
+        from medclf.transfer import fit_transfer
+
+        return fit_transfer(spec, input_shape, data, params, augmentation, epochs_for(spec, params), verbose)
+    train.seed_everything(params["seed"])
     model = models.build_model(spec, input_shape)
-    result = train.fit_spec(model, spec, data.arrays("train"), data.selection_arrays(), params={**params, "seed": seed},
+    result = train.fit_spec(model, spec, data.arrays("train"), data.selection_arrays(), params=params,
                             learning_rate=spec.learning_rate, epochs=epochs_for(spec, params),
-                            augmenter=build_augmenter(augmentation, seed=seed), verbose=verbose)
+                            augmenter=build_augmenter(augmentation, seed=params["seed"]), verbose=verbose)
     return model, result
 
 
 def _fit(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict, augmentation: dict | None,
          verbose: int) -> tuple[Any, train.TrainResult]:
-    """Fit the SVM, a transfer model (head, then fine-tuning), one network, or an ensemble of
-    ``spec.ensemble`` networks (seeds seed, seed+1, ...)."""
+    """Fit the SVM, one network (transfer models included), or an ensemble of ``spec.ensemble`` networks
+    (seeds seed, seed+1, ...) averaged into one model."""
     if spec.family == "svm":
         model = models.build_model(spec, input_shape)
         return model, train.fit_svm(model, data.arrays("train"))
-    if spec.family == "transfer":
-        from medclf.transfer import fit_transfer
-
-        return fit_transfer(spec, input_shape, data, params, augmentation, epochs_for(spec, params), verbose)
-    fitted = [_fit_member(spec, input_shape, data, params, augmentation, params["seed"] + i, verbose)
+    fitted = [_fit_member(spec, input_shape, data, {**params, "seed": params["seed"] + i}, augmentation, verbose)
               for i in range(spec.ensemble)]
     if spec.ensemble == 1:
         return fitted[0]

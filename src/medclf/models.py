@@ -502,6 +502,10 @@ _S2_AUG = {"rotation": 30 / 360, "zoom_xy": 0.2, "translation": 0.1, "flip": "ho
 _OURS_TRANSFER = dict(optimizer="adam", learning_rate=1e-3, epochs=15, batch_size=32,
                       callbacks=("early_stopping", "reduce_lr"))
 
+_CHEST_FINETUNE_AUG = dict(backbone="mobilenet_v2", head_dropout=0.2, fine_tune=80, image_size=224,
+                           color_mode="grayscale", dataset=_CHEST, augmentation=_CHEST_AUG, tta_views=4,
+                           **_OURS_TRANSFER)
+
 _SPECS += [
     _transfer("xception_frozen", "S1: frozen Xception (ImageNet), GAP → sigmoid", "xception",
               reported={"accuracy": 0.8702}, **_S1_TRANSFER),
@@ -538,9 +542,10 @@ _SPECS += [
               color_mode="grayscale", dataset=_CHEST, **_OURS_TRANSFER),
     _transfer("mobilenet_v2_finetune_aug", "OURS: MobileNetV2 (ImageNet), GAP, drop.2 → sigmoid; head on cached "
               "features, then the top 80 layers fine-tuned end to end with augmentation (BN frozen); "
-              "4-view test-time augmentation if it helps on validation", "mobilenet_v2",
-              head_dropout=0.2, fine_tune=80, image_size=224, color_mode="grayscale", dataset=_CHEST,
-              augmentation=_CHEST_AUG, tta_views=4, **_OURS_TRANSFER),
+              "4-view test-time augmentation if it helps on validation", **_CHEST_FINETUNE_AUG),
+    _transfer("mobilenet_v2_finetune_aug_ensemble", "OURS: mean of 3 mobilenet_v2_finetune_aug trained with seeds "
+              "seed..seed+2; 4-view test-time augmentation if it helps on validation", ensemble=3,
+              **_CHEST_FINETUNE_AUG),
     _transfer("mobilenet_v2_malaria", "OURS: MobileNetV2 (ImageNet) on RGB cells, GAP, drop.2 → sigmoid; top "
               "layers fine-tuned", "mobilenet_v2", head_dropout=0.2, fine_tune=40, image_size=112,
               color_mode="rgb", dataset=_MALARIA, **_OURS_TRANSFER),

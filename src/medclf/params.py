@@ -95,7 +95,7 @@ SPECS: dict[str, Spec] = {
     "max_image_size": Spec(int, "Cap on every model's input size (the study's by default); null: no cap.",
                            nullable=True),
     "model_overrides": Spec(dict, "Per-model settings that replace the study's: {model: {image_size, epochs, "
-                                  "batch_size, learning_rate, fine_tune, tta_views}} (applied before the caps)."),
+                                  "batch_size, learning_rate, fine_tune, tta_views, ensemble}} (applied before the caps)."),
     "monitor": Spec(str, "Validation metric for early stopping, LR reduction and checkpoints.",
                     choices=("val_auc", "val_loss", "val_accuracy")),
     "patience": Spec(int, "Epochs without improvement of `monitor` before early stopping."),

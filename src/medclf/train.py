@@ -354,15 +354,18 @@ def best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:
 
 
 def combine_results(results: Sequence[TrainResult]) -> TrainResult:
-    """One result for an ensemble: total time, all epochs; curves and best epoch of the first member."""
+    """One result for an ensemble: total time, all epochs; curves and best epoch of the first member; one
+    ``members`` row per member, or per member and stage when the members trained in stages (transfer models)."""
     first = results[0]
     epochs = sum(r.epochs_run for r in results)
     seconds = sum(r.seconds for r in results)
     return TrainResult(seconds=round(seconds, 2), seconds_per_epoch=round(seconds / max(epochs, 1), 2),
                        epochs_run=epochs, best_epoch=first.best_epoch, precision=first.precision,
                        history=first.history,
-                       members=[{"epochs_run": r.epochs_run, "best_epoch": r.best_epoch, "seconds": r.seconds}
-                                for r in results])
+                       members=[{"member": i, **row}
+                                for i, r in enumerate(results, start=1)
+                                for row in (r.members or [{"epochs_run": r.epochs_run, "best_epoch": r.best_epoch,
+                                                           "seconds": r.seconds}])])
 
 
 def fit_svm(estimator, train: tuple[np.ndarray, np.ndarray]) -> TrainResult:
