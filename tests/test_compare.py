@@ -95,20 +95,38 @@ def test_models_are_ranked_on_the_selection_rows_when_the_record_has_them(out_di
     records = results.load_records(out_dir)
     rec = by_id(records)
     rec["cnn_test_star"]["evaluation"]["selection"] = {"rule": "new_patients", "images": 20, "positives": 5,
-                                                      "roc_auc": 0.99}  # it memorised less: better on new patients
+                                                      "roc_auc": 0.99, "roc_auc_ci": [0.95, 1.0]}  # memorised less
     rec["cnn_val_star"]["evaluation"]["selection"] = {"rule": "new_patients", "images": 20, "positives": 5,
                                                      "roc_auc": 0.80}
     assert compare.family_bests(records)["cnn"]["model_id"] == "cnn_test_star"
     table = compare.all_models_table(records).set_index("model_id")
     assert table.loc["cnn_test_star", "val_roc_auc"] == 0.99
+    assert tuple(table.loc["cnn_test_star", ["val_roc_auc_ci_low", "val_roc_auc_ci_high"]]) == (0.95, 1.0)
+    assert table.loc["cnn_val_star", ["val_roc_auc_ci_low", "val_roc_auc_ci_high"]].isna().all()  # written without
 
 
 def test_selection_summary_scores_the_masked_rows():
     y, p = np.array([0, 0, 1, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9, 0.2])
     mask = np.array([True, True, True, True, False])
-    summary = evaluate.selection_summary(y, p, mask, "new_patients")
+    summary = evaluate.selection_summary(y, p, mask, "new_patients", n_replicates=200, seed=3)
+    interval = summary.pop("roc_auc_ci")
     assert summary == {"rule": "new_patients", "images": 4, "positives": 2, "roc_auc": 0.75}
-    assert evaluate.selection_summary(y, p, y == 1, "new_patients")["roc_auc"] is None  # one class: no AUC
+    assert interval == list(evaluate.bootstrap_ci(y[mask], p[mask], 0.5, n_replicates=200, seed=3)["roc_auc"])
+    one_class = evaluate.selection_summary(y, p, y == 1, "new_patients")
+    assert one_class["roc_auc"] is None and one_class["roc_auc_ci"] == [None, None]  # one class: no AUC
+
+
+def test_selection_auc_interval_narrows_with_more_selection_rows():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    p = np.clip(0.5 + (y - 0.5) * 0.4 + rng.normal(0, 0.3, y.size), 0, 1)
+    widths = []
+    for n in (100, 2000):
+        mask = np.arange(y.size) < n
+        low, high = evaluate.selection_summary(y, p, mask, "all", n_replicates=300)["roc_auc_ci"]
+        widths.append(high - low)
+        assert low <= evaluate.selection_summary(y, p, mask, "all", n_replicates=10)["roc_auc"] <= high
+    assert widths[1] < widths[0] / 2
 
 
 def test_other_families_follow_the_known_ones():

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from medclf import experiment, results
+from medclf import evaluate, experiment, results
 from conftest import synthetic_params
 
 
@@ -28,6 +28,11 @@ def test_run_model_writes_records_and_predictions(tiny_params, name):
     assert record["spec"]["image_size_used"] == min(32, run.spec.image_size)
     assert record["data"]["manifest_hash"] and record["training"]["mixed_precision"]
     assert (results.record_path(out, name).parent.parent / record["model_file"]).is_file()
+    val = results.load_predictions(out, name, split="val")
+    assert val["probability"].tolist() == pytest.approx(run.p_val.tolist())
+    assert val["selected"].all()  # select_on=all here
+    assert evaluate.choose_threshold(val["true_label"], val["probability"],
+                                     tiny_params["target_sensitivity"]) == record["evaluation"]["threshold"]
     if run.spec.ensemble > 1:
         assert [row["member"] for row in record["training"]["members"]] == list(range(1, run.spec.ensemble + 1))
 
@@ -73,3 +78,5 @@ def test_epochs_and_models_are_chosen_on_new_patients_and_the_threshold_on_all(t
     assert len(run.y_val) == len(val)  # the threshold was chosen on all of validation
     assert sum(map(sum, run.record["evaluation"]["val"]["at_threshold"]["confusion_matrix"])) == len(val)
     assert results.selection_auc(run.record) == chosen["roc_auc"]
+    saved = results.load_predictions(params["output_dir"] + "/synthetic", "select_new", split="val")
+    assert saved["selected"].sum() == chosen["images"] and len(saved) == len(val)

@@ -99,15 +99,19 @@ def class_names(records: Sequence[Mapping]) -> list[str]:
 def _with_validation(records: Sequence[Mapping]) -> pd.DataFrame:
     table = results.records_table(records)
     aucs = [results.selection_auc(r) for r in records]
+    intervals = [results.selection_auc_ci(r) for r in records]
     table.insert(5, "val_roc_auc", [np.nan if auc is None else auc for auc in aucs])
-    table.insert(6, "val_accuracy", [r["evaluation"]["val"]["at_threshold"]["accuracy"] for r in records])
+    for side, column in enumerate(("val_roc_auc_ci_low", "val_roc_auc_ci_high")):
+        table.insert(6 + side, column, [np.nan if ci[side] is None else ci[side] for ci in intervals])
+    table.insert(8, "val_accuracy", [r["evaluation"]["val"]["at_threshold"]["accuracy"] for r in records])
     best = overall_best(records)
     table["overall_best"] = [best is not None and r["model_id"] == best["model_id"] for r in records]
     return table
 
 
 def all_models_table(records: Sequence[Mapping]) -> pd.DataFrame:
-    """Every model: :func:`medclf.results.records_table` plus ``val_roc_auc``, ``val_accuracy``,
+    """Every model: :func:`medclf.results.records_table` plus ``val_roc_auc`` (with its bootstrap interval
+    ``val_roc_auc_ci_low`` / ``_ci_high``; NaN for records written without one), ``val_accuracy``,
     ``family_best`` and ``overall_best``; rows by family, best on validation first."""
     if not records:
         return _with_validation([]).assign(family_best=pd.Series(dtype=bool))
@@ -122,7 +126,8 @@ def all_models_table(records: Sequence[Mapping]) -> pd.DataFrame:
 def headline_table(records: Sequence[Mapping]) -> pd.DataFrame:
     """One row per family: its validation-best model, with the test numbers of its record.
 
-    Columns: ``family, model_id, study, image_size, val_roc_auc, val_accuracy``, test ``accuracy``,
+    Columns: ``family, model_id, study, image_size, val_roc_auc`` (+ its ``_ci_low`` / ``_ci_high``),
+    ``val_accuracy``, test ``accuracy``,
     each class's ``recall_<class>`` and ``roc_auc`` — each with ``_ci_low`` / ``_ci_high`` (95%
     bootstrap over test images) — at the validation-chosen ``threshold``, then ``train_seconds``,
     ``params_count`` and ``overall_best`` (True for the validation-best model of all).
@@ -131,7 +136,8 @@ def headline_table(records: Sequence[Mapping]) -> pd.DataFrame:
     table = table[table["family_best"]].reset_index(drop=True)
     drop = ["model", "accuracy_at_0.5", "seconds_per_epoch", "epochs_run", "best_epoch", "family_best"]
     table = table.drop(columns=[c for c in drop if c in table.columns])
-    first = ["family", "model_id", "study", "image_size", "val_roc_auc", "val_accuracy"]
+    first = ["family", "model_id", "study", "image_size", "val_roc_auc", "val_roc_auc_ci_low", "val_roc_auc_ci_high",
+             "val_accuracy"]
     last = ["threshold", "train_seconds", "params_count", "overall_best"]
     middle = [c for c in table.columns if c not in first + last]
     return table[first + middle + last]

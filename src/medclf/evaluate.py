@@ -367,14 +367,19 @@ def evaluate_model(y_val, p_val, y_test, p_test, class_names: Sequence[str],
     }
 
 
-def selection_summary(y_val, p_val, mask, rule: str) -> dict:
+def selection_summary(y_val, p_val, mask, rule: str, n_replicates: int = 1000, seed: int = 0) -> dict:
     """The validation rows that chose epochs and models (``mask``, by ``rule``): how many, how many
-    positives, and their ROC AUC — the score :mod:`medclf.compare` ranks models by."""
+    positives, their ROC AUC — the score :mod:`medclf.compare` ranks models by — and its 95% bootstrap
+    interval over those rows (how far apart two models' AUCs must be before the ranking means much)."""
     y, p = _check_labels(y_val, "y_val"), _check_scores(p_val, "p_val")
     mask = np.asarray(mask, dtype=bool)
     _check_same_length(y_val=y, p_val=p, mask=mask)
-    auc = float(roc_auc_score(y[mask], p[mask])) if np.unique(y[mask]).size == 2 else None
-    return {"rule": rule, "images": int(mask.sum()), "positives": int(y[mask].sum()), "roc_auc": auc}
+    both = np.unique(y[mask]).size == 2
+    auc = float(roc_auc_score(y[mask], p[mask])) if both else None
+    interval = (bootstrap_ci(y[mask], p[mask], 0.5, n_replicates=n_replicates, seed=seed)["roc_auc"] if both
+                else (None, None))
+    return {"rule": rule, "images": int(mask.sum()), "positives": int(y[mask].sum()), "roc_auc": auc,
+            "roc_auc_ci": list(interval)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -152,7 +152,8 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         verbose: Keras fit verbosity.
 
     Returns:
-        The :class:`ModelRun`; ``results/<model_id>.json``, ``predictions/<model_id>.csv`` and
+        The :class:`ModelRun`; ``results/<model_id>.json``, ``predictions/<model_id>.csv`` (test),
+        ``predictions/val/<model_id>.csv`` (validation, with the ``selected`` rows) and
         (when ``params["save_models"]``) ``models/<model_id>.keras`` are written.
     """
     spec = resolve_spec(name, params)
@@ -173,7 +174,8 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
                                          target_sensitivity=params["target_sensitivity"],
                                          n_replicates=params["bootstrap_replicates"], seed=params["seed"])
     evaluation["tta"] = tta_choice
-    evaluation["selection"] = evaluate.selection_summary(y_val, p_val, selection, params["select_on"])
+    evaluation["selection"] = evaluate.selection_summary(y_val, p_val, selection, params["select_on"],
+                                                         n_replicates=params["bootstrap_replicates"], seed=params["seed"])
     files_test = ds.frame["relpath"].to_numpy()[ds.indices("test")].tolist()
     out_dir = config.dataset_output_dir(params)
     record = results.build_record(
@@ -183,6 +185,8 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         params_count=models.count_params(model), evaluation=evaluation,
         model_file=_save_model(model, out_dir, model_id) if params["save_models"] else None)
     results.save_predictions(out_dir, model_id, files_test, y_test, p_test, ds.class_names)
+    files_val = ds.frame["relpath"].to_numpy()[ds.indices("val")].tolist()
+    results.save_predictions(out_dir, model_id, files_val, y_val, p_val, ds.class_names, split="val", selected=selection)
     results.save_record(out_dir, model_id, record)
     if record["model_file"]:
         results.save_model_card(out_dir / record["model_file"], record)

@@ -158,9 +158,16 @@ def record_path(out_dir: str | os.PathLike, model_id: str) -> Path:
     return Path(out_dir) / "results" / f"{_check_model_id(model_id)}.json"
 
 
-def predictions_path(out_dir: str | os.PathLike, model_id: str) -> Path:
-    """``<out_dir>/predictions/<model_id>.csv``."""
-    return Path(out_dir) / "predictions" / f"{_check_model_id(model_id)}.csv"
+#: Splits whose predictions are saved: test in ``predictions/``, validation in ``predictions/val/``.
+PREDICTION_SPLITS = ("test", "val")
+
+
+def predictions_path(out_dir: str | os.PathLike, model_id: str, split: str = "test") -> Path:
+    """``<out_dir>/predictions/<model_id>.csv`` (test) or ``<out_dir>/predictions/val/<model_id>.csv``."""
+    if split not in PREDICTION_SPLITS:
+        raise ValueError(f"split must be one of {PREDICTION_SPLITS}; got {split!r}")
+    folder = Path(out_dir) / "predictions"
+    return (folder if split == "test" else folder / split) / f"{_check_model_id(model_id)}.csv"
 
 
 def save_record(out_dir: str | os.PathLike, model_id: str, record: dict) -> Path:
@@ -194,11 +201,14 @@ def save_model_card(model_path: str | os.PathLike, record: dict) -> Path:
 
 
 def save_predictions(out_dir: str | os.PathLike, model_id: str, relpaths: Sequence[str], y_true, p,
-                     class_names: Sequence[str]) -> Path:
-    """Write ``<out_dir>/predictions/<model_id>.csv``: one row per test image (atomic).
+                     class_names: Sequence[str], split: str = "test", selected=None) -> Path:
+    """Write :func:`predictions_path` of ``split``: one row per image of that split (atomic).
 
     Columns: ``file`` (path relative to the data root), ``true_label`` (int), ``true_class``
-    (its name) and ``probability`` (predicted probability of label 1).
+    (its name) and ``probability`` (predicted probability of label 1); with ``selected`` (booleans,
+    validation) also ``selected``: the row is one of those that chose epochs and models
+    (:meth:`medclf.data.Dataset.selection_mask`). Validation predictions let a reader recompute the
+    threshold or the ranking without retraining.
 
     Returns:
         The path written.
@@ -220,13 +230,17 @@ def save_predictions(out_dir: str | os.PathLike, model_id: str, relpaths: Sequen
     labels = labels.astype(np.int64)
     frame = pd.DataFrame({"file": files, "true_label": labels,
                           "true_class": [names[k] for k in labels], "probability": probs})
-    path = predictions_path(out_dir, model_id)
-    return io.write_text(path, frame.to_csv(index=False))
+    if selected is not None:
+        selected = np.asarray(selected, dtype=bool).reshape(-1)
+        if selected.size != len(frame):
+            raise ValueError(f"selected has {selected.size} values for {len(frame)} images")
+        frame["selected"] = selected
+    return io.write_text(predictions_path(out_dir, model_id, split), frame.to_csv(index=False))
 
 
-def load_predictions(out_dir: str | os.PathLike, model_id: str) -> pd.DataFrame:
+def load_predictions(out_dir: str | os.PathLike, model_id: str, split: str = "test") -> pd.DataFrame:
     """Read a predictions CSV back (``file`` and ``true_class`` as strings)."""
-    return pd.read_csv(predictions_path(out_dir, model_id), dtype={"file": str, "true_class": str})
+    return pd.read_csv(predictions_path(out_dir, model_id, split), dtype={"file": str, "true_class": str})
 
 
 def load_records(out_dir: str | os.PathLike) -> list[dict]:
@@ -259,6 +273,13 @@ def selection_auc(record: Mapping) -> float | None:
     evaluation = record["evaluation"]
     chosen = evaluation.get("selection")
     return chosen["roc_auc"] if chosen else evaluation["val"]["at_threshold"].get("roc_auc")
+
+
+def selection_auc_ci(record: Mapping) -> tuple[float | None, float | None]:
+    """95% bootstrap interval of :func:`selection_auc`; ``(None, None)`` for records written without one."""
+    chosen = record["evaluation"].get("selection") or {}
+    low, high = chosen.get("roc_auc_ci") or (None, None)
+    return low, high
 
 
 def split_settings(record: Mapping) -> dict:
