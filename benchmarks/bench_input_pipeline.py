@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data_root}/train does not exist: pass --data-root pointing at the chest X-ray data",
               file=sys.stderr)
         return 2
+    from medclf import train  # no TensorFlow: the CPU's name and bf16 flags for the summary
+
     ours, ours_cpu, steal_b, policy = run_isolated(workspace_way, args.data_root, args.batch_size, args.epochs)
     theirs, theirs_cpu, steal_a = run_isolated(studies_way, args.data_root, args.batch_size, args.epochs)
     a, b = statistics.median(theirs[1:]), statistics.median(ours[1:])
@@ -94,14 +96,16 @@ def main(argv: list[str] | None = None) -> int:
               "cpu_ratio": round(a_cpu / b_cpu, 2),
               "workspace_precision": policy, "batch_size": args.batch_size, "epochs_timed": args.epochs - 1,
               "studies_epochs_s": [round(s, 2) for s in theirs], "workspace_epochs_s": [round(s, 2) for s in ours],
-              "cpu_steal_s": {"studies": steal_a, "workspace": steal_b}}
+              "cpu_steal_s": {"studies": steal_a, "workspace": steal_b},
+              "cpu": train.cpu_model(), "cpu_bf16": train.cpu_bf16_flags()}
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
     print(f"cnn_deeper 128x128, batch {args.batch_size}: (a) directory loader + float32 + Keras Adam {a:.1f} s/epoch; "
           f"(b) cached arrays + tf.data + {policy} + fused Adam {b:.1f} s/epoch; ratio (a)/(b) = {a / b:.1f}x; by CPU time "
           f"{a_cpu:.1f} / {b_cpu:.1f} CPU-s per epoch = {a_cpu / b_cpu:.1f}x "
-          f"(CPU steal over all epochs: {steal_a} s in (a), {steal_b} s in (b))")
+          f"(CPU steal over all epochs: {steal_a} s in (a), {steal_b} s in (b); CPU {result['cpu']}, native bf16: "
+          f"{', '.join(result['cpu_bf16']) or 'none'})")
     return 0
 
 

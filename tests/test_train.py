@@ -15,6 +15,13 @@ OLD_CPU = "processor : 0\nflags : fpu sse avx2\n"
 def test_bf16_detection_reads_cpu_flags():
     assert train.cpu_has_bf16(AMX_CPU) and not train.cpu_has_bf16(OLD_CPU)
     assert train.cpu_has_bf16("flags : avx512_bf16\n")
+    assert train.cpu_bf16_flags(AMX_CPU) == ["amx_bf16"] and train.cpu_bf16_flags(OLD_CPU) == []
+    assert train.cpu_bf16_flags("flags : avx512_bf16 amx_bf16\n") == ["amx_bf16", "avx512_bf16"]
+
+
+def test_cpu_model_names_the_cpu():
+    assert train.cpu_model("processor : 0\nmodel name\t: AMD EPYC 9R14\nflags : avx2\n") == "AMD EPYC 9R14"
+    assert train.cpu_model(OLD_CPU) == "cpu"
 
 
 def test_precision_policy_modes(monkeypatch):
