@@ -176,7 +176,7 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
     evaluation["tta"] = tta_choice
     evaluation["selection"] = evaluate.selection_summary(y_val, p_val, selection, params["select_on"],
                                                          n_replicates=params["bootstrap_replicates"], seed=params["seed"])
-    files_test = ds.frame["relpath"].to_numpy()[ds.indices("test")].tolist()
+    files_test = ds.relpaths("test")
     out_dir = config.dataset_output_dir(params)
     record = results.build_record(
         model_id=model_id, model=name, family=spec.family, study=spec.study, reported=spec.reported,
@@ -185,8 +185,8 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         params_count=models.count_params(model), evaluation=evaluation,
         model_file=_save_model(model, out_dir, model_id) if params["save_models"] else None)
     results.save_predictions(out_dir, model_id, files_test, y_test, p_test, ds.class_names)
-    files_val = ds.frame["relpath"].to_numpy()[ds.indices("val")].tolist()
-    results.save_predictions(out_dir, model_id, files_val, y_val, p_val, ds.class_names, split="val", selected=selection)
+    results.save_predictions(out_dir, model_id, ds.relpaths("val"), y_val, p_val, ds.class_names, split="val",
+                             selected=selection)
     results.save_record(out_dir, model_id, record)
     if record["model_file"]:
         results.save_model_card(out_dir / record["model_file"], record)

@@ -374,10 +374,13 @@ def combine_results(results: Sequence[TrainResult]) -> TrainResult:
     return TrainResult(seconds=round(seconds, 2), seconds_per_epoch=round(seconds / max(epochs, 1), 2),
                        epochs_run=epochs, best_epoch=first.best_epoch, precision=first.precision,
                        history=first.history,
-                       members=[{"member": i, **row}
-                                for i, r in enumerate(results, start=1)
-                                for row in (r.members or [{"epochs_run": r.epochs_run, "best_epoch": r.best_epoch,
-                                                           "seconds": r.seconds}])])
+                       members=[{"member": i, **row} for i, r in enumerate(results, start=1) for row in _rows(r)])
+
+
+def _rows(result: TrainResult) -> list[dict[str, Any]]:
+    """A result's own ``members`` rows (the stages of a transfer model), else one row for its whole fit."""
+    return result.members or [{"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                               "seconds": result.seconds}]
 
 
 def fit_svm(estimator, train: tuple[np.ndarray, np.ndarray]) -> TrainResult:

@@ -67,6 +67,10 @@ class Dataset:
         idx = self.indices(split)
         return self.images[idx], self.frame["label"].to_numpy()[idx]
 
+    def relpaths(self, split: str) -> list[str]:
+        """The files of ``split`` (paths relative to the data root), in the row order of :meth:`arrays`."""
+        return self.frame["relpath"].to_numpy()[self.indices(split)].tolist()
+
     def patient_in_training(self) -> np.ndarray:
         """Per row of :attr:`frame`: does the row's patient (group) have images in the training split?"""
         return self.frame["group"].isin(set(self.frame.loc[self.frame["split"] == "train", "group"])).to_numpy()
