@@ -178,6 +178,25 @@ def test_patients_in_training():
     assert table.loc[("val", "PNEUMONIA"), "patient_in_train"] == 0 and len(table) == 4
 
 
+
+def test_group_number_ranges():
+    rows = [("train", "NORMAL", "train", "IM-10", 1), ("train", "NORMAL", "train", "IM-12", 1),
+            ("train", "NORMAL", "train", "IM-12", 1), ("train", "NORMAL", "train", "N2-IM-30", 1),
+            ("train", "PNEUMONIA", "train", "person5", 1), ("val", "NORMAL", "train", "IM-11", 1),
+            ("test", "NORMAL", "test", "IM-2", 1), ("test", "NORMAL", "test", "IM-3", 1),
+            ("test", "NORMAL", "test", "IM-11", 1), ("test", "NORMAL", "test", "N2-IM-40", 1),
+            ("test", "PNEUMONIA", "test", "person7", 1), ("test", "PNEUMONIA", "test", "x", 1)]
+    table = eda.group_number_ranges(make_dataset(rows)).set_index(["split", "class_name", "series"])
+    assert table.loc[("train", "NORMAL", "IM-")].tolist() == [2, 10, 11.0, 12, 0, 0]  # IM-12's two images: one patient
+    assert table.loc[("test", "NORMAL", "IM-")].tolist() == [3, 2, 3.0, 11, 2, 0]  # IM-2, IM-3 below every training IM-
+    assert table.loc[("test", "NORMAL", "N2-IM-"), ["below_train", "above_train"]].tolist() == [0, 1]
+    assert table.loc[("test", "PNEUMONIA", "person"), "groups"] == 1  # "x" has no number: left out
+    assert table.index.get_level_values("split").tolist() == ["train"] * 3 + ["val"] + ["test"] * 3
+    unnumbered = eda.group_number_ranges(make_dataset())  # p1, p2, ...: numbered, one series "p"
+    assert set(unnumbered["series"]) == {"p"}
+    assert eda.group_number_ranges(make_dataset([("train", "NORMAL", "train", "a", 1)])).empty
+
+
 DUPS = pd.DataFrame({
     "dup_group": [0, 0, 1, 1, 2, 2, 2],
     "relpath": ["a", "b", "c", "d", "e", "f", "g"],

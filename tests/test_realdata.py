@@ -40,6 +40,10 @@ def test_chest_xray_official_counts_and_patient_split(tmp_path):
     seen = eda.patients_in_training(ds).set_index(["split", "class_name"])["share"]
     assert seen["test", "NORMAL"] == 0 and seen["val", "NORMAL"] == 0  # validation drawn as the test set:
     assert seen["test", "PNEUMONIA"] > 0.7 and abs(seen["val", "PNEUMONIA"] - seen["test", "PNEUMONIA"]) < 0.1
+    numbers = eda.group_number_ranges(ds).set_index(["split", "class_name", "series"])
+    test_normal = numbers.loc[("test", "NORMAL")]  # the 225 official test normal patients: the lowest numbers
+    assert test_normal["groups"].sum() == 225 and (test_normal["below_train"] == test_normal["groups"]).all()
+    assert numbers.loc[("test", "PNEUMONIA", "person"), "below_train"] == 0
     grouped = load("chest_xray", "chest_xray", tmp_path, split_by_image=[])  # every class by patient
     assert leaking_groups(grouped.frame[grouped.frame["split"] != "test"]).empty
     assert duplicate_groups(ds)["dup_group"].nunique() == 30  # documented in the data README

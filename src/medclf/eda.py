@@ -309,6 +309,39 @@ def patients_in_training(ds) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def group_number_ranges(ds) -> pd.DataFrame:
+    """Where each split's patients fall in the data set's patient numbering.
+
+    Patient ids such as ``person123`` or ``NORMAL2-IM-0383`` are a prefix (the *series*) and a
+    number. If a split is one block of that numbering (the official chest X-ray test normals are
+    the lowest-numbered patients of both normal series), it was not drawn at random: it may come
+    from another period or machine, and a validation set drawn at random from the other patients
+    cannot show what differs in that block.
+
+    Returns:
+        Columns ``split, class_name, series, groups, first, median, last, below_train,
+        above_train``: per (split, class, series), the number of patients, their lowest, median
+        and highest number, and how many are numbered below (above) every training patient of
+        that class and series. Empty when no group id ends in a number.
+    """
+    parts = ds.frame["group"].astype(str).str.extract(r"^(?P<series>.*?)(?P<number>\d+)$")
+    frame = pd.concat([ds.frame[["split", "class_name", "group"]], parts], axis=1).dropna(subset=["number"])
+    columns = ["split", "class_name", "series", "groups", "first", "median", "last", "below_train", "above_train"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    groups = frame.drop_duplicates(["split", "class_name", "group"]).assign(number=lambda f: f["number"].astype(int))
+    train = groups[groups["split"] == "train"].groupby(["class_name", "series"])["number"].agg(["min", "max"])
+    rows = []
+    for split in _ordered_splits(groups["split"].unique(), include_all=False):
+        for (name, series), sub in groups[groups["split"] == split].groupby(["class_name", "series"], sort=True):
+            low, high = train.loc[(name, series)] if (name, series) in train.index else (np.nan, np.nan)
+            numbers = sub["number"]
+            rows.append({"split": split, "class_name": name, "series": series, "groups": len(numbers),
+                         "first": int(numbers.min()), "median": float(numbers.median()), "last": int(numbers.max()),
+                         "below_train": int((numbers < low).sum()), "above_train": int((numbers > high).sum())})
+    return pd.DataFrame(rows, columns=columns)
+
+
 # --------------------------------------------------------------------------- duplicates
 
 
