@@ -33,6 +33,12 @@ def test_run_model_writes_records_and_predictions(tiny_params, name):
     assert val["selected"].all()  # select_on=all here
     assert evaluate.choose_threshold(val["true_label"], val["probability"],
                                      tiny_params["target_sensitivity"]) == record["evaluation"]["threshold"]
+    framing = pd.DataFrame(record["evaluation"]["framing"]).set_index(["crop", "class_name"])
+    assert sorted(framing.index.get_level_values("crop").unique()) == [0.7, 0.85, 1.0]
+    val_recall = record["evaluation"]["val"]["at_threshold"]["per_class"]  # uncropped = the validation scores
+    assert framing.loc[(1.0, "PNEUMONIA"), "called_positive"] == pytest.approx(val_recall["PNEUMONIA"]["recall"])
+    assert framing.loc[(1.0, "NORMAL"), "called_positive"] == pytest.approx(1 - val_recall["NORMAL"]["recall"])
+    assert experiment.framing_line(run).startswith("Framing probe (validation): NORMAL images called PNEUMONIA")
     if run.spec.ensemble > 1:
         assert [row["member"] for row in record["training"]["members"]] == list(range(1, run.spec.ensemble + 1))
 

@@ -70,6 +70,12 @@ def two_records():
                                    {"accuracy": (0.71, 0.79), "recall_NORMAL": (0.34, 0.46),
                                     "recall_PNEUMONIA": (0.95, 0.99), "roc_auc": (0.85, 0.91)}),
         image_size=50, params_count=0, seconds=8.0, epochs=1, best=1)
+    a["evaluation"]["framing"] = [  # as medclf.framing.framing_table(...).to_dict("records") writes it
+        {"crop": crop, "class_name": name, "n": 10, "mean_probability": 0.5, "called_positive": called,
+         "change": change}
+        for crop, name, called, change in [(1.0, "NORMAL", 0.1, 0.0), (1.0, "PNEUMONIA", 0.95, 0.0),
+                                           (0.85, "NORMAL", 0.4, 0.3), (0.85, "PNEUMONIA", 1.0, 0.05),
+                                           (0.7, "NORMAL", 0.9, 0.8), (0.7, "PNEUMONIA", 1.0, 0.05)]]
     return a, b
 
 
@@ -223,7 +229,7 @@ def test_records_table(two_records):
         "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_at_0.5",
         "recall_NORMAL", "recall_NORMAL_ci_low", "recall_NORMAL_ci_high",
         "recall_PNEUMONIA", "recall_PNEUMONIA_ci_low", "recall_PNEUMONIA_ci_high",
-        "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "threshold",
+        "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "framing_shift",
         "params_count", "train_seconds", "seconds_per_epoch", "epochs_run", "best_epoch"]
     first, second = table.iloc[0], table.iloc[1]
     assert first["model_id"] == "cnn_s1-seed0" and first["model"] == "cnn_s1" and first["study"] == "S1"
@@ -234,6 +240,7 @@ def test_records_table(two_records):
     assert (first["threshold"], first["params_count"], first["train_seconds"]) == (0.31, 1234, 100.0)
     assert (first["seconds_per_epoch"], first["epochs_run"], first["best_epoch"]) == (5.0, 20, 14)
     assert pd.isna(second["study"]) and second["recall_NORMAL"] == 0.40 and second["threshold"] == 0.12
+    assert first["framing_shift"] == 0.3 and pd.isna(second["framing_shift"])  # NORMAL at the 85% crop; none in b
     assert list(records_table([]).columns)[:3] == ["model_id", "model", "family"]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from medclf import config, evaluate, models, results, train, tta
+from medclf import config, evaluate, framing, models, results, train, tta
 from medclf.augment import build_augmenter
 from medclf.data import Dataset, load_dataset
 from medclf.io import atomic_path
@@ -169,11 +169,14 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
     model, training = _fit(spec, shape, ds, params, augmentation or None, verbose)
     (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
     selection = ds.selection_mask()
-    p_val, p_test, tta_choice = _scores(model, spec, augmentation, x_val, y_val, x_test, params["seed"], selection)
+    score, p_val, tta_choice = _choose_scorer(model, spec, augmentation, x_val, y_val, params["seed"], selection)
+    p_test = score(x_test)
     evaluation = evaluate.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,
                                          target_sensitivity=params["target_sensitivity"],
                                          n_replicates=params["bootstrap_replicates"], seed=params["seed"])
     evaluation["tta"] = tta_choice
+    evaluation["framing"] = framing.framing_table(score, x_val, y_val, evaluation["threshold"], ds.class_names,
+                                                  reference=p_val).to_dict("records")
     evaluation["selection"] = evaluate.selection_summary(y_val, p_val, selection, params["select_on"],
                                                          n_replicates=params["bootstrap_replicates"], seed=params["seed"])
     files_test = ds.relpaths("test")
@@ -194,25 +197,26 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
                     files_test)
 
 
-def _scores(model: Any, spec: models.ModelSpec, augmentation: dict | None, x_val: np.ndarray, y_val: np.ndarray,
-            x_test: np.ndarray, seed: int, selection: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict | None]:
-    """Validation and test scores: plain, or with test-time augmentation when the spec asks for it, the
-    model trained with augmentation, and TTA raises the AUC of the validation rows in ``selection`` —
-    decided before test is scored.
+def _choose_scorer(model: Any, spec: models.ModelSpec, augmentation: dict | None, x_val: np.ndarray,
+                   y_val: np.ndarray, seed: int, selection: np.ndarray) -> tuple[Callable, np.ndarray, dict | None]:
+    """How images are scored: plain, or with test-time augmentation when the spec asks for it, the model
+    was trained with augmentation, and TTA raises the AUC of the validation rows in ``selection`` —
+    decided on validation only.
 
     Returns:
-        ``p_val``, ``p_test`` and the TTA decision for the record (``None``: TTA not considered).
+        The scoring function (images → probabilities), the validation scores it gives, and the TTA
+        decision for the record (``None``: TTA not considered).
     """
     plain = partial(predict_scores, model)
     if not (spec.tta_views and augmentation):
-        return plain(x_val), plain(x_test), None
+        return plain, plain(x_val), None
     augmented = partial(tta.tta_scores, plain, augmentation=augmentation, views=spec.tta_views, seed=seed)
     p_plain = plain(x_val)
     p_tta = augmented(x_val, original=p_plain)
     choice = tta.choose_on_validation(y_val[selection], p_plain[selection], p_tta[selection], spec.tta_views)
-    score = augmented if choice["used"] else plain
-    return (p_tta if choice["used"] else p_plain), score(x_test), {**choice, "augmentation": augmentation,
-                                                                   "seed": seed}
+    if choice["used"]:
+        return augmented, p_tta, {**choice, "augmentation": augmentation, "seed": seed}
+    return plain, p_plain, {**choice, "augmentation": augmentation, "seed": seed}
 
 
 def _spec_dict(spec: models.ModelSpec, size: int, augmentation: dict | None) -> dict:
@@ -269,6 +273,19 @@ def tta_line(run: ModelRun) -> str | None:
     verdict = "kept" if choice["used"] else "not kept"
     return (f"Test-time augmentation ({choice['views']} views): validation ROC AUC {choice['val_auc_plain']:.4f} "
             f"plain vs {choice['val_auc_tta']:.4f} averaged → {verdict}; test scored that way.")
+
+
+def framing_line(run: ModelRun) -> str | None:
+    """One line on the framing probe (:mod:`medclf.framing`) for the negative class, or ``None`` without one."""
+    rows = run.record["evaluation"].get("framing") or []
+    negative, positive = run.class_names[0], run.class_names[-1]
+    called = {r["crop"]: r["called_positive"] for r in rows if r["class_name"] == negative}
+    if 1.0 not in called or len(called) < 2:
+        return None
+    crops = ", ".join(f"{crop:.0%} → {share:.3f}" for crop, share in sorted(called.items(), reverse=True)
+                      if crop != 1.0)
+    return (f"Framing probe (validation): {negative} images called {positive} at the threshold: {called[1.0]:.3f} "
+            f"as they are; cropped to the central {crops}. Near-equal shares: the model does not read framing.")
 
 
 def summary_frame(run: ModelRun) -> "pd.DataFrame":

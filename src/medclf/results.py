@@ -354,6 +354,19 @@ def _num(value: Any) -> float:
     return np.nan if value is None else value
 
 
+#: The crop whose effect the tables show (:mod:`medclf.framing`): the central 85% of each side.
+FRAMING_CROP = 0.85
+
+
+def framing_shift(record: Mapping, crop: float = FRAMING_CROP) -> float:
+    """How much the share of validation images of the first (negative) class called positive rises when
+    each image is cropped to its central ``crop`` of each side (``evaluation.framing``, see
+    :mod:`medclf.framing`); NaN when the record has no such row. Near 0: the model does not read framing."""
+    negative = _class_names(record)[0]
+    rows = record["evaluation"].get("framing") or []
+    return next((float(r["change"]) for r in rows if r["crop"] == crop and r["class_name"] == negative), np.nan)
+
+
 def records_table(records: Sequence[Mapping]) -> pd.DataFrame:
     """One row per model: the headline test numbers, with 95% bootstrap intervals.
 
@@ -361,8 +374,8 @@ def records_table(records: Sequence[Mapping]) -> pd.DataFrame:
     (``threshold``). Columns: ``model_id, model, family, study, image_size, accuracy,
     accuracy_ci_low, accuracy_ci_high, accuracy_at_0.5``, then per class ``recall_<class>,
     recall_<class>_ci_low, recall_<class>_ci_high``, then ``roc_auc, roc_auc_ci_low,
-    roc_auc_ci_high, threshold, params_count, train_seconds, seconds_per_epoch, epochs_run,
-    best_epoch``. Rows keep the order of ``records``.
+    roc_auc_ci_high, threshold, framing_shift`` (:func:`framing_shift`, on validation)``, params_count,
+    train_seconds, seconds_per_epoch, epochs_run, best_epoch``. Rows keep the order of ``records``.
     """
     rows = []
     for record in records:
@@ -380,6 +393,7 @@ def records_table(records: Sequence[Mapping]) -> pd.DataFrame:
         row["roc_auc"] = _num(at_t.get("roc_auc"))
         row["roc_auc_ci_low"], row["roc_auc_ci_high"] = _ci(record, "roc_auc")
         row["threshold"] = ev["threshold"]
+        row["framing_shift"] = framing_shift(record)
         row["params_count"] = record.get("params_count")
         row["train_seconds"] = training.get("seconds")
         row["seconds_per_epoch"] = training.get("seconds_per_epoch")
@@ -389,11 +403,12 @@ def records_table(records: Sequence[Mapping]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=["model_id", "model", "family", "study", "image_size", "accuracy",
                                      "accuracy_ci_low", "accuracy_ci_high", "accuracy_at_0.5", "roc_auc",
-                                     "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "params_count",
-                                     "train_seconds", "seconds_per_epoch", "epochs_run", "best_epoch"])
+                                     "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "framing_shift",
+                                     "params_count", "train_seconds", "seconds_per_epoch", "epochs_run",
+                                     "best_epoch"])
     frame = pd.DataFrame(rows)
-    tail = ["roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "params_count", "train_seconds",
-            "seconds_per_epoch", "epochs_run", "best_epoch"]
+    tail = ["roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "framing_shift", "params_count",
+            "train_seconds", "seconds_per_epoch", "epochs_run", "best_epoch"]
     return frame[[c for c in frame.columns if c not in tail] + tail]
 
 
