@@ -175,8 +175,7 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
                                          target_sensitivity=params["target_sensitivity"],
                                          n_replicates=params["bootstrap_replicates"], seed=params["seed"])
     evaluation["tta"] = tta_choice
-    evaluation["framing"] = framing.framing_table(score, x_val, y_val, evaluation["threshold"], ds.class_names,
-                                                  reference=p_val).to_dict("records")
+    evaluation["framing"] = _framing_probe(model, x_val, y_val, ds.class_names, params["target_sensitivity"])
     evaluation["selection"] = evaluate.selection_summary(y_val, p_val, selection, params["select_on"],
                                                          n_replicates=params["bootstrap_replicates"], seed=params["seed"])
     files_test = ds.relpaths("test")
@@ -217,6 +216,16 @@ def _choose_scorer(model: Any, spec: models.ModelSpec, augmentation: dict | None
     if choice["used"]:
         return augmented, p_tta, {**choice, "augmentation": augmentation, "seed": seed}
     return plain, p_plain, {**choice, "augmentation": augmentation, "seed": seed}
+
+
+def _framing_probe(model: Any, x_val: np.ndarray, y_val: np.ndarray, class_names: list[str],
+                   target_sensitivity: float) -> list[dict]:
+    """The framing probe (:mod:`medclf.framing`) of the network itself, on validation: plain scores (test-time
+    augmentation would multiply its cost by the views) at the threshold chosen on those plain scores."""
+    score = partial(predict_scores, model)
+    p_val = score(x_val)
+    threshold = evaluate.choose_threshold(y_val, p_val, target_sensitivity)
+    return framing.framing_table(score, x_val, y_val, threshold, class_names, reference=p_val).to_dict("records")
 
 
 def _spec_dict(spec: models.ModelSpec, size: int, augmentation: dict | None) -> dict:
