@@ -3,9 +3,11 @@
 
 (a) the studies' way: JPEGs decoded and resized every epoch by Keras' directory loader, float32,
     Keras' own Adam (what the studies compiled with);
+    TensorFlow's own choice of CPU kernels (oneDNN only on CPUs with AVX512 deep-learning features);
 (b) this workspace: decoded once into cached uint8 arrays, fed from memory by tf.data, with
-    mixed_bfloat16 where ``mixed_precision=auto`` picks it (native bf16, measured faster for the model)
-    and the workspace's Adam (``medclf.fused_adam``: one fused update kernel per weight).
+    mixed_bfloat16 where ``mixed_precision=auto`` picks it (native bf16, measured faster for the model),
+    the workspace's Adam (``medclf.fused_adam``: one fused update kernel per weight) and oneDNN kernels
+    on every x86 CPU (``medclf/__init__.py``).
 
 Same model, same images (every file of the official ``train`` folder), same batch size, one run;
 each variant in a fresh process (see ``isolated.py``).
@@ -31,9 +33,9 @@ from isolated import run_isolated  # noqa: E402  (benchmarks/ is on sys.path whe
 MODEL = "cnn_deeper"
 
 
-def timed_fit(dataset, epochs: int, optimizer) -> tuple[list[float], list[float], float | None]:
-    """Wall seconds and CPU seconds (this process) of each epoch of cnn_deeper, and the CPU steal seconds over
-    the whole fit."""
+def timed_fit(dataset, epochs: int, optimizer) -> tuple[list[float], list[float], float | None, bool | None]:
+    """Wall seconds and CPU seconds (this process) of each epoch of cnn_deeper, the CPU steal seconds over
+    the whole fit, and whether TensorFlow ran oneDNN kernels."""
     from medclf import cpu_steal, models, train
 
     model = models.build_model(models.get_spec(MODEL), (128, 128, 3))
@@ -41,10 +43,19 @@ def timed_fit(dataset, epochs: int, optimizer) -> tuple[list[float], list[float]
     EpochTimer, _ = train._callback_classes()
     timer, steal_start = EpochTimer(), cpu_steal.steal_seconds()
     model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0)
-    return timer.seconds, timer.cpu_seconds, cpu_steal.stolen_since(steal_start)
+    return timer.seconds, timer.cpu_seconds, cpu_steal.stolen_since(steal_start), train.onednn_enabled()
 
 
-def studies_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], list[float], float | None]:
+def studies_way(root: str, batch_size: int, epochs: int,
+                tf_env: dict[str, str | None] | None = None) -> tuple[list[float], list[float], float | None, bool | None]:
+    """(a). ``tf_env``: environment variables to set (``None``: unset) before TensorFlow starts — in a
+    fresh process, the values the user started with, so TensorFlow makes its own oneDNN choice as the
+    studies' runs did rather than the one ``medclf`` sets on import."""
+    for name, value in (tf_env or {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     import keras
 
     from medclf import models
@@ -57,7 +68,8 @@ def studies_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], l
     return timed_fit(loader, epochs, keras.optimizers.Adam(learning_rate=models.get_spec(MODEL).learning_rate))
 
 
-def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], list[float], float | None, str]:
+def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], list[float], float | None, bool | None,
+                                                                   str]:
     from medclf import experiment, models, train
     from medclf.data import load_dataset
     from medclf.params import load_params
@@ -85,10 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data_root}/train does not exist: pass --data-root pointing at the chest X-ray data",
               file=sys.stderr)
         return 2
+    as_given = {"TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}  # before medclf sets it
     from medclf import train  # no TensorFlow: the CPU's name and bf16 flags for the summary
 
-    ours, ours_cpu, steal_b, policy = run_isolated(workspace_way, args.data_root, args.batch_size, args.epochs)
-    theirs, theirs_cpu, steal_a = run_isolated(studies_way, args.data_root, args.batch_size, args.epochs)
+    ours, ours_cpu, steal_b, onednn_b, policy = run_isolated(workspace_way, args.data_root, args.batch_size,
+                                                             args.epochs)
+    theirs, theirs_cpu, steal_a, onednn_a = run_isolated(studies_way, args.data_root, args.batch_size, args.epochs,
+                                                         as_given)
     a, b = statistics.median(theirs[1:]), statistics.median(ours[1:])
     a_cpu, b_cpu = statistics.median(theirs_cpu[1:]), statistics.median(ours_cpu[1:])
     result = {"studies_s_per_epoch": round(a, 2), "workspace_s_per_epoch": round(b, 2), "ratio": round(a / b, 2),
@@ -97,12 +112,15 @@ def main(argv: list[str] | None = None) -> int:
               "workspace_precision": policy, "batch_size": args.batch_size, "epochs_timed": args.epochs - 1,
               "studies_epochs_s": [round(s, 2) for s in theirs], "workspace_epochs_s": [round(s, 2) for s in ours],
               "cpu_steal_s": {"studies": steal_a, "workspace": steal_b},
+              "onednn": {"studies": onednn_a, "workspace": onednn_b},
               "cpu": train.cpu_model(), "cpu_bf16": train.cpu_bf16_flags()}
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
-    print(f"cnn_deeper 128x128, batch {args.batch_size}: (a) directory loader + float32 + Keras Adam {a:.1f} s/epoch; "
-          f"(b) cached arrays + tf.data + {policy} + fused Adam {b:.1f} s/epoch; ratio (a)/(b) = {a / b:.1f}x; by CPU time "
+    kernels = {True: "oneDNN", False: "Eigen", None: "TensorFlow's kernels"}
+    print(f"cnn_deeper 128x128, batch {args.batch_size}: (a) directory loader + float32 + Keras Adam + "
+          f"{kernels[onednn_a]} {a:.1f} s/epoch; "
+          f"(b) cached arrays + tf.data + {policy} + fused Adam + {kernels[onednn_b]} {b:.1f} s/epoch; ratio (a)/(b) = {a / b:.1f}x; by CPU time "
           f"{a_cpu:.1f} / {b_cpu:.1f} CPU-s per epoch = {a_cpu / b_cpu:.1f}x "
           f"(CPU steal over all epochs: {steal_a} s in (a), {steal_b} s in (b); CPU {result['cpu']}, native bf16: "
           f"{', '.join(result['cpu_bf16']) or 'none'})")

@@ -38,6 +38,7 @@ def test_input_pipeline_benchmark_runs_both_sides(synthetic_root, monkeypatch):
     monkeypatch.setattr(params_module, "load_params", lambda *args: {  # keep its caches out of outputs/
         **load_params(*args), "cache_dir": synthetic_root["cache_dir"]})
     root = synthetic_root["data_root"]
-    theirs, theirs_cpu, _ = bench_input_pipeline.studies_way(root, 16, 1)
-    ours, ours_cpu, _, policy = bench_input_pipeline.workspace_way(root, 16, 1)
+    theirs, theirs_cpu, _, onednn_a = bench_input_pipeline.studies_way(root, 16, 1)
+    ours, ours_cpu, _, onednn_b, policy = bench_input_pipeline.workspace_way(root, 16, 1)
+    assert onednn_a == onednn_b  # in one process TensorFlow starts once
     assert len(theirs) == len(ours) == 1 and min(theirs + ours + theirs_cpu + ours_cpu) > 0 and policy

@@ -19,6 +19,7 @@ from medclf.evaluate import (
     mcnemar,
     metrics_at,
     sigmoid_scores,
+    threshold_bootstrap,
 )
 
 CLASSES = ["NORMAL", "PNEUMONIA"]
@@ -247,6 +248,69 @@ def test_bootstrap_is_fast():
     start = time.perf_counter()
     bootstrap_ci(y, p, 0.5, n_replicates=1000, seed=0)
     assert time.perf_counter() - start < 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# the threshold's own uncertainty
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("decimals", [None, 1])  # continuous scores, and heavily tied ones
+def test_threshold_bootstrap_equals_choose_threshold_on_each_resample(decimals):
+    y, p = scored(150, 12)
+    if decimals is not None:
+        p = np.round(p, decimals)
+    thresholds = threshold_bootstrap(y, p, 0.9, n_replicates=40, seed=3)
+    idx = np.random.default_rng(3).integers(0, y.size, size=(40, y.size))  # the same resamples
+    expected = [choose_threshold(y[i], p[i], 0.9) for i in idx]
+    np.testing.assert_array_equal(thresholds, expected)
+    assert np.unique(thresholds).size > 1  # it does move between resamples
+
+
+def test_threshold_bootstrap_nan_without_positives():
+    y = np.array([0] * 40 + [1])
+    thresholds = threshold_bootstrap(y, np.linspace(0, 1, 41), 0.95, n_replicates=100, seed=0)
+    assert np.isnan(thresholds).any() and np.isfinite(thresholds).any()
+    assert np.all(thresholds[np.isfinite(thresholds)] == 1.0)  # the one positive's score
+
+
+def test_bootstrap_with_per_replicate_thresholds():
+    y, p = scored(300, 13)
+    fixed = bootstrap_ci(y, p, 0.5, n_replicates=300, seed=4)
+    assert bootstrap_ci(y, p, np.full(300, 0.5), n_replicates=300, seed=4) == fixed
+    moving = bootstrap_ci(y, p, np.random.default_rng(0).uniform(0.2, 0.8, 300), n_replicates=300, seed=4)
+    assert moving["roc_auc"] == fixed["roc_auc"]  # the ranking does not depend on the cut
+    for key in ("recall_0", "recall_1"):
+        assert moving[key][1] - moving[key][0] > fixed[key][1] - fixed[key][0], key
+    half_nan = np.where(np.arange(300) % 2 == 0, 0.5, np.nan)  # NaN replicates are skipped
+    assert all(v is not None for v in bootstrap_ci(y, p, half_nan, n_replicates=300)["accuracy"])
+    with pytest.raises(ValueError, match=r"threshold must be one number or one per replicate \(300\); got shape \(5,\)"):
+        bootstrap_ci(y, p, np.full(5, 0.5), n_replicates=300)
+
+
+def test_evaluate_model_reports_the_threshold_interval_from_validation_only(monkeypatch):
+    calls = []
+    real = evaluate.threshold_bootstrap
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "threshold_bootstrap", spy)
+    y_val, p_val = scored(200, 14)
+    y_test, p_test = scored(250, 15)
+    out = evaluate_model(y_val, p_val, y_test, p_test, CLASSES, 0.95, 300, 0)
+    (y_arg, p_arg, target, replicates, seed), = calls
+    np.testing.assert_array_equal(y_arg, y_val)
+    np.testing.assert_array_equal(p_arg, p_val)
+    assert (target, replicates, seed) == (0.95, 300, 0)
+    low, high = out["threshold_ci"]
+    assert low <= out["threshold"] <= high and low < high
+    assert set(out["ci_threshold_resampled"]) == {"accuracy", "recall_NORMAL", "recall_PNEUMONIA"}
+    normal, fixed = out["ci_threshold_resampled"]["recall_NORMAL"], out["ci"]["recall_NORMAL"]
+    assert normal[1] - normal[0] > fixed[1] - fixed[0]  # the threshold's spread widens the interval
+    # and its validation interval does not move when the test set changes
+    other = evaluate_model(y_val, p_val, 1 - y_test, p_test, CLASSES, 0.95, 300, 0)
+    assert other["threshold_ci"] == out["threshold_ci"]
 
 
 # ---------------------------------------------------------------------------------------------

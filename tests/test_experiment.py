@@ -45,6 +45,10 @@ def test_run_model_writes_records_and_predictions(tiny_params, name):
         called = (plain[run.y_val == label] >= t).mean()
         assert framing.loc[(1.0, name), "called_positive"] == pytest.approx(called)
     assert experiment.framing_line(run).startswith("Framing probe (validation): NORMAL images called PNEUMONIA")
+    low, high = record["evaluation"]["threshold_ci"]
+    assert low <= record["evaluation"]["threshold"] <= high
+    assert experiment.threshold_line(run).startswith(f"Threshold {run.threshold:.3f}: over validation resamples")
+    assert experiment.framing_line(run) in experiment.notes(run) and experiment.threshold_line(run) in experiment.notes(run)
     if run.spec.ensemble > 1:
         assert [row["member"] for row in record["training"]["members"]] == list(range(1, run.spec.ensemble + 1))
 

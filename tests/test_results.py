@@ -76,6 +76,7 @@ def two_records():
         for crop, name, called, change in [(1.0, "NORMAL", 0.1, 0.0), (1.0, "PNEUMONIA", 0.95, 0.0),
                                            (0.85, "NORMAL", 0.4, 0.3), (0.85, "PNEUMONIA", 1.0, 0.05),
                                            (0.7, "NORMAL", 0.9, 0.8), (0.7, "PNEUMONIA", 1.0, 0.05)]]
+    a["evaluation"]["threshold_ci"] = [0.08, 0.77]  # b, like records written before it, has none
     return a, b
 
 
@@ -229,8 +230,8 @@ def test_records_table(two_records):
         "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_at_0.5",
         "recall_NORMAL", "recall_NORMAL_ci_low", "recall_NORMAL_ci_high",
         "recall_PNEUMONIA", "recall_PNEUMONIA_ci_low", "recall_PNEUMONIA_ci_high",
-        "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "framing_shift",
-        "params_count", "train_seconds", "seconds_per_epoch", "epochs_run", "best_epoch"]
+        "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "threshold_ci_low", "threshold_ci_high",
+        "framing_shift", "params_count", "train_seconds", "seconds_per_epoch", "epochs_run", "best_epoch"]
     first, second = table.iloc[0], table.iloc[1]
     assert first["model_id"] == "cnn_s1-seed0" and first["model"] == "cnn_s1" and first["study"] == "S1"
     assert (first["image_size"], first["accuracy"], first["accuracy_at_0.5"]) == (128, 0.85, 0.88)
@@ -241,6 +242,8 @@ def test_records_table(two_records):
     assert (first["seconds_per_epoch"], first["epochs_run"], first["best_epoch"]) == (5.0, 20, 14)
     assert pd.isna(second["study"]) and second["recall_NORMAL"] == 0.40 and second["threshold"] == 0.12
     assert first["framing_shift"] == 0.3 and pd.isna(second["framing_shift"])  # NORMAL at the 85% crop; none in b
+    assert (first["threshold_ci_low"], first["threshold_ci_high"]) == (0.08, 0.77)
+    assert pd.isna(second["threshold_ci_low"]) and pd.isna(second["threshold_ci_high"])
     assert list(records_table([]).columns)[:3] == ["model_id", "model", "family"]
 
 

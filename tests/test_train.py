@@ -24,6 +24,36 @@ def test_cpu_model_names_the_cpu():
     assert train.cpu_model(OLD_CPU) == "cpu"
 
 
+def _onednn_in_fresh_process(setting: str | None) -> tuple[str, str]:
+    """``(TF_ENABLE_ONEDNN_OPTS after importing medclf, train.onednn_enabled())`` in a new Python process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = ("import os, medclf; from medclf import train; import tensorflow; "
+            "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], train.onednn_enabled())")
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          capture_output=True, text=True, timeout=120, check=True)
+    return tuple(done.stdout.split()[-2:])
+
+
+@pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"), reason="oneDNN default is x86's")
+def test_importing_medclf_turns_onednn_on_unless_the_user_said_otherwise():
+    assert _onednn_in_fresh_process(None) == ("1", "True")
+    assert _onednn_in_fresh_process("0") == ("0", "False")
+
+
+def test_device_id_names_the_cpu_kernels():
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("on a GPU the device id is the GPU's name")
+    assert train.device_id().startswith(train.cpu_model()) and train.device_id().endswith(("|onednn", "|eigen"))
+
+
 def test_precision_policy_modes(monkeypatch):
     monkeypatch.setattr(train, "gpu_has_bf16", lambda: False)
     monkeypatch.setattr(train, "cpu_has_bf16", lambda cpuinfo=None: False)

@@ -235,7 +235,60 @@ def rank_auc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 _rank_auc = rank_auc  # the former private name
 
 
-def bootstrap_ci(y_true, p, threshold: float, n_replicates: int = 1000, seed: int = 0,
+def _check_replicates(n_replicates) -> int:
+    if isinstance(n_replicates, bool) or not isinstance(n_replicates, (int, np.integer)) or n_replicates < 1:
+        raise ValueError(f"n_replicates must be a positive integer; got {n_replicates!r}")
+    return int(n_replicates)
+
+
+def percentile_interval(values, level: float = 0.95) -> tuple:
+    """Central percentile interval of the finite ``values``; ``(None, None)`` when there are none."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (None, None)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return (float(low), float(high))
+
+
+def threshold_bootstrap(y_val, p_val, target_sensitivity: float = 0.95, n_replicates: int = 1000,
+                        seed: int = 0) -> np.ndarray:
+    """The threshold :func:`choose_threshold` would pick on each of ``n_replicates`` bootstrap
+    resamples of the validation images (NaN for a resample without a positive image).
+
+    Why: the chosen threshold is an order statistic of the positive validation scores (the
+    ``ceil(target * n_pos)``-th highest), so with a few hundred positives and saturated
+    probabilities it can move a long way between resamples — and between training runs. Its spread
+    says how much of a test recall at that threshold is luck of the validation draw.
+
+    Like :func:`choose_threshold` this takes validation arrays only. Vectorised: on each resample
+    the threshold is that order statistic of its positive scores (equal to ``choose_threshold`` on
+    the resample, which ``tests/test_evaluate.py`` checks).
+    """
+    y = _check_labels(y_val, "y_val", both_classes=True)
+    p = _check_scores(p_val, "p_val")
+    _check_same_length(y_val=y, p_val=p)
+    target = _check_fraction(target_sensitivity, "target_sensitivity")
+    n_replicates = _check_replicates(n_replicates)
+    n = y.size
+    rng = np.random.default_rng(seed)
+    thresholds = np.full(n_replicates, np.nan)
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, n_replicates, chunk):
+        stop = min(start + chunk, n_replicates)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        positive_scores = np.where(y[idx] == 1, p[idx], -np.inf)
+        descending = -np.sort(-positive_scores, axis=1)
+        n_pos = (y[idx] == 1).sum(axis=1)
+        k = np.ceil((target - _TOL) * n_pos).astype(np.int64)  # rank of the threshold among positives
+        has_pos = n_pos > 0
+        rows = np.flatnonzero(has_pos)
+        thresholds[start + rows] = descending[rows, k[rows] - 1]
+    return thresholds
+
+
+def bootstrap_ci(y_true, p, threshold, n_replicates: int = 1000, seed: int = 0,
                  level: float = 0.95, class_names: Sequence[str] | None = None) -> dict[str, tuple]:
     """Percentile bootstrap confidence intervals over test images.
 
@@ -247,7 +300,9 @@ def bootstrap_ci(y_true, p, threshold: float, n_replicates: int = 1000, seed: in
     Args:
         y_true: labels, 0/1.
         p: probabilities (or scores) of class 1.
-        threshold: operating point (``p >= threshold`` is class 1).
+        threshold: operating point (``p >= threshold`` is class 1): one number, or one per replicate
+            (e.g. :func:`threshold_bootstrap`'s, so the interval also carries the uncertainty of a
+            threshold chosen on a finite validation set; a NaN threshold skips that replicate).
         n_replicates: number of bootstrap replicates.
         seed: seed of the resampling (same seed, same intervals).
         level: coverage of the interval, in (0, 1).
@@ -263,14 +318,18 @@ def bootstrap_ci(y_true, p, threshold: float, n_replicates: int = 1000, seed: in
     y = _check_labels(y_true, "y_true")
     scores = _check_scores(p, "p")
     _check_same_length(y_true=y, p=scores)
-    threshold = _check_threshold(threshold)
-    if isinstance(n_replicates, bool) or not isinstance(n_replicates, (int, np.integer)) or n_replicates < 1:
-        raise ValueError(f"n_replicates must be a positive integer; got {n_replicates!r}")
+    n_replicates = _check_replicates(n_replicates)
+    if np.ndim(threshold) == 0:
+        thresholds = np.full(n_replicates, _check_threshold(threshold))
+    else:
+        thresholds = np.asarray(threshold, dtype=np.float64)
+        if thresholds.shape != (n_replicates,):
+            raise ValueError(f"threshold must be one number or one per replicate ({n_replicates}); "
+                             f"got shape {thresholds.shape}")
     level = _check_fraction(level, "level", include_one=False)
     names = _check_class_names(class_names) if class_names is not None else ["0", "1"]
 
     n = y.size
-    pred = (scores >= threshold).astype(np.int64)
     rng = np.random.default_rng(seed)
     accuracy = np.empty(n_replicates)
     recalls = np.empty((2, n_replicates))
@@ -279,28 +338,22 @@ def bootstrap_ci(y_true, p, threshold: float, n_replicates: int = 1000, seed: in
     for start in range(0, n_replicates, chunk):
         stop = min(start + chunk, n_replicates)
         idx = rng.integers(0, n, size=(stop - start, n))
-        yb, predb, pb = y[idx], pred[idx], scores[idx]
-        correct = yb == predb
-        accuracy[start:stop] = correct.mean(axis=1)
+        yb, pb = y[idx], scores[idx]
+        cut = thresholds[start:stop]
+        correct = yb == (pb >= cut[:, None])
+        usable = ~np.isnan(cut)
+        accuracy[start:stop] = np.where(usable, correct.mean(axis=1), np.nan)
         for k in (0, 1):
             in_class = yb == k
             with np.errstate(divide="ignore", invalid="ignore"):
-                recalls[k, start:stop] = (correct & in_class).sum(axis=1) / in_class.sum(axis=1)
+                share = (correct & in_class).sum(axis=1) / in_class.sum(axis=1)
+            recalls[k, start:stop] = np.where(usable, share, np.nan)
         auc[start:stop] = rank_auc(yb, pb)
 
-    tail = 100 * (1 - level) / 2
-
-    def interval(values: np.ndarray) -> tuple:
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            return (None, None)
-        low, high = np.percentile(values, [tail, 100 - tail])
-        return (float(low), float(high))
-
-    result = {"accuracy": interval(accuracy)}
+    result = {"accuracy": percentile_interval(accuracy, level)}
     for k, name in enumerate(names):
-        result[f"recall_{name}"] = interval(recalls[k])
-    result["roc_auc"] = interval(auc)
+        result[f"recall_{name}"] = percentile_interval(recalls[k], level)
+    result["roc_auc"] = percentile_interval(auc, level)
     return result
 
 
@@ -314,7 +367,9 @@ def evaluate_model(y_val, p_val, y_test, p_test, class_names: Sequence[str],
 
     Steps: (1) :func:`choose_threshold` on ``(y_val, p_val)`` only; (2) :func:`metrics_at` on
     validation and test, at 0.5 and at that threshold; (3) bootstrap intervals on test at the
-    threshold; (4) the validation→test gap of each class recall at the threshold.
+    threshold; (4) the validation→test gap of each class recall at the threshold; (5) how far the
+    threshold moves over resamples of validation (:func:`threshold_bootstrap`) and the test intervals
+    when each test resample is scored at the threshold chosen on its own validation resample.
 
     Args:
         y_val, p_val: validation labels and probabilities of class 1.
@@ -330,6 +385,8 @@ def evaluate_model(y_val, p_val, y_test, p_test, class_names: Sequence[str],
              "val":  {"at_0.5": metrics, "at_threshold": metrics},
              "test": {"at_0.5": metrics, "at_threshold": metrics},
              "ci": {"accuracy": (lo, hi), "recall_<class>": ..., "roc_auc": ...},   # test, at t
+             "threshold_ci": (lo, hi),                                 # t over validation resamples
+             "ci_threshold_resampled": {"accuracy": ..., "recall_<class>": ...},  # test, t re-chosen
              "val_test_gap": {class: {"val": r, "test": r, "gap": val - test}},     # recalls at t
              "bootstrap": {"n_replicates", "seed", "level"}}
 
@@ -347,6 +404,7 @@ def evaluate_model(y_val, p_val, y_test, p_test, class_names: Sequence[str],
     _check_same_length(y_test=yt, p_test=pt)
 
     threshold = choose_threshold(yv, pv, target_sensitivity)  # validation only
+    resampled = threshold_bootstrap(yv, pv, target_sensitivity, n_replicates, seed)  # validation only
 
     val = {"at_0.5": metrics_at(yv, pv, 0.5, names), "at_threshold": metrics_at(yv, pv, threshold, names)}
     test = {"at_0.5": metrics_at(yt, pt, 0.5, names), "at_threshold": metrics_at(yt, pt, threshold, names)}
@@ -362,6 +420,9 @@ def evaluate_model(y_val, p_val, y_test, p_test, class_names: Sequence[str],
         "val": val,
         "test": test,
         "ci": bootstrap_ci(yt, pt, threshold, n_replicates=n_replicates, seed=seed, class_names=names),
+        "threshold_ci": percentile_interval(resampled),
+        "ci_threshold_resampled": {key: interval for key, interval in bootstrap_ci(
+            yt, pt, resampled, n_replicates=n_replicates, seed=seed, class_names=names).items() if key != "roc_auc"},
         "val_test_gap": gap,
         "bootstrap": {"n_replicates": int(n_replicates), "seed": int(seed), "level": 0.95},
     }

@@ -183,7 +183,8 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
     record = results.build_record(
         model_id=model_id, model=name, family=spec.family, study=spec.study, reported=spec.reported,
         params=params, spec=_spec_dict(spec, size, augmentation), data=_data_summary(ds),
-        training={**training.to_dict(), "mixed_precision": policy, "augmentation": augmentation or None},
+        training={**training.to_dict(), "mixed_precision": policy, "onednn": train.onednn_enabled(),
+                  "augmentation": augmentation or None},
         params_count=models.count_params(model), evaluation=evaluation,
         model_file=_save_model(model, out_dir, model_id) if params["save_models"] else None)
     results.save_predictions(out_dir, model_id, files_test, y_test, p_test, ds.class_names)
@@ -295,6 +296,31 @@ def framing_line(run: ModelRun) -> str | None:
                       if crop != 1.0)
     return (f"Framing probe (validation): {negative} images called {positive} at the threshold: {called[1.0]:.3f} "
             f"as they are; cropped to the central {crops}. Near-equal shares: the model does not read framing.")
+
+
+def threshold_line(run: ModelRun) -> str | None:
+    """One line on how far the validation-chosen threshold moves over resamples of validation, and the
+    test intervals with it re-chosen on each resample; ``None`` for records written without them."""
+    evaluation = run.record["evaluation"]
+    low, high = evaluation.get("threshold_ci") or (None, None)
+    resampled = evaluation.get("ci_threshold_resampled")
+    if low is None or not resampled:
+        return None
+
+    def interval(key: str) -> str:
+        lo, hi = resampled[key]
+        return "n/a" if lo is None else f"[{lo:.3f}, {hi:.3f}]"
+
+    recalls = ", ".join(f"{name} recall {interval(f'recall_{name}')}" for name in run.class_names)
+    return (f"Threshold {evaluation['threshold']:.3f}: over validation resamples it falls in [{low:.3f}, {high:.3f}] "
+            f"(95%). Test, with the threshold re-chosen on each validation resample: accuracy "
+            f"{interval('accuracy')}, {recalls}.")
+
+
+def notes(run: ModelRun) -> str:
+    """The per-model notes a notebook shows under the metrics: test-time augmentation, framing probe and
+    threshold lines (those that apply), as Markdown paragraphs."""
+    return "\n\n".join(line for line in (tta_line(run), framing_line(run), threshold_line(run)) if line)
 
 
 def summary_frame(run: ModelRun) -> "pd.DataFrame":

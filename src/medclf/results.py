@@ -374,7 +374,9 @@ def records_table(records: Sequence[Mapping]) -> pd.DataFrame:
     (``threshold``). Columns: ``model_id, model, family, study, image_size, accuracy,
     accuracy_ci_low, accuracy_ci_high, accuracy_at_0.5``, then per class ``recall_<class>,
     recall_<class>_ci_low, recall_<class>_ci_high``, then ``roc_auc, roc_auc_ci_low,
-    roc_auc_ci_high, threshold, framing_shift`` (:func:`framing_shift`, on validation)``, params_count,
+    roc_auc_ci_high, threshold, threshold_ci_low, threshold_ci_high`` (the threshold's 95% interval over
+    validation resamples; NaN for older records) ``, framing_shift`` (:func:`framing_shift`, on validation)``,
+    params_count,
     train_seconds, seconds_per_epoch, epochs_run, best_epoch``. Rows keep the order of ``records``.
     """
     rows = []
@@ -393,6 +395,7 @@ def records_table(records: Sequence[Mapping]) -> pd.DataFrame:
         row["roc_auc"] = _num(at_t.get("roc_auc"))
         row["roc_auc_ci_low"], row["roc_auc_ci_high"] = _ci(record, "roc_auc")
         row["threshold"] = ev["threshold"]
+        row["threshold_ci_low"], row["threshold_ci_high"] = (_num(v) for v in ev.get("threshold_ci") or (None, None))
         row["framing_shift"] = framing_shift(record)
         row["params_count"] = record.get("params_count")
         row["train_seconds"] = training.get("seconds")
@@ -402,14 +405,14 @@ def records_table(records: Sequence[Mapping]) -> pd.DataFrame:
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=["model_id", "model", "family", "study", "image_size", "accuracy",
-                                     "accuracy_ci_low", "accuracy_ci_high", "accuracy_at_0.5", "roc_auc",
-                                     "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "framing_shift",
-                                     "params_count", "train_seconds", "seconds_per_epoch", "epochs_run",
-                                     "best_epoch"])
+                                     "accuracy_ci_low", "accuracy_ci_high", "accuracy_at_0.5", *_TABLE_TAIL])
     frame = pd.DataFrame(rows)
-    tail = ["roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "framing_shift", "params_count",
-            "train_seconds", "seconds_per_epoch", "epochs_run", "best_epoch"]
-    return frame[[c for c in frame.columns if c not in tail] + tail]
+    return frame[[c for c in frame.columns if c not in _TABLE_TAIL] + _TABLE_TAIL]
+
+
+#: The last columns of :func:`records_table`, in order.
+_TABLE_TAIL = ["roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "threshold", "threshold_ci_low", "threshold_ci_high",
+               "framing_shift", "params_count", "train_seconds", "seconds_per_epoch", "epochs_run", "best_epoch"]
 
 
 def _input_size(record: Mapping) -> Any:

@@ -144,13 +144,27 @@ def cached_probe(probe: Callable[[str], float], store: str | Path, key: str) -> 
     return measured
 
 
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs its CPU ops through oneDNN in this process (``TF_ENABLE_ONEDNN_OPTS``, read
+    when TensorFlow starts; see ``medclf/__init__.py``); ``None`` where TensorFlow cannot say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    probe = getattr(_pywrap_util_port, "IsMklEnabled", None)
+    return bool(probe()) if probe else None
+
+
 def device_id() -> str:
-    """A short name of the compute device (GPU names, else the CPU model) for probe keys."""
+    """A short name of the compute device for probe keys: GPU names, else the CPU model with its native
+    bf16 flags and whether oneDNN is on (one model name can cover CPUs of very different speed)."""
     import tensorflow as tf
 
     gpus = [tf.config.experimental.get_device_details(g).get("device_name", "gpu")
             for g in tf.config.list_physical_devices("GPU")]
-    return "+".join(gpus) if gpus else cpu_model()
+    if gpus:
+        return "+".join(gpus)
+    return "|".join([cpu_model(), *cpu_bf16_flags(), "onednn" if onednn_enabled() else "eigen"])
 
 
 def seed_everything(seed: int) -> None:
