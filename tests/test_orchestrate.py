@@ -8,6 +8,7 @@ The data layer (``medclf.data.prepare`` / ``manifest_fingerprint``) is monkeypat
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -190,6 +191,8 @@ def test_up_to_date_and_what_reruns(ws, fake_papermill):
     assert info["params"]["dataset"] == "synthetic" and info["data_manifest_hash"] == "data-v1"
     assert {"python", "tensorflow", "numpy", "pandas", "scikit-learn", "papermill", "keras"} <= set(info["versions"])
     assert "commit" in info["git"] and info["started"] and info["ended"]
+    assert info["machine"]["cpus"] >= 1 and info["machine"]["cpu"]
+    assert info["machine"]["tf_enable_onednn_opts"] == os.environ["TF_ENABLE_ONEDNN_OPTS"]  # medclf sets a default
 
     fake_papermill.clear()
     start = time.monotonic()

@@ -192,13 +192,7 @@ def paired_bootstrap_delta(y, p_a, threshold_a: float, p_b, threshold_b: float, 
                                                    ) / in_class.sum(axis=1)
         # the vectorised rank form of roc_auc_score (NaN for a one-class replicate)
         deltas["roc_auc"][block] = evaluate.rank_auc(yb, p_a[idx]) - evaluate.rank_auc(yb, p_b[idx])
-    tail = 100 * (1 - level) / 2
-    intervals = {}
-    for key, values in deltas.items():
-        values = values[np.isfinite(values)]
-        intervals[key] = (None, None) if values.size == 0 else tuple(
-            float(v) for v in np.percentile(values, [tail, 100 - tail]))
-    return intervals
+    return {key: evaluate.percentile_interval(values, level) for key, values in deltas.items()}
 
 
 def compare_pair(record_no: Mapping, pred_no: pd.DataFrame, record_aug: Mapping, pred_aug: pd.DataFrame) -> pd.DataFrame:

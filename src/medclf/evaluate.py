@@ -282,8 +282,7 @@ def threshold_bootstrap(y_val, p_val, target_sensitivity: float = 0.95, n_replic
         descending = -np.sort(-positive_scores, axis=1)
         n_pos = (y[idx] == 1).sum(axis=1)
         k = np.ceil((target - _TOL) * n_pos).astype(np.int64)  # rank of the threshold among positives
-        has_pos = n_pos > 0
-        rows = np.flatnonzero(has_pos)
+        rows = np.flatnonzero(n_pos > 0)
         thresholds[start + rows] = descending[rows, k[rows] - 1]
     return thresholds
 

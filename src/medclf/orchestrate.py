@@ -435,12 +435,14 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
     steps = make_plan(selected, available, notebooks_dir, out_dir, p_hash, data_hash, previous,
                       force=args.force)
 
-    from medclf import versions
+    from medclf import train, versions
 
     run_info: dict[str, Any] = {
         "dataset": params["dataset"], "profile": params["profile"], "status": "running",
         "started": started, "ended": None, "command": ["run_all.py", *_argv_of(args)],
         "versions": versions.package_versions(), "git": versions.git_info(config.PROJECT_ROOT),
+        "machine": {"cpu": train.cpu_model(), "cpu_bf16": train.cpu_bf16_flags(), "cpus": os.cpu_count(),
+                    "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS")},
         "params": params, "params_hash": p_hash, "data_manifest_hash": data_hash,
         "source_hash": steps[0].inputs["source"] if steps else None,
         "selected": [s.notebook.name for s in steps],
