@@ -345,9 +345,14 @@ def _class_names(record: Mapping) -> list[str]:
     return list(evaluation["test"]["at_threshold"]["per_class"])
 
 
-def _ci(record: Mapping, key: str) -> tuple[float, float]:
-    low, high = (record["evaluation"].get("ci") or {}).get(key) or (None, None)
+def _nan_pair(interval) -> tuple[float, float]:
+    """A stored ``(low, high)`` interval with missing ends (or a missing interval) as NaN."""
+    low, high = interval or (None, None)
     return (np.nan if low is None else low, np.nan if high is None else high)
+
+
+def _ci(record: Mapping, key: str) -> tuple[float, float]:
+    return _nan_pair((record["evaluation"].get("ci") or {}).get(key))
 
 
 def _num(value: Any) -> float:
@@ -395,7 +400,7 @@ def records_table(records: Sequence[Mapping]) -> pd.DataFrame:
         row["roc_auc"] = _num(at_t.get("roc_auc"))
         row["roc_auc_ci_low"], row["roc_auc_ci_high"] = _ci(record, "roc_auc")
         row["threshold"] = ev["threshold"]
-        row["threshold_ci_low"], row["threshold_ci_high"] = (_num(v) for v in ev.get("threshold_ci") or (None, None))
+        row["threshold_ci_low"], row["threshold_ci_high"] = _nan_pair(ev.get("threshold_ci"))
         row["framing_shift"] = framing_shift(record)
         row["params_count"] = record.get("params_count")
         row["train_seconds"] = training.get("seconds")
