@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 import medclf.data
-from medclf import orchestrate
+from medclf import orchestrate, progress
 from medclf.orchestrate import Notebook
 
 PARAMS_CELL = 'dataset = "synthetic"\nprofile = None\ndata_root = None\noverrides = {}'
@@ -351,6 +351,25 @@ def test_end_to_end_with_kernel(ws):
     assert not (ws.out / "notebooks" / "01_b.failed.ipynb").exists()
     assert not (ws.out / "reports" / "01_b.failed.html").exists()
     assert ws.status() == {"b": "ok", "c": "skipped", "a": "ok"}
+
+
+def test_a_running_notebook_shows_its_progress(ws, monkeypatch):
+    """The kernel reports through medclf.progress; the runner prints each new status while the notebook runs."""
+    monkeypatch.setattr(orchestrate, "PROGRESS_INTERVAL_S", 0.1)
+    monkeypatch.delenv(progress.ENV_VAR, raising=False)
+    make_notebook(ws.nb_dir / "03_a.ipynb",
+                  "import time\nfrom medclf import progress\n"
+                  "with progress.task('model x'):\n"
+                  "    progress.report(epoch=2, epochs=5, seconds_per_epoch=61.2, val={'auc': 0.9})\n"
+                  "    time.sleep(1.5)")
+    code, out, err = ws.run("--only", "a")
+    assert code == 0, out + err
+    lines = out.splitlines()
+    shown = [line for line in lines if "model x · epoch 2/5 · 61 s/epoch · val auc 0.900" in line]
+    assert len(shown) == 1 and shown[0].lstrip().startswith("03_a 0:0"), out
+    assert lines.index(shown[0]) < next(i for i, line in enumerate(lines) if line.startswith("[1/1] 03_a"))
+    assert progress.ENV_VAR not in os.environ
+    assert not list((ws.out / "notebooks").glob(".*progress*"))
 
 
 def test_a_relative_keras_home_is_made_absolute_for_the_kernels(monkeypatch, tmp_path, capsys):

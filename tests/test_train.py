@@ -224,3 +224,31 @@ def test_epoch_timer_records_wall_and_cpu_seconds_per_epoch():
     assert len(timer.seconds) == len(timer.cpu_seconds) == 3
     assert all(s > 0 for s in timer.seconds) and all(c >= 0 for c in timer.cpu_seconds)
     assert sum(timer.cpu_seconds) > 0  # the process did work while fitting
+
+
+def test_fit_reports_each_epoch_to_the_progress_file(tmp_path, monkeypatch):
+    """fit_keras reports every epoch (task label, epoch of the most it may run, seconds, validation metrics)."""
+    import json
+
+    from medclf import progress
+
+    keras = pytest.importorskip("keras")
+    status, seen = tmp_path / "status.json", []
+    monkeypatch.setenv(progress.ENV_VAR, str(status))
+
+    class Peek(keras.callbacks.Callback):  # runs after fit_keras' own timer, which reports
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(json.loads(status.read_text()))
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (32, 8, 8, 1), dtype=np.uint8), np.arange(32) % 2
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    train.compile_model(model, keras.optimizers.SGD())
+    params = {"class_weight": False, "seed": 0, "monitor": "val_auc"}
+    with progress.task("tiny"):
+        result = train.fit_keras(model, (x, y), (x, y), epochs=3, batch_size=8, callbacks=[Peek()], params=params,
+                                 verbose=0)
+    assert result.epochs_run == 3
+    assert [state["epoch"] for state in seen] == [1, 2, 3] and {state["epochs"] for state in seen} == {3}
+    assert all(state["task"] == "tiny" and state["seconds_per_epoch"] > 0 for state in seen)
+    assert set(seen[-1]["val"]) >= {"loss", "auc", "accuracy"}

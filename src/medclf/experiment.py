@@ -6,6 +6,7 @@ it shows is also in ``results/<model_id>.json`` and ``predictions/<model_id>.csv
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from medclf import config, evaluate, framing, models, results, train, tta
+from medclf import config, evaluate, framing, models, progress, results, train, tta
 from medclf.augment import build_augmenter
 from medclf.data import Dataset, load_dataset
 from medclf.io import atomic_path
@@ -130,8 +131,11 @@ def _fit(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict
     if spec.family == "svm":
         model = models.build_model(spec, input_shape)
         return model, train.fit_svm(model, data.arrays("train"))
-    fitted = [_fit_member(spec, input_shape, data, {**params, "seed": params["seed"] + i}, augmentation, verbose)
-              for i in range(spec.ensemble)]
+    fitted = []
+    for i in range(spec.ensemble):
+        with progress.task(f"member {i + 1}/{spec.ensemble}") if spec.ensemble > 1 else contextlib.nullcontext():
+            fitted.append(_fit_member(spec, input_shape, data, {**params, "seed": params["seed"] + i}, augmentation,
+                                      verbose))
     if spec.ensemble == 1:
         return fitted[0]
     members, member_results = zip(*fitted)
@@ -164,20 +168,24 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
     if augmentation is True:
         augmentation = spec.augmentation
     shape = (size, size, spec.channels)
-    policy = "float64" if spec.family == "svm" else train.set_precision(params["mixed_precision"],
-                                                                        precision_probe(spec, shape, params))
-    model, training = _fit(spec, shape, ds, params, augmentation or None, verbose)
-    (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
-    selection = ds.selection_mask()
-    score, p_val, tta_choice = _choose_scorer(model, spec, augmentation, x_val, y_val, params["seed"], selection)
-    p_test = score(x_test)
-    evaluation = evaluate.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,
-                                         target_sensitivity=params["target_sensitivity"],
-                                         n_replicates=params["bootstrap_replicates"], seed=params["seed"])
-    evaluation["tta"] = tta_choice
-    evaluation["framing"] = _framing_probe(model, x_val, y_val, ds.class_names, params["target_sensitivity"])
-    evaluation["selection"] = evaluate.selection_summary(y_val, p_val, selection, params["select_on"],
-                                                         n_replicates=params["bootstrap_replicates"], seed=params["seed"])
+    with progress.task(model_id):
+        policy = "float64" if spec.family == "svm" else train.set_precision(params["mixed_precision"],
+                                                                            precision_probe(spec, shape, params))
+        model, training = _fit(spec, shape, ds, params, augmentation or None, verbose)
+        with progress.task("scoring"):
+            (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
+            selection = ds.selection_mask()
+            score, p_val, tta_choice = _choose_scorer(model, spec, augmentation, x_val, y_val, params["seed"],
+                                                      selection)
+            p_test = score(x_test)
+            evaluation = evaluate.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,
+                                                 target_sensitivity=params["target_sensitivity"],
+                                                 n_replicates=params["bootstrap_replicates"], seed=params["seed"])
+            evaluation["tta"] = tta_choice
+            evaluation["framing"] = _framing_probe(model, x_val, y_val, ds.class_names, params["target_sensitivity"])
+            evaluation["selection"] = evaluate.selection_summary(y_val, p_val, selection, params["select_on"],
+                                                                 n_replicates=params["bootstrap_replicates"],
+                                                                 seed=params["seed"])
     files_test = ds.relpaths("test")
     out_dir = config.dataset_output_dir(params)
     record = results.build_record(

@@ -31,11 +31,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from medclf import config, cpu_steal, io
+from medclf import config, cpu_steal, io, progress
 from medclf.params import ParamError, load_params, params_hash, parse_override
 
 #: Kernel the notebooks run in.
 KERNEL_NAME = "python3"
+
+#: How often (seconds) the runner looks at a running notebook's progress (:mod:`medclf.progress`).
+PROGRESS_INTERVAL_S = 5.0
 
 
 class OrchestrationError(ValueError):
@@ -291,13 +294,16 @@ def execute_notebook(step: Step, out_dir: str | Path, parameters: dict[str, Any]
     _respect_umask(tmp)
     start, steal_start = time.monotonic(), cpu_steal.steal_seconds()
     error, cell = None, None
+    status_file = paths["executed"].parent / f".{step.notebook.stem}.progress.json"
     try:
         try:
-            papermill.execute_notebook(
-                str(step.path), str(tmp), parameters=parameters, kernel_name=KERNEL_NAME,
-                language="python", cwd=str(cwd), progress_bar=False, log_output=False,
-                request_save_on_cell_execute=False,
-                extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+            with progress.watch(status_file, lambda line: _say(f"      {step.notebook.stem} {line}"),
+                                interval=PROGRESS_INTERVAL_S):
+                papermill.execute_notebook(
+                    str(step.path), str(tmp), parameters=parameters, kernel_name=KERNEL_NAME,
+                    language="python", cwd=str(cwd), progress_bar=False, log_output=False,
+                    request_save_on_cell_execute=False,
+                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except PapermillExecutionError as exc:
             cell = _failed_cell_number(tmp, exc.cell_index)
             error = f"{exc.ename}: {_one_line(exc.evalue)}" if exc.evalue else str(exc.ename)

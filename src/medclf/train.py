@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from medclf import progress
+
 #: CPU flags (``/proc/cpuinfo``) that mean native bf16 matrix arithmetic.
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -200,10 +202,22 @@ def _callback_classes():
     class EpochTimer(keras.callbacks.Callback):
         """Records every epoch's wall time in ``self.seconds`` and the CPU time this process used
         meanwhile (all threads) in ``self.cpu_seconds``: unlike wall time, CPU time does not grow
-        when the host of a virtual machine takes the CPUs away (steal)."""
+        when the host of a virtual machine takes the CPUs away (steal).
+
+        Given ``epochs`` (the most this fit runs), it also reports each epoch to :mod:`medclf.progress`
+        and, with ``bar``, advances a tqdm bar labelled with the current task."""
+
+        def __init__(self, epochs: int | None = None, bar: bool = False):
+            super().__init__()
+            self.epochs, self.bar, self._bar = epochs, bar, None
 
         def on_train_begin(self, logs=None):
             self.seconds, self.cpu_seconds = [], []
+            if self.epochs and self.bar:
+                from tqdm.auto import tqdm
+
+                self._bar = tqdm(total=self.epochs, desc=progress.current_task() or "training", unit="epoch",
+                                 leave=False)
 
         def on_epoch_begin(self, epoch, logs=None):
             self._start, self._cpu_start = time.perf_counter(), time.process_time()
@@ -211,6 +225,17 @@ def _callback_classes():
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._start)
             self.cpu_seconds.append(time.process_time() - self._cpu_start)
+            if self.epochs:
+                fields = progress.epoch_fields(epoch + 1, self.epochs, self.seconds, logs)
+                progress.report(**fields)
+                if self._bar is not None:
+                    self._bar.set_postfix(fields["val"], refresh=False)
+                    self._bar.update(1)
+
+        def on_train_end(self, logs=None):
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
 
     class TwoTargetEarlyStopping(keras.callbacks.Callback):
         """Stop once validation accuracy *and* validation recall have both passed their targets
@@ -337,7 +362,7 @@ def fit_keras(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray
     """Fit a compiled model on uint8 arrays; returns timing, history and the best epoch."""
     keras = _keras()
     EpochTimer, _ = _callback_classes()
-    timer = EpochTimer()
+    timer = EpochTimer(epochs, bar=verbose == 0)  # Keras prints its own lines when verbose
     weights = class_weights(train[1]) if params["class_weight"] else None
     train_ds = make_dataset(*train, batch_size, shuffle=True, seed=params["seed"], augmenter=augmenter)
     val_ds = make_dataset(*val, batch_size=max(batch_size, 64), shuffle=False, seed=params["seed"])

@@ -437,7 +437,7 @@ def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None,
     Returns:
         ``(model, TrainResult)``; the result's ``members`` hold one entry per stage.
     """
-    from medclf import models, train
+    from medclf import models, progress, train
 
     train.seed_everything(params["seed"])
     model = models.build_model(spec, input_shape, weights=params["weights"])
@@ -448,12 +448,15 @@ def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None,
         cut = split_at_static(model)[2]
         unfreeze_top(model, 0)
     head_augmentation = None if fine_tune else augmentation
-    stages = [fit_stage(model, spec, ds, params, head_augmentation, learning_rate=spec.learning_rate, epochs=epochs,
-                        cut=cut, verbose=verbose)]
+    with progress.task("head"):
+        stages = [fit_stage(model, spec, ds, params, head_augmentation, learning_rate=spec.learning_rate,
+                            epochs=epochs, cut=cut, verbose=verbose)]
     if fine_tune:
         unfreeze_top(model, fine_tune)
-        stages.append(fit_stage(model, spec, ds, params, augmentation, learning_rate=params["fine_tune_learning_rate"],
-                                epochs=params["fine_tune_epochs"], cut=cut, verbose=verbose))
+        with progress.task(f"fine-tuning top {fine_tune} layers"):
+            stages.append(fit_stage(model, spec, ds, params, augmentation,
+                                    learning_rate=params["fine_tune_learning_rate"], epochs=params["fine_tune_epochs"],
+                                    cut=cut, verbose=verbose))
     return model, combine_stages(stages)
 
 

@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
+from medclf import progress
+
 CHANNELS = {"grayscale": 1, "rgb": 3}
 
 
@@ -101,5 +103,5 @@ def decode_files(paths: list[Path], size: int, color_mode: str, resize: str = "s
             return Decoded(None, "", error=f"cannot read file ({exc.strerror or exc})")
         return decode_bytes(data, size, color_mode, resize)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, progress.task(desc):
         return list(tqdm(pool.map(one, paths), total=len(paths), desc=desc, unit="img", mininterval=2.0))
