@@ -81,3 +81,10 @@ def test_watch_emits_each_new_status_once_then_cleans_up(tmp_path, monkeypatch):
     assert [line.split(" ", 1)[1] for line in lines] == ["preparing · epoch 1/2", "preparing · epoch 2/2"]
     assert all(line.startswith("0:00 ") for line in lines)
     assert os.environ[progress.ENV_VAR] == "outer.json" and not path.exists()
+
+
+def test_no_bars_in_a_kernel_the_runner_watches(monkeypatch):
+    monkeypatch.delenv(progress.ENV_VAR, raising=False)
+    assert progress.bars_wanted()
+    monkeypatch.setenv(progress.ENV_VAR, "/tmp/status.json")
+    assert not progress.bars_wanted()

@@ -5,7 +5,7 @@ finished — an hour later for a full-profile notebook on a CPU. So the kernel k
 file up to date (what it is doing, the epoch, seconds per epoch, the last validation metrics) and the
 runner prints a line whenever that file changes (:func:`watch`). The runner names the file in the
 environment variable :data:`ENV_VAR`, which the kernel inherits; without it :func:`report` writes nothing.
-In a notebook, the same epochs also advance a tqdm bar (``train.fit_keras``).
+In an interactive notebook the same epochs advance a tqdm bar instead (``train.fit_keras``).
 
 What is being done is a stack of labels (:func:`task`), e.g. ``cnn_ours_chest_ensemble · member 2/3``, so
 the code that trains one network need not know which model, member or stage it belongs to.
@@ -58,6 +58,12 @@ def report(**fields: Any) -> None:
         return
     with contextlib.suppress(OSError):
         io.write_json(path, {"task": current_task(), **fields})
+
+
+def bars_wanted() -> bool:
+    """Whether to draw progress bars: not in a kernel the runner watches (:data:`ENV_VAR` set), whose
+    saved notebook and HTML report would keep every redraw as a line; the runner prints progress instead."""
+    return ENV_VAR not in os.environ
 
 
 def epoch_fields(epoch: int, epochs: int, seconds: list[float], logs: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -362,7 +362,7 @@ def fit_keras(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray
     """Fit a compiled model on uint8 arrays; returns timing, history and the best epoch."""
     keras = _keras()
     EpochTimer, _ = _callback_classes()
-    timer = EpochTimer(epochs, bar=verbose == 0)  # Keras prints its own lines when verbose
+    timer = EpochTimer(epochs, bar=verbose == 0 and progress.bars_wanted())  # verbose: Keras prints its own lines
     weights = class_weights(train[1]) if params["class_weight"] else None
     train_ds = make_dataset(*train, batch_size, shuffle=True, seed=params["seed"], augmenter=augmenter)
     val_ds = make_dataset(*val, batch_size=max(batch_size, 64), shuffle=False, seed=params["seed"])

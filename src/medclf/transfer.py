@@ -339,7 +339,8 @@ def cached_features(make_extractor, images: np.ndarray, path: Path, batch_size: 
                 return features
         except (OSError, ValueError):
             pass  # unreadable: recompute and overwrite
-    features = predict_batches(make_extractor(), images, batch_size, progress, desc=f"features {path.stem[:8]}")
+    split = path.stem.rsplit("_", 1)[-1]
+    features = predict_batches(make_extractor(), images, batch_size, progress, desc=f"backbone features, {split}")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, features)
@@ -349,13 +350,16 @@ def cached_features(make_extractor, images: np.ndarray, path: Path, batch_size: 
 def predict_batches(model, images: np.ndarray, batch_size: int = 64, progress: bool = True,
                     desc: str = "predict") -> np.ndarray:
     """``model(images)`` as float32 in one ``predict`` call (one predict loop, uint8 passed as is),
-    with a tqdm bar advanced per batch."""
+    with a tqdm bar advanced per batch (where bars are wanted, :func:`medclf.progress.bars_wanted`)."""
     import keras
     from tqdm.auto import tqdm
 
+    from medclf.progress import bars_wanted, task
+
     if len(images) == 0:
         return np.zeros((0,), dtype="float32")
-    with tqdm(total=len(images), desc=desc, disable=not progress, leave=False, unit="img") as bar:
+    with task(desc), tqdm(total=len(images), desc=desc, disable=not (progress and bars_wanted()), leave=False,
+                          unit="img") as bar:
         advance = keras.callbacks.LambdaCallback(
             on_predict_batch_end=lambda batch, logs: bar.update(min(batch_size, len(images) - bar.n)))
         out = model.predict(images, batch_size=batch_size, verbose=0, callbacks=[advance])

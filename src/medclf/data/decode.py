@@ -104,4 +104,5 @@ def decode_files(paths: list[Path], size: int, color_mode: str, resize: str = "s
         return decode_bytes(data, size, color_mode, resize)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, progress.task(desc):
-        return list(tqdm(pool.map(one, paths), total=len(paths), desc=desc, unit="img", mininterval=2.0))
+        return list(tqdm(pool.map(one, paths), total=len(paths), desc=desc, unit="img", mininterval=2.0,
+                         disable=not progress.bars_wanted()))
