@@ -489,7 +489,7 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
                 if result["status"] == "ok":
                     entry.update(ok_fingerprint=step.fingerprint, ok_inputs=step.inputs,
                                  ok_wall_s=result["wall_s"], ok_finished=entry["finished"], params_hash=p_hash)
-                    stolen = f" (CPU steal {result['steal_s']:.0f} s)" if result["steal_s"] else ""
+                    stolen = f" (CPU steal {result['steal_s']:.0f} s)" if (result["steal_s"] or 0) >= 0.5 else ""
                     text = f"ok  {result['wall_s']:.1f} s{stolen}"
                 else:
                     failed.add(nb.name)
