@@ -379,3 +379,60 @@ def test_a_relative_keras_home_is_made_absolute_for_the_kernels(monkeypatch, tmp
     monkeypatch.setenv("KERAS_HOME", "keras")  # kernels run in the notebooks' folder
     assert orchestrate.main(["-p", "no_such_key=1"]) == 2
     assert os.environ["KERAS_HOME"] == str(tmp_path / "keras")
+
+
+RUNNER_IN_A_CHILD = """
+import sys
+from pathlib import Path
+import medclf.data
+from medclf import orchestrate
+from medclf.orchestrate import Notebook
+medclf.data.prepare = lambda params: None
+medclf.data.manifest_fingerprint = lambda params: "data-v1"
+root = Path(sys.argv[1])
+sys.exit(orchestrate.main(["-p", f"output_dir={root / 'out'}"],
+                          registry=(Notebook("b", "01_b.ipynb"), Notebook("a", "02_a.ipynb")),
+                          notebooks_dir=root / "notebooks"))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code, said", [("SIGTERM", 143, "terminated (SIGTERM)"), ("SIGINT", 130, "interrupted")])
+def test_a_signal_to_the_runner_stops_the_kernel_and_keeps_what_finished(tmp_path, sig, code, said):
+    """``kill`` (or a scheduler's time limit) reaches the runner alone, not the kernel: the runner must
+    shut the kernel down, keep the finished notebook and record the interruption."""
+    import signal
+
+    make_notebook(tmp_path / "notebooks" / "01_b.ipynb", "x = 1")
+    pid_file = tmp_path / "kernel.pid"
+    make_notebook(tmp_path / "notebooks" / "02_a.ipynb",
+                  f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(300)")
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER_IN_A_CHILD)
+    child = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        assert child.poll() is None, child.communicate()
+        time.sleep(0.2)
+    kernel = int(pid_file.read_text())
+    child.send_signal(getattr(signal, sig))
+    _, err = child.communicate(timeout=60)
+
+    assert child.returncode == code, err
+    assert f"{said}: finished notebooks are recorded in run.json" in err
+    for _ in range(50):  # the kernel manager waits for the kernel to exit; allow it a moment
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(kernel, signal.SIGKILL)
+        pytest.fail(f"kernel {kernel} still running after the runner was stopped by {sig}")
+    out = tmp_path / "out" / "synthetic"
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["interrupted_by"] == sig
+    assert run["notebooks"]["b"]["status"] == "ok" and (out / "notebooks" / "01_b.ipynb").is_file()
+    assert not (out / "notebooks" / "02_a.ipynb").exists()
+    assert not [p.name for p in out.rglob(".*")], "temporary or progress files left behind"

@@ -11,7 +11,8 @@ A notebook's *fingerprint* hashes its file bytes, the parameter hash, all ``*.py
 ``medclf``, the data manifest fingerprint and the fingerprints of the notebooks it depends on.
 It is skipped as up to date when that equals the fingerprint of its last successful run and its
 executed notebook and HTML exist. Every file is written to a temporary file beside its
-destination and moved into place, so an interrupted run never leaves a truncated file behind.
+destination and moved into place, so an interrupted run (Ctrl-C, or SIGTERM from ``kill`` or a job
+scheduler's time limit) never leaves a truncated file behind, and shuts the running kernel down.
 
 This module imports only light modules at import time: papermill, nbconvert, pandas and the data
 layer are imported when needed, and TensorFlow never in this process.
@@ -20,11 +21,14 @@ layer are imported when needed, and TensorFlow never in this process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -43,6 +47,30 @@ PROGRESS_INTERVAL_S = 5.0
 
 class OrchestrationError(ValueError):
     """A bad request to the runner (e.g. an unknown notebook name); reported as ``error: ...``."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived. Raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs: the
+    kernel is shut down, temporary files are removed and run.json records the interruption. Python's
+    default for SIGTERM is to die on the spot, leaving the kernel training on as an orphan."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Within the block SIGTERM raises :class:`Terminated` (main thread only; the previous handler
+    comes back afterwards, so callers embedding :func:`main` keep theirs)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -383,7 +411,7 @@ def main(argv: list[str] | None = None, *, registry: tuple[Notebook, ...] | list
     """Command-line entry point of ``run_all.py``; returns the exit code.
 
     0: every selected notebook ok or up to date; 1: a notebook failed; 2: bad parameters or data
-    (``error: <message>`` on stderr); 130: interrupted.
+    (``error: <message>`` on stderr); 130: interrupted (Ctrl-C); 143: terminated (SIGTERM).
     """
     try:
         args = build_parser().parse_args(argv)
@@ -395,7 +423,8 @@ def main(argv: list[str] | None = None, *, registry: tuple[Notebook, ...] | list
     if os.environ.get("KERAS_HOME"):  # kernels run in the notebooks' folder: a relative path would miss
         os.environ["KERAS_HOME"] = os.path.abspath(os.environ["KERAS_HOME"])
     try:
-        return _run(args, registry, notebooks_dir)
+        with _sigterm_as_interrupt():
+            return _run(args, registry, notebooks_dir)
     except _user_errors() as exc:
         print(f"error: {_one_line(exc, 1000)}", file=sys.stderr, flush=True)
         return 2
@@ -500,13 +529,14 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
             run_info["notebooks"][nb.name] = entry
             _say(f"{_label(i, len(steps), nb, width)} {text}")
             io.write_json(out_dir / "run.json", run_info)
-    except KeyboardInterrupt:
-        run_info.update(status="interrupted", ended=_now())
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        run_info.update(status="interrupted", interrupted_by="SIGTERM" if terminated else "SIGINT", ended=_now())
         io.write_json(out_dir / "run.json", run_info)
         _write_index(out_dir, run_info, order)
-        print("interrupted: finished notebooks are recorded in run.json; nothing half-written was kept",
-              file=sys.stderr, flush=True)
-        return 130
+        print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: finished notebooks are recorded in "
+              "run.json; nothing half-written was kept", file=sys.stderr, flush=True)
+        return 143 if terminated else 130
 
     run_info.update(status="failed" if failed else "ok", ended=_now())
     io.write_json(out_dir / "run.json", run_info)
