@@ -171,6 +171,10 @@ def test_list_runs_nothing(ws, fake_papermill):
     code, out, _ = ws.run("--list")
     assert code == 0 and len(fake_papermill) == calls
     assert out.count("skip (up to date)") == 2
+    code, out, _ = ws.run("--list", "--force")
+    cpu = ws.run_json()["machine"]["cpu"]
+    for stem in ("01_b", "02_c"):
+        assert f"{stem} ... would run (forced; last ok run 0 s on {cpu})" in out, out
 
 
 # --------------------------------------------------------------------------- skip / rerun
@@ -365,7 +369,7 @@ def test_a_running_notebook_shows_its_progress(ws, monkeypatch):
     code, out, err = ws.run("--only", "a")
     assert code == 0, out + err
     lines = out.splitlines()
-    shown = [line for line in lines if "model x · epoch 2/5 · 61 s/epoch · val auc 0.900" in line]
+    shown = [line for line in lines if "model x · epoch 2/5 · 61 s/epoch, ≤ 4 min left · val auc 0.900" in line]
     assert len(shown) == 1 and shown[0].lstrip().startswith("03_a 0:0"), out
     assert lines.index(shown[0]) < next(i for i, line in enumerate(lines) if line.startswith("[1/1] 03_a"))
     assert progress.ENV_VAR not in os.environ

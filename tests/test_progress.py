@@ -56,7 +56,11 @@ def test_epoch_fields_keep_validation_metrics_and_the_mean_epoch_time():
 def test_describe():
     state = {"task": "cnn_deeper", "epoch": 4, "epochs": 10, "seconds_per_epoch": 64.6,
              "val": {"loss": 0.21, "auc": 0.9625}}
-    assert progress.describe(state) == "cnn_deeper · epoch 4/10 · 65 s/epoch · val auc 0.963, loss 0.210"
+    assert progress.describe(state) == "cnn_deeper · epoch 4/10 · 65 s/epoch, ≤ 7 min left · val auc 0.963, loss 0.210"
+    # 6 epochs × 64.6 s = 387.6 s: rounded up to whole minutes; nothing left on the last epoch
+    assert progress.describe({**state, "epoch": 10, "val": {}}) == "cnn_deeper · epoch 10/10 · 65 s/epoch"
+    assert progress.describe({**state, "epoch": 9, "val": {}}) == "cnn_deeper · epoch 9/10 · 65 s/epoch, ≤ 2 min left"
+    assert progress.describe({"task": "x", "epoch": 2, "seconds_per_epoch": 5.0}) == "x · epoch 2/? · 5 s/epoch"
     assert progress.describe({"task": "svm_pixels"}) == "svm_pixels"
     assert progress.describe({"task": ""}) == "preparing"
 

@@ -402,6 +402,18 @@ def _say(line: str = "") -> None:
     print(line, flush=True)
 
 
+def _last_took(previous: dict[str, Any], name: str) -> str:
+    """``"; last ok run 27.6 min on AMD EPYC"`` from the previous run.json, to plan by; ``""`` if none.
+
+    The CPU is named because the same work takes two to four times longer on one without bf16."""
+    entry = (previous.get("notebooks") or {}).get(name) or {}
+    wall, cpu = entry.get("ok_wall_s"), entry.get("ok_cpu")
+    if wall is None:
+        return ""
+    took = f"{wall / 60:.1f} min" if wall >= 60 else f"{wall:.0f} s"
+    return f"; last ok run {took}" + (f" on {cpu}" if cpu else "")
+
+
 def _label(i: int, n: int, nb: Notebook, width: int) -> str:
     return f"[{i}/{n}] {nb.stem} ".ljust(width + len(f"[{i}/{n}] ") + 4, ".")
 
@@ -451,8 +463,9 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
             data_hash, data_note = None, _one_line(exc)
         else:
             data_note = None
-        steps = make_plan(selected, available, notebooks_dir, out_dir, p_hash, data_hash,
-                          read_run_info(out_dir), force=args.force)
+        previous = read_run_info(out_dir)
+        steps = make_plan(selected, available, notebooks_dir, out_dir, p_hash, data_hash, previous,
+                          force=args.force)
         _say(f"plan: dataset {params['dataset']}, profile {params['profile']}, params {p_hash}, "
              f"outputs {out_dir}")
         if data_note:
@@ -460,7 +473,8 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
         width = max(len(s.notebook.stem) for s in steps)
         for i, step in enumerate(steps, 1):
             deps = ", ".join(step.notebook.deps) or "-"
-            verdict = f"would run ({step.reason})" if step.run else f"skip ({step.reason})"
+            verdict = f"would run ({step.reason}{_last_took(previous, step.notebook.name)})" if step.run \
+                else f"skip ({step.reason})"
             _say(f"{_label(i, len(steps), step.notebook, width)} {verdict}   [deps: {deps}]")
         return 0
 
@@ -494,7 +508,7 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
         for i, step in enumerate(steps, 1):
             nb = step.notebook
             prev = run_info["notebooks"].get(nb.name) or {}
-            entry = {key: prev[key] for key in ("ok_fingerprint", "ok_inputs", "ok_wall_s", "ok_finished")
+            entry = {key: prev[key] for key in ("ok_fingerprint", "ok_inputs", "ok_wall_s", "ok_finished", "ok_cpu")
                      if key in prev}
             entry.update({"file": nb.file, "deps": list(nb.deps), "fingerprint": step.fingerprint,
                           "inputs": step.inputs, "params_hash": prev.get("params_hash"),
@@ -517,7 +531,8 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
                              error=result["error"], cell=result["cell"], finished=_now())
                 if result["status"] == "ok":
                     entry.update(ok_fingerprint=step.fingerprint, ok_inputs=step.inputs,
-                                 ok_wall_s=result["wall_s"], ok_finished=entry["finished"], params_hash=p_hash)
+                                 ok_wall_s=result["wall_s"], ok_finished=entry["finished"], params_hash=p_hash,
+                                 ok_cpu=run_info["machine"]["cpu"])
                     stolen = f" (CPU steal {result['steal_s']:.0f} s)" if (result["steal_s"] or 0) >= 0.5 else ""
                     text = f"ok  {result['wall_s']:.1f} s{stolen}"
                 else:

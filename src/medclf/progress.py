@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -76,12 +77,17 @@ def epoch_fields(epoch: int, epochs: int, seconds: list[float], logs: Mapping[st
 
 
 def describe(state: Mapping[str, Any]) -> str:
-    """One line for a status: ``cnn_deeper · epoch 4/10 · 65 s/epoch · val auc 0.962, loss 0.210``."""
+    """One line for a status: ``cnn_deeper · epoch 4/10 · 65 s/epoch, ≤ 7 min left · val auc 0.962, loss 0.210``.
+
+    "Left" is what the remaining epochs of this fit take at the mean pace so far: an upper bound, since
+    early stopping may end the fit sooner (scoring, and any further model, come on top)."""
     parts = [state.get("task") or "preparing"]
-    if state.get("epoch"):
-        parts.append(f"epoch {state['epoch']}/{state.get('epochs', '?')}")
-    if state.get("seconds_per_epoch"):
-        parts.append(f"{state['seconds_per_epoch']:.0f} s/epoch")
+    epoch, epochs, pace = state.get("epoch"), state.get("epochs"), state.get("seconds_per_epoch")
+    if epoch:
+        parts.append(f"epoch {epoch}/{epochs or '?'}")
+    if pace:
+        left = (epochs - epoch) * pace if epoch and epochs and epochs > epoch else 0
+        parts.append(f"{pace:.0f} s/epoch" + (f", ≤ {math.ceil(left / 60)} min left" if left else ""))
     val = state.get("val") or {}
     if val:
         parts.append("val " + ", ".join(f"{key} {value:.3f}" for key, value in sorted(val.items())))
