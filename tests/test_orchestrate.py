@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -405,8 +406,6 @@ sys.exit(orchestrate.main(["-p", f"output_dir={root / 'out'}"],
 def test_a_signal_to_the_runner_stops_the_kernel_and_keeps_what_finished(tmp_path, sig, code, said):
     """``kill`` (or a scheduler's time limit) reaches the runner alone, not the kernel: the runner must
     shut the kernel down, keep the finished notebook and record the interruption."""
-    import signal
-
     make_notebook(tmp_path / "notebooks" / "01_b.ipynb", "x = 1")
     pid_file = tmp_path / "kernel.pid"
     make_notebook(tmp_path / "notebooks" / "02_a.ipynb",
