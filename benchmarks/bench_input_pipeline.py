@@ -6,7 +6,7 @@
     TensorFlow's own choice of CPU kernels (oneDNN only on CPUs with AVX512 deep-learning features);
 (b) this workspace: decoded once into cached uint8 arrays, fed from memory by tf.data, with
     mixed_bfloat16 where ``mixed_precision=auto`` picks it (native bf16, measured faster for the model),
-    the workspace's Adam (``medclf.fused_adam``: one fused update kernel per weight) and oneDNN kernels
+    the workspace's Adam (``medclf.accel.fused_adam``: one fused update kernel per weight) and oneDNN kernels
     on every x86 CPU (``medclf/__init__.py``).
 
 Same model, same images (every file of the official ``train`` folder), same batch size, one run;
@@ -36,7 +36,9 @@ MODEL = "cnn_deeper"
 def timed_fit(dataset, epochs: int, optimizer) -> tuple[list[float], list[float], float | None, bool | None]:
     """Wall seconds and CPU seconds (this process) of each epoch of cnn_deeper, the CPU steal seconds over
     the whole fit, and whether TensorFlow ran oneDNN kernels."""
-    from medclf import cpu_steal, models, train
+    from medclf.accel import cpu_steal
+    from medclf.models import registry as models
+    from medclf.training import train
 
     model = models.build_model(models.get_spec(MODEL), (128, 128, 3))
     train.compile_model(model, optimizer)
@@ -58,7 +60,7 @@ def studies_way(root: str, batch_size: int, epochs: int,
             os.environ[name] = value
     import keras
 
-    from medclf import models
+    from medclf.models import registry as models
 
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(0)
@@ -70,9 +72,11 @@ def studies_way(root: str, batch_size: int, epochs: int,
 
 def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], list[float], float | None, bool | None,
                                                                    str]:
-    from medclf import experiment, models, train
+    from medclf.training import experiment
+    from medclf.models import registry as models
+    from medclf.training import train
     from medclf.data import load_dataset
-    from medclf.params import load_params
+    from medclf.config.params import load_params
 
     params = load_params("chest_xray", "quick", root, {"image_size": 128, "color_mode": "rgb"})
     spec = models.get_spec(MODEL)
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     as_given = {"TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}  # before medclf sets it
-    from medclf import train  # no TensorFlow: the CPU's name and bf16 flags for the summary
+    from medclf.training import train  # no TensorFlow: the CPU's name and bf16 flags for the summary
 
     ours, ours_cpu, steal_b, onednn_b, policy = run_isolated(workspace_way, args.data_root, args.batch_size,
                                                              args.epochs)

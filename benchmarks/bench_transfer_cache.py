@@ -9,7 +9,7 @@
 
 Same model, same images, same batch size, same epochs (early stopping off), one run; each variant
 runs in a fresh process (see ``isolated.py``). (b)'s time includes computing the features (a cold
-cache, through the batch-norm-folded copy of the backbone, see ``medclf.bn_fold``); a second (b)
+cache, through the batch-norm-folded copy of the backbone, see ``medclf.accel.bn_fold``); a second (b)
 process with the cache filled shows what a rerun costs. Besides wall time each side's CPU time
 (its process, all threads) is reported: it does not grow with CPU steal, so it compares the two
 sides fairly when the host of a virtual machine is busy.
@@ -88,7 +88,9 @@ def timed_studies_way(params: dict, data: Subset, spec, epochs: int, image_size:
     batch going through the frozen backbone, float32."""
     import keras
 
-    from medclf import models, train, transfer
+    from medclf.models import registry as models
+    from medclf.training import train
+    from medclf.models import transfer
 
     loaders = {split: directory_loader(data.files[split], os.path.join(folder, split), image_size, spec.batch_size,
                                        shuffle=split == "train") for split in ("train", "val")}
@@ -109,7 +111,8 @@ def timed_workspace_way(params: dict, data: Subset, spec, epochs: int, image_siz
     features computed inside (once, into the cache) unless the cache already holds them."""
     import keras
 
-    from medclf import train, transfer
+    from medclf.training import train
+    from medclf.models import transfer
 
     keras.mixed_precision.set_global_policy(policy)
     train.seed_everything(0)
@@ -124,7 +127,9 @@ def timed_workspace_way(params: dict, data: Subset, spec, epochs: int, image_siz
 def probe_policy(params: dict, image_size: int) -> tuple[str, float]:
     """The policy ``mixed_precision=auto`` picks for the frozen model (a probe, once per cache dir) and
     the probe's seconds; run in its own process so this one never imports TensorFlow."""
-    from medclf import experiment, models, train
+    from medclf.training import experiment
+    from medclf.models import registry as models
+    from medclf.training import train
 
     start = time.perf_counter()
     probe = experiment.precision_probe(models.get_spec("mobilenet_v2_frozen"), (image_size, image_size, 1), params)
@@ -134,7 +139,7 @@ def probe_policy(params: dict, image_size: int) -> tuple[str, float]:
 def variant(name: str, params: dict, limit: int | None, epochs: int, image_size: int, policy: str):
     """One timed variant (``"a"``: the studies' way, ``"b"``: the cached path) in this process;
     returns ``((wall, CPU, steal) seconds, {split: images})``."""
-    from medclf import models
+    from medclf.models import registry as models
     from medclf.data import load_dataset
 
     data = Subset(load_dataset(params), limit, params["data_root"])
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data_root}/train does not exist: pass --data-root pointing at the chest X-ray data",
               file=sys.stderr)
         return 2
-    from medclf.params import load_params  # no TensorFlow in this process: it would compete for the CPUs
+    from medclf.config.params import load_params  # no TensorFlow in this process: it would compete for the CPUs
 
     with tempfile.TemporaryDirectory() as cache:
         params = {**load_params("chest_xray", "full", args.data_root, {

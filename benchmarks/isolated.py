@@ -21,14 +21,14 @@ def run_isolated(function, *args):
 def clocks() -> tuple[float, float, float | None]:
     """``(wall, CPU, steal)`` seconds now: CPU is this process's, all threads (it does not count CPU
     steal); steal is the machine's (``None`` where /proc/stat is unreadable)."""
-    from medclf import cpu_steal
+    from medclf.accel import cpu_steal
 
     return time.perf_counter(), time.process_time(), cpu_steal.steal_seconds()
 
 
 def since(start: tuple[float, float, float | None]) -> tuple[float, float, float | None]:
     """``(wall, CPU, steal)`` seconds elapsed since ``start = clocks()``."""
-    from medclf import cpu_steal
+    from medclf.accel import cpu_steal
 
     wall, cpu, _ = clocks()
     return wall - start[0], cpu - start[1], cpu_steal.stolen_since(start[2])

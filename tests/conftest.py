@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medclf import config
-from medclf.params import load_params
+from medclf.config import paths as config
+from medclf.config.params import load_params
 
 SHARED_DATA = Path(os.environ.get("MEDCLF_SHARED_DATA", config.PROJECT_ROOT.parent / "shared" / "data"))
 

@@ -1,4 +1,4 @@
-"""The composed random affine layer (medclf.affine): geometry of its matrix, ranges, seeding."""
+"""The composed random affine layer (medclf.data.affine): geometry of its matrix, ranges, seeding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from medclf.affine import RandomAffine  # noqa: E402
+from medclf.data.affine import RandomAffine  # noqa: E402
 
 
 def ramp(size: int = 9) -> np.ndarray:

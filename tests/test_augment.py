@@ -1,4 +1,4 @@
-"""Augmentation from params (medclf.augment), its preview grid, and the paired with/without comparison."""
+"""Augmentation from params (medclf.data.augment), its preview grid, and the paired with/without comparison."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from medclf import augmentation_study as study  # noqa: E402
-from medclf import evaluate, models, plots, results  # noqa: E402
-from medclf.augment import AUGMENTATION_KEYS, augment_variants, build_augmenter, layer_seeds  # noqa: E402
+from medclf.analysis import augmentation_study as study  # noqa: E402
+from medclf.evaluation import evaluate
+from medclf.models import registry as models
+from medclf.plots import figures as plots
+from medclf.evaluation import results  # noqa: E402
+from medclf.data.augment import AUGMENTATION_KEYS, augment_variants, build_augmenter, layer_seeds  # noqa: E402
 
 
 def gradient_images(n: int = 3, size: int = 24, channels: int = 1) -> np.ndarray:

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import synthetic_params
-from medclf import config
+from medclf.config import paths as config
 from medclf.data import load_dataset
 
 sys.path.insert(0, str(config.PROJECT_ROOT / "benchmarks"))
@@ -32,7 +32,7 @@ def test_transfer_cache_benchmark_runs_both_sides(synthetic_root, side):
 def test_input_pipeline_benchmark_runs_both_sides(synthetic_root, monkeypatch):
     import bench_input_pipeline
 
-    from medclf import params as params_module
+    from medclf.config import params as params_module
 
     load_params = params_module.load_params
     monkeypatch.setattr(params_module, "load_params", lambda *args: {  # keep its caches out of outputs/

@@ -6,7 +6,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from conftest import freeze_random_batch_norm  # noqa: E402
-from medclf.bn_fold import fold_batch_norm  # noqa: E402
+from medclf.accel.bn_fold import fold_batch_norm  # noqa: E402
 
 
 def small_net():

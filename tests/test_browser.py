@@ -22,7 +22,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
 
-from medclf import config
+from medclf.config import paths as config
 from test_compare import make_model  # realistic records: evaluate_model on generated predictions
 
 pytestmark = pytest.mark.slow

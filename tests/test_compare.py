@@ -12,8 +12,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from medclf import artifacts, compare, compare_plots, evaluate, results  # noqa: E402
-from medclf.compare import PredictionMismatchError  # noqa: E402
+from medclf.reporting import artifacts
+from medclf.analysis import compare
+from medclf.plots import compare_plots
+from medclf.evaluation import evaluate
+from medclf.evaluation import results  # noqa: E402
+from medclf.analysis.compare import PredictionMismatchError  # noqa: E402
 
 CLASSES = ["NORMAL", "PNEUMONIA"]
 N_VAL, N_TEST = 60, 80

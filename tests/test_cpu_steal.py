@@ -1,6 +1,6 @@
 """Steal time is read from /proc/stat's aggregate ``cpu`` line (8th value, in clock ticks)."""
 
-from medclf import cpu_steal
+from medclf.accel import cpu_steal
 
 STAT = """cpu  3893936 298 124531 2040928 7734 0 8613 251369 0 0
 cpu0 1946968 149 62265 1020464 3867 0 4306 125684 0 0

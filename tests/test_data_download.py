@@ -9,7 +9,7 @@ import urllib.error
 import pytest
 
 from medclf.data import DataError, download, prepare
-from medclf.params import load_params
+from medclf.config.params import load_params
 
 
 class FakeResponse(io.BytesIO):

@@ -11,7 +11,7 @@ import pytest
 import medclf.data as data
 from medclf.data import duplicate_groups, leaking_groups, load_dataset
 from medclf.data.split import assign_splits
-from medclf.params import load_params
+from medclf.config.params import load_params
 
 
 def toy_frame(n_patients: int = 60, per_patient: int = 3, with_test: bool = False) -> pd.DataFrame:

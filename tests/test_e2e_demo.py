@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from medclf import config
+from medclf.config import paths as config
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medclf import eda
+from medclf.analysis import eda
 from medclf.data.dataset import FRAME_COLUMNS, Dataset
 
 CLASSES = ["NORMAL", "PNEUMONIA"]

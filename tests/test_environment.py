@@ -6,7 +6,7 @@ import tomllib
 
 import yaml
 
-from medclf import config
+from medclf.config import paths as config
 
 
 def test_environment_yml_matches_pyproject():

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from medclf import evaluate
-from medclf.evaluate import (
+from medclf.evaluation import evaluate
+from medclf.evaluation.evaluate import (
     bootstrap_ci,
     choose_threshold,
     evaluate_model,

@@ -7,7 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from medclf import evaluate, experiment, results
+from medclf.evaluation import evaluate
+from medclf.training import experiment
+from medclf.evaluation import results
 from conftest import synthetic_params
 
 
@@ -73,7 +75,7 @@ def test_plan_table_applies_caps(tiny_params):
 def test_epochs_and_models_are_chosen_on_new_patients_and_the_threshold_on_all(tiny_params, monkeypatch):
     """select_on=new_patients: Keras validates on the validation images of patients outside training;
     the threshold and the reported validation metrics still use every validation image."""
-    from medclf import train
+    from medclf.training import train
 
     params = {**tiny_params, "source_val": "merge", "split_by_image": ["PNEUMONIA"], "select_on": "new_patients"}
     seen = {}

@@ -16,7 +16,9 @@ import pytest  # noqa: E402
 from keras import layers  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from medclf import explain, explain_plots, models  # noqa: E402
+from medclf.analysis import explain
+from medclf.plots import explain_plots
+from medclf.models import registry as models  # noqa: E402
 
 SIZE = 32
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medclf import framing
+from medclf.evaluation import framing
 
 
 def framed(n: int, size: int = 20, border: int = 5) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""FusedAdam (medclf.fused_adam) computes what keras.optimizers.Adam computes."""
+"""FusedAdam (medclf.accel.fused_adam) computes what keras.optimizers.Adam computes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from medclf.fused_adam import FusedAdam  # noqa: E402
-from medclf.models import make_optimizer  # noqa: E402
+from medclf.accel.fused_adam import FusedAdam  # noqa: E402
+from medclf.models.registry import make_optimizer  # noqa: E402
 
 
 def trained_weights(optimizer: keras.optimizers.Optimizer) -> list[np.ndarray]:

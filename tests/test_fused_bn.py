@@ -1,4 +1,4 @@
-"""FusedBatchNormalization (medclf.fused_bn) computes what keras.layers.BatchNormalization computes."""
+"""FusedBatchNormalization (medclf.accel.fused_bn) computes what keras.layers.BatchNormalization computes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from medclf.fused_bn import FusedBatchNormalization  # noqa: E402
+from medclf.accel.fused_bn import FusedBatchNormalization  # noqa: E402
 
 
 def twin_layers(channels: int = 3):

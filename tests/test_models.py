@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from medclf import config
-from medclf.models import (CALLBACKS, COLOR_MODES, FAMILIES, MODELS, OPTIMIZERS, ConvBlock, build_compact_cnn,
+from medclf.config import paths as config
+from medclf.models.registry import (CALLBACKS, COLOR_MODES, FAMILIES, MODELS, OPTIMIZERS, ConvBlock, build_compact_cnn,
                            build_model, count_params, get_spec, make_optimizer, model_names)
 
 KERAS_NAMES = [name for name, spec in MODELS.items() if spec.family in ("ann", "cnn")]  # transfer: test_transfer.py
@@ -141,8 +141,8 @@ def test_compact_cnn_is_parameterised():
 
 def test_fit_spec_trains_with_the_specs_optimizer_adam_fused():
     """fit_spec compiles with make_optimizer(spec.optimizer): the ANNs' and CNNs' Adam is FusedAdam, SGD stays SGD."""
-    from medclf import train
-    from medclf.fused_adam import FusedAdam
+    from medclf.training import train
+    from medclf.accel.fused_adam import FusedAdam
 
     params = {"class_weight": False, "seed": 0, "monitor": "val_auc", "patience": 1}
     rng = np.random.default_rng(0)
@@ -155,7 +155,7 @@ def test_fit_spec_trains_with_the_specs_optimizer_adam_fused():
 
 
 def test_batch_norm_blocks_use_the_fused_layer():
-    from medclf.fused_bn import FusedBatchNormalization
+    from medclf.accel.fused_bn import FusedBatchNormalization
 
     model = build_model("cnn_bn5", (32, 32, 1))
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]

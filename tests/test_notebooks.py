@@ -7,7 +7,7 @@ import ast
 import nbformat
 import pytest
 
-from medclf import config
+from medclf.config import paths as config
 
 PARAMETERS = ("dataset", "profile", "data_root", "overrides")
 NOTEBOOKS = sorted(p for p in config.NOTEBOOKS_DIR.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)

@@ -19,8 +19,9 @@ import nbformat
 import pytest
 
 import medclf.data
-from medclf import orchestrate, progress
-from medclf.orchestrate import Notebook
+from medclf.pipeline import orchestrate
+from medclf.core import progress
+from medclf.pipeline.orchestrate import Notebook
 
 PARAMS_CELL = 'dataset = "synthetic"\nprofile = None\ndata_root = None\noverrides = {}'
 
@@ -123,7 +124,7 @@ def test_registry_order_and_available(tmp_path):
 
 
 def test_light_imports():
-    code = ("import sys, medclf.orchestrate; "
+    code = ("import sys, medclf.pipeline.orchestrate; "
             "heavy = [m for m in ('tensorflow', 'keras', 'papermill', 'nbconvert') if m in sys.modules]; "
             "print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -359,7 +360,7 @@ def test_end_to_end_with_kernel(ws):
 
 
 def test_a_running_notebook_shows_its_progress(ws, monkeypatch):
-    """The kernel reports through medclf.progress; the runner prints each new status while the notebook runs."""
+    """The kernel reports through medclf.core.progress; the runner prints each new status while the notebook runs."""
     monkeypatch.setattr(orchestrate, "PROGRESS_INTERVAL_S", 0.1)
     monkeypatch.delenv(progress.ENV_VAR, raising=False)
     make_notebook(ws.nb_dir / "03_a.ipynb",
@@ -390,8 +391,8 @@ RUNNER_IN_A_CHILD = """
 import sys
 from pathlib import Path
 import medclf.data
-from medclf import orchestrate
-from medclf.orchestrate import Notebook
+from medclf.pipeline import orchestrate
+from medclf.pipeline.orchestrate import Notebook
 medclf.data.prepare = lambda params: None
 medclf.data.manifest_fingerprint = lambda params: "data-v1"
 root = Path(sys.argv[1])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from medclf import config
-from medclf.params import SPECS, ParamError, load_params, markdown_table, parse_override, read_yaml
+from medclf.config import paths as config
+from medclf.config.params import SPECS, ParamError, load_params, markdown_table, parse_override, read_yaml
 
 
 def test_defaults_declare_every_spec_and_nothing_else():

@@ -12,7 +12,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from medclf import artifacts, eda, plots  # noqa: E402
+from medclf.reporting import artifacts
+from medclf.analysis import eda
+from medclf.plots import figures as plots  # noqa: E402
 from medclf.data.dataset import FRAME_COLUMNS, Dataset  # noqa: E402
 
 CLASSES = ["Uninfected", "Parasitized"]

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medclf import experiment, predict, results
+from medclf.training import experiment
+from medclf.cli import predict
+from medclf.evaluation import results
 from medclf.__main__ import main
 from conftest import synthetic_params
 
@@ -140,7 +142,7 @@ def test_csv_is_written_atomically(trained, tmp_path, capsys, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("medclf.io.os.replace", failing_replace)
+    monkeypatch.setattr("medclf.core.io.os.replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         main(["predict", "--model", str(trained["models"]["svm_pixels"]), str(trained["root"] / "test"),
               "--out", str(out)])
@@ -158,14 +160,14 @@ def test_gradcam_is_skipped_for_svm(trained, tmp_path, capsys):
 
 
 def _has_gradcam() -> bool:
-    """medclf.explain (gradcams, supports_gradcam) and medclf.explain_plots are another helper's modules."""
-    if None in (importlib.util.find_spec("medclf.explain"), importlib.util.find_spec("medclf.explain_plots")):
+    """medclf.analysis.explain (gradcams, supports_gradcam) and medclf.plots.explain_plots are another helper's modules."""
+    if None in (importlib.util.find_spec("medclf.analysis.explain"), importlib.util.find_spec("medclf.plots.explain_plots")):
         return False
-    explain = importlib.import_module("medclf.explain")
+    explain = importlib.import_module("medclf.analysis.explain")
     return hasattr(explain, "gradcams") and hasattr(explain, "supports_gradcam")
 
 
-@pytest.mark.skipif(not _has_gradcam(), reason="medclf.explain.gradcams / explain_plots.plot_gradcam not there yet (another helper owns them)")
+@pytest.mark.skipif(not _has_gradcam(), reason="medclf.analysis.explain.gradcams / explain_plots.plot_gradcam not there yet (another helper owns them)")
 def test_gradcam_writes_one_png_per_image(trained, tmp_path, capsys):
     code, _, err = predict_cli(capsys, "--model", trained["models"]["cnn_baseline_8"], trained["root"] / "test",
                                "--out", tmp_path / "p.csv", "--gradcam", tmp_path / "cams")

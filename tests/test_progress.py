@@ -1,4 +1,4 @@
-"""medclf.progress: task labels, the status file, its one-line description and the runner's watcher."""
+"""medclf.core.progress: task labels, the status file, its one-line description and the runner's watcher."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from medclf import progress
+from medclf.core import progress
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import real_data
-from medclf import eda
+from medclf.analysis import eda
 from medclf.data import duplicate_groups, leaking_groups, load_dataset
 from medclf.data.split import assign_splits
-from medclf.params import load_params
+from medclf.config.params import load_params
 
 pytestmark = pytest.mark.realdata
 

@@ -7,7 +7,8 @@ import re
 import nbformat
 import pandas as pd
 
-from medclf import report, versions
+from medclf.reporting import pages as report
+from medclf.core import versions
 
 
 def run_info(dataset: str = "synthetic") -> dict:

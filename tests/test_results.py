@@ -15,9 +15,11 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from medclf import io, plots, results  # noqa: E402
-from medclf.evaluate import choose_threshold, evaluate_model, metrics_at  # noqa: E402
-from medclf.results import (  # noqa: E402
+from medclf.core import io
+from medclf.plots import figures as plots
+from medclf.evaluation import results  # noqa: E402
+from medclf.evaluation.evaluate import choose_threshold, evaluate_model, metrics_at  # noqa: E402
+from medclf.evaluation.results import (  # noqa: E402
     RecordError,
     build_record,
     load_records,
@@ -70,7 +72,7 @@ def two_records():
                                    {"accuracy": (0.71, 0.79), "recall_NORMAL": (0.34, 0.46),
                                     "recall_PNEUMONIA": (0.95, 0.99), "roc_auc": (0.85, 0.91)}),
         image_size=50, params_count=0, seconds=8.0, epochs=1, best=1)
-    a["evaluation"]["framing"] = [  # as medclf.framing.framing_table(...).to_dict("records") writes it
+    a["evaluation"]["framing"] = [  # as medclf.evaluation.framing.framing_table(...).to_dict("records") writes it
         {"crop": crop, "class_name": name, "n": 10, "mean_probability": 0.5, "called_positive": called,
          "change": change}
         for crop, name, called, change in [(1.0, "NORMAL", 0.1, 0.0), (1.0, "PNEUMONIA", 0.95, 0.0),
@@ -126,8 +128,8 @@ def test_build_record_sets_created_and_versions(two_records):
 def test_build_record_names_the_git_commit_of_the_code_imported(two_records):
     import subprocess
 
-    from medclf import config
-    from medclf.results import CODE_GIT
+    from medclf.config import paths as config
+    from medclf.evaluation.results import CODE_GIT
 
     assert two_records[0]["git"] == CODE_GIT
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=config.PROJECT_ROOT, capture_output=True, text=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medclf import train
-from medclf.augment import build_augmenter, check_augmentation
+from medclf.training import train
+from medclf.data.augment import build_augmenter, check_augmentation
 
 AMX_CPU = "processor : 0\nflags : fpu sse avx512f amx_bf16 amx_tile\n"
 OLD_CPU = "processor : 0\nflags : fpu sse avx2\n"
@@ -230,7 +230,7 @@ def test_fit_reports_each_epoch_to_the_progress_file(tmp_path, monkeypatch):
     """fit_keras reports every epoch (task label, epoch of the most it may run, seconds, validation metrics)."""
     import json
 
-    from medclf import progress
+    from medclf.core import progress
 
     keras = pytest.importorskip("keras")
     status, seen = tmp_path / "status.json", []

@@ -7,7 +7,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from conftest import freeze_random_batch_norm  # noqa: E402
-from medclf import models, transfer  # noqa: E402
+from medclf.models import registry as models
+from medclf.models import transfer  # noqa: E402
 
 
 def images(n, size, channels, seed=0):
@@ -162,8 +163,8 @@ def test_saved_transfer_model_predicts_the_same_after_loading(tmp_path):
 
 def run_fine_tuned(tmp_path, name, **overrides):
     """``experiment.run_model(name)`` on tiny synthetic data: 1 head epoch, then the top 10 layers for 1 epoch."""
-    from medclf import experiment
-    from medclf.params import load_params
+    from medclf.training import experiment
+    from medclf.config.params import load_params
 
     params = load_params("synthetic", "demo", None, {
         "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_images_per_class": 40,
@@ -196,7 +197,7 @@ def test_fine_tuning_with_augmentation_warm_starts_the_head_on_cached_features(t
 def test_both_transfer_stages_validate_on_the_selection_rows(tmp_path, monkeypatch):
     """select_on=new_patients: the head (on cached features) and the augmented fine-tuning both stop on the
     validation images of patients outside training."""
-    from medclf import train
+    from medclf.training import train
 
     fit_spec, sizes = train.fit_spec, []
 
@@ -218,7 +219,7 @@ def test_an_ensemble_of_fine_tuned_transfer_models_trains_each_member_in_stages(
     feature cache: its key ignores the seed, test_feature_key_depends_on_what_changes_the_features.)"""
     import keras
 
-    from medclf import explain
+    from medclf.analysis import explain
 
     name = "mobilenet_v2_finetune_aug_ensemble"
     params_overrides = {"model_overrides": {name: {"fine_tune": 10, "epochs": 1, "ensemble": 2}}, "save_models": True}

@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medclf import experiment, models, predict, results, tta
+from medclf.training import experiment
+from medclf.models import registry as models
+from medclf.cli import predict
+from medclf.evaluation import results
+from medclf.evaluation import tta
 from conftest import synthetic_params
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from medclf import predict
-from medclf.params import ParamError, load_params, markdown_table, parse_override
+from medclf.cli import predict
+from medclf.config.params import ParamError, load_params, markdown_table, parse_override
 
 
 def _data_summary(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medclf import config
+from medclf.config import paths as config
 from medclf.data import cache, download, synthetic
 from medclf.data.dataset import FRAME_COLUMNS, SPLITS, Dataset
 from medclf.data.decode import CHANNELS, decode_files, to_array

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medclf.io import atomic_path
+from medclf.core.io import atomic_path
 
 #: Bump when decoding changes, so old caches are not reused.
 CACHE_VERSION = 1

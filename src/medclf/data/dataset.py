@@ -105,8 +105,8 @@ class Dataset:
     def tf_dataset(self, split: str, batch_size: int = 32, shuffle: bool = False, seed: int | None = None,
                    augmenter=None):
         """A batched, prefetched ``tf.data.Dataset`` of ``(uint8 image, label)`` from memory
-        (see :func:`medclf.train.make_dataset`)."""
-        from medclf.train import make_dataset
+        (see :func:`medclf.training.train.make_dataset`)."""
+        from medclf.training.train import make_dataset
 
         seed = self.params.get("seed", 0) if seed is None else seed
         return make_dataset(*self.arrays(split), batch_size, shuffle=shuffle, seed=seed, augmenter=augmenter)

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from medclf import progress
+from medclf.core import progress
 
 CHANNELS = {"grayscale": 1, "rgb": 3}
 

@@ -1,0 +1,1 @@
+"""Study-level analyses: EDA, model comparison, the augmentation study, explanations."""

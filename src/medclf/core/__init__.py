@@ -1,0 +1,1 @@
+"""Lowest layer: atomic file writes, progress reporting and version/provenance capture."""

@@ -1,0 +1,1 @@
+"""Model definitions: layer blocks, builders, transfer backbones and the registry of named specs."""

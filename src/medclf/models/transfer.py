@@ -1,0 +1,488 @@
+"""Transfer learning: ImageNet backbones with the studies' heads, a cached-feature fast path, fine-tuning.
+
+A transfer model is built as **one flat functional graph** — ``image`` (uint8-valued floats) →
+grayscale stem (channels repeated, or a learned 1→3 convolution) → the backbone's own
+preprocessing (as layers, so a saved model carries it) → the backbone's layers → the head → one
+float32 sigmoid. Being flat, any internal tensor can serve as the input of a sub-model, which is
+what makes the fast paths possible:
+
+* **cached features** — every layer below the first one that trains (and below any dropout) is
+  deterministic, so its output is computed once per image, kept on disk under
+  ``<cache_dir>/features/`` (keyed by backbone, weights, input size, stem, cut layer and the data
+  manifest), and only the part above the cut is trained. With the backbone frozen the cut is the
+  head's input; when fine-tuning the top ``N`` layers it moves down to just below them.
+* **end to end** — with augmentation (or a trainable stem) every image changes every epoch, so the
+  whole model runs each step, as the studies did; the frozen part below the cut runs as a copy with
+  its batch normalisation folded into the convolutions (:mod:`medclf.accel.bn_fold`), which computes the
+  same thing with fewer passes over the activations.
+
+Both give the same model: the sub-model above the cut shares its layers with the full model.
+Batch normalisation layers of the backbone stay frozen, which in Keras 3 also means inference
+mode (moving statistics, not batch statistics), in both stages.
+
+ImageNet weights come from Keras' cache (``$KERAS_HOME/models``, default ``~/.keras/models``) or
+its download; when neither works :class:`WeightsUnavailable` names the file Keras expects and
+where to put it. There is no silent fallback to random weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medclf.core.io import atomic_path
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A Keras application: its constructor (in ``keras.applications``) and its input preprocessing."""
+
+    constructor: str
+    preprocessing: str  # "tf" (-1..1), "caffe" (BGR minus ImageNet mean), "torch" (ImageNet z-score), "none"
+
+
+BACKBONES: dict[str, Backbone] = {
+    "vgg16": Backbone("VGG16", "caffe"),
+    "vgg19": Backbone("VGG19", "caffe"),
+    "xception": Backbone("Xception", "tf"),
+    "resnet101": Backbone("ResNet101", "caffe"),
+    "mobilenet_v2": Backbone("MobileNetV2", "tf"),
+    "efficientnet_b0": Backbone("EfficientNetB0", "none"),  # rescales and normalises inside
+    "densenet121": Backbone("DenseNet121", "torch"),
+}
+HEADS = ("gap", "flatten", "vgg19_conv")
+GRAY_MODES = ("repeat", "conv")
+_IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+_IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+_TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
+
+
+class WeightsUnavailable(RuntimeError):
+    """ImageNet weights were asked for and neither Keras' cache nor its download could provide them."""
+
+
+def keras_cache_dir() -> Path:
+    """Where Keras looks for downloaded weights: ``$KERAS_HOME/models`` (default ``~/.keras/models``)."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+def _check_choice(key: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------
+
+def weights_argument(weights: str | None) -> str | None:
+    """The ``weights`` param as Keras wants it: ``"imagenet"``, ``None`` (random) or an existing file path.
+
+    Raises:
+        ValueError: a path that does not exist.
+    """
+    if weights in (None, "none", "None", ""):
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ValueError(f"weights file {path} does not exist; set weights to imagenet, none, or the path of "
+                         "a Keras weights file for this backbone (include_top=False)")
+    return str(path)
+
+
+def load_backbone(name: str, input_shape: Sequence[int], weights: str | None = "imagenet"):
+    """``keras.applications.<Backbone>(include_top=False)`` on ``(h, w, 3)`` with ``weights``.
+
+    Raises:
+        WeightsUnavailable: ImageNet weights not in Keras' cache and not downloadable; the message
+            names the file and the folder it belongs in.
+    """
+    import keras
+
+    _check_choice("backbone", name, list(BACKBONES))
+    constructor = getattr(keras.applications, BACKBONES[name].constructor)
+    weights = weights_argument(weights)
+    try:
+        return constructor(include_top=False, weights=weights, input_shape=tuple(input_shape))
+    except Exception as exc:  # Keras raises a bare Exception("URL fetch failure on <url> ...") offline
+        url = re.search(r"https?://\S+?\.h5", str(exc))
+        if weights != "imagenet" or url is None:
+            raise
+        file_name = url.group(0).rsplit("/", 1)[-1]
+        raise WeightsUnavailable(
+            f"ImageNet weights for {name} ({input_shape[0]}×{input_shape[1]}) are not available: Keras expects "
+            f"{keras_cache_dir() / file_name} — download {url.group(0)} into {keras_cache_dir()} (or point "
+            f"KERAS_HOME at a folder whose models/ holds it), or set weights=none or weights=<path>") from None
+
+
+def _preprocess(x, mode: str):
+    """The backbone's input preprocessing as layers (saved with the model)."""
+    import keras
+    from keras import layers
+
+    if mode == "tf":
+        return layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(x)
+    if mode == "torch":
+        x = layers.Rescaling(1 / 255, name="preprocess_scale")(x)
+        return layers.Normalization(mean=list(_TORCH_MEAN_RGB), variance=[s * s for s in _IMAGENET_STD_RGB],
+                                    name="preprocess")(x)
+    if mode == "caffe":
+        # RGB → BGR and minus the ImageNet mean, as one fixed 1×1 convolution.
+        kernel = np.zeros((1, 1, 3, 3), dtype="float32")
+        for rgb in range(3):
+            kernel[0, 0, rgb, 2 - rgb] = 1.0
+        bias = -np.asarray(_IMAGENET_MEAN_RGB[::-1], dtype="float32")
+        conv = layers.Conv2D(3, 1, name="preprocess", trainable=False,
+                             kernel_initializer=keras.initializers.Constant(kernel),
+                             bias_initializer=keras.initializers.Constant(bias))
+        return conv(x)
+    return x
+
+
+def _stem(inputs, gray_mode: str):
+    """Three channels from the input: as is (RGB), repeated (gray ``repeat``) or a learned 1→3 conv (``conv``).
+
+    The learned convolution starts as the repeat (weights 1, bias 0), so training begins from the
+    backbone's ImageNet behaviour.
+    """
+    from keras import layers
+
+    if inputs.shape[-1] == 3:
+        return inputs
+    if gray_mode == "repeat":
+        return layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
+    return layers.Conv2D(3, 1, kernel_initializer="ones", name="gray_to_rgb")(inputs)
+
+
+def _head(x, head: str, dense: Sequence[int], dropout: float, head_dropout: float, batch_norm: bool):
+    """The studies' heads on the backbone output, ending in the float32 sigmoid."""
+    from keras import layers
+
+    from medclf.models.registry import ConvBlock, conv_block, dense_stack, sigmoid_head
+
+    if batch_norm:  # S0: batch normalisation on the frozen backbone's output
+        x = layers.BatchNormalization(name="head_bn")(x)
+    if head == "vgg19_conv":  # S2: conv124-BN-pool ×2, conv64, conv64, conv32, flatten
+        blocks = [ConvBlock(124, batch_norm="after_activation"), ConvBlock(124, batch_norm="after_activation"),
+                  ConvBlock(64, pool=False), ConvBlock(64, pool=False), ConvBlock(32, pool=False)]
+        for i, block in enumerate(blocks, start=1):
+            x = conv_block(x, block, i)
+        x = layers.Flatten(name="flatten")(x)
+    elif head == "flatten":
+        x = layers.Flatten(name="flatten")(x)
+    else:
+        x = layers.GlobalAveragePooling2D(name="gap")(x)
+    if head_dropout:
+        x = layers.Dropout(head_dropout, name="head_drop")(x)
+    x = dense_stack(x, dense, dropout=dropout)
+    return sigmoid_head(x)
+
+
+def build_transfer(input_shape: Sequence[int], backbone: str, head: str = "gap", dense: Sequence[int] = (),
+                   dropout: float = 0.0, head_dropout: float = 0.0, head_batch_norm: bool = False,
+                   gray_mode: str = "repeat", weights: str | None = "imagenet", name: str = "transfer"):
+    """A flat transfer model: image → stem → preprocessing → frozen ``backbone`` → head → sigmoid.
+
+    Args:
+        input_shape: ``(h, w, 1 or 3)`` of uint8-valued pixels.
+        backbone: a key of :data:`BACKBONES`.
+        head: ``"gap"`` (global average pooling), ``"flatten"``, or ``"vgg19_conv"`` (S2's conv head).
+        dense: hidden dense units after the head (each followed by ``dropout``).
+        dropout: dropout after each hidden dense layer.
+        head_dropout: dropout right after GAP/flatten.
+        head_batch_norm: batch normalisation on the backbone output (S0).
+        gray_mode: for 1-channel input, ``"repeat"`` the channel or learn a 1×1 ``"conv"`` to 3.
+        weights: ``"imagenet"``, ``"none"``/``None`` or a weights file path.
+        name: model name.
+
+    Returns:
+        An uncompiled ``keras.Model`` whose backbone layers are frozen (``trainable=False``).
+    """
+    import keras
+
+    _check_choice("head", head, HEADS)
+    _check_choice("gray_mode", gray_mode, GRAY_MODES)
+    shape3 = (*tuple(input_shape)[:2], 3)
+    reference = load_backbone(backbone, shape3, weights)
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = _preprocess(_stem(inputs, gray_mode), BACKBONES[backbone].preprocessing)
+    application = getattr(keras.applications, BACKBONES[backbone].constructor)
+    flat = application(include_top=False, weights=None, input_tensor=x)
+    # The same constructor lays the layers out in the same order; unnamed layers get other
+    # automatic names, so the loaded weights are copied by position.
+    backbone = flat.layers[len(flat.layers) - (len(reference.layers) - 1):]
+    for loaded, layer in zip(reference.layers[1:], backbone):
+        layer.set_weights(loaded.get_weights())
+        layer.trainable = False
+    outputs = _head(flat.output, head, dense, dropout, head_dropout, head_batch_norm)
+    model = keras.Model(inputs, outputs, name=name)
+    model.backbone_layers = [layer.name for layer in backbone]
+    return model
+
+
+def backbone_layers(model) -> list:
+    """The backbone's layers inside a model built by :func:`build_transfer` (also after loading it from disk)."""
+    names = getattr(model, "backbone_layers", None)
+    if names is None:  # a loaded model: everything between the preprocessing and the head
+        head_start = next(i for i, layer in enumerate(model.layers) if layer.name in ("head_bn", "gap", "flatten", "conv1"))
+        stem_end = max(i for i, layer in enumerate(model.layers)
+                       if layer.name in ("image", "gray_to_rgb", "preprocess", "preprocess_scale"))
+        return model.layers[stem_end + 1:head_start]
+    return [model.get_layer(name) for name in names]
+
+
+def unfreeze_top(model, n_layers: int) -> int:
+    """Make the top ``n_layers`` backbone layers trainable; batch normalisation stays frozen (inference mode).
+
+    Returns:
+        The number of layers with weights that became trainable.
+    """
+    import keras
+
+    layers = backbone_layers(model)
+    count = 0
+    for i, layer in enumerate(layers):
+        train_it = i >= len(layers) - n_layers and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = train_it
+        count += bool(train_it and layer.weights)
+    return count
+
+
+# --------------------------------------------------------------------------------------------
+# The cut: where the static (cacheable) part of a model ends
+# --------------------------------------------------------------------------------------------
+
+def _is_static(layer) -> bool:
+    """A layer whose output for an image is the same in every training step (no trainable weights, no noise)."""
+    import keras
+
+    stochastic = (keras.layers.Dropout, keras.layers.SpatialDropout2D, keras.layers.GaussianNoise,
+                  keras.layers.GaussianDropout)
+    return not layer.trainable_weights and not isinstance(layer, stochastic)
+
+
+def split_at_static(model):
+    """``(lower, upper, cut_name)``: ``lower`` maps images to the last static tensor, ``upper`` maps it to the output.
+
+    The cut is the output of the latest layer before the first non-static one (in the model's
+    topological order) that separates the graph — i.e. ``keras.Model(cut, model.output)`` needs no
+    other input (residual connections rule out cuts inside a block). ``upper`` shares its layers
+    with ``model``: training it trains ``model``. ``lower`` is ``None`` when nothing is static.
+    """
+    import keras
+
+    first_dynamic = next((i for i, layer in enumerate(model.layers) if not _is_static(layer)), len(model.layers))
+    for layer in reversed(model.layers[1:first_dynamic]):
+        try:
+            return (*split_at(model, layer.name), layer.name)
+        except ValueError:
+            continue
+    return None, model, None
+
+
+def split_at(model, cut: str):
+    """``(lower, upper)`` sub-models meeting at the output of layer ``cut`` (sharing ``model``'s layers).
+
+    Raises:
+        ValueError: the graph above ``cut`` needs another tensor from below it (e.g. a residual).
+    """
+    import keras
+
+    output = model.get_layer(cut).output
+    upper = keras.Model(output, model.output, name=f"{model.name}_above_{cut}")
+    return keras.Model(model.input, output, name=f"{model.name}_to_{cut}"), upper
+
+
+def has_static_base(model) -> bool:
+    """Whether the layers right after the input are static (a cut below the trained part exists)."""
+    return _is_static(model.layers[1])
+
+
+# --------------------------------------------------------------------------------------------
+# The feature cache
+# --------------------------------------------------------------------------------------------
+
+def feature_key(*, backbone: str, weights: str | None, image_shape: Sequence[int], gray_mode: str, cut: str,
+                manifest_hash: str, precision: str, seed: int | None = None) -> str:
+    """Cache key of one feature set; a weights file enters by its content hash, random weights by the seed."""
+    weights = weights_argument(weights)
+    weights_id = weights or f"random-seed{seed}"
+    if weights and weights != "imagenet":
+        weights_id = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    # "bn-folded": the features come from the batch-norm-folded copy (medclf.accel.bn_fold), equal up to rounding.
+    payload = json.dumps([backbone, weights_id, list(image_shape), gray_mode, cut, manifest_hash, precision,
+                          "bn-folded"])
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def cached_features(make_extractor, images: np.ndarray, path: Path, batch_size: int = 64,
+                    progress: bool = True) -> np.ndarray:
+    """``extractor(images)`` from ``path`` when present (shape checked), else computed and saved atomically
+    (float32); ``make_extractor()`` gives the model and is called only when the features are computed."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            features = np.load(path, allow_pickle=False)
+            if len(features) == len(images):
+                return features
+        except (OSError, ValueError):
+            pass  # unreadable: recompute and overwrite
+    split = path.stem.rsplit("_", 1)[-1]
+    features = predict_batches(make_extractor(), images, batch_size, progress, desc=f"backbone features, {split}")
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, features)
+    return features
+
+
+def predict_batches(model, images: np.ndarray, batch_size: int = 64, progress: bool = True,
+                    desc: str = "predict") -> np.ndarray:
+    """``model(images)`` as float32 in one ``predict`` call (one predict loop, uint8 passed as is),
+    with a tqdm bar advanced per batch (where bars are wanted, :func:`medclf.core.progress.bars_wanted`)."""
+    import keras
+    from tqdm.auto import tqdm
+
+    from medclf.core.progress import bars_wanted, task
+
+    if len(images) == 0:
+        return np.zeros((0,), dtype="float32")
+    with task(desc), tqdm(total=len(images), desc=desc, disable=not (progress and bars_wanted()), leave=False,
+                          unit="img") as bar:
+        advance = keras.callbacks.LambdaCallback(
+            on_predict_batch_end=lambda batch, logs: bar.update(min(batch_size, len(images) - bar.n)))
+        out = model.predict(images, batch_size=batch_size, verbose=0, callbacks=[advance])
+    return np.asarray(out, dtype="float32")
+
+
+# --------------------------------------------------------------------------------------------
+# Training: head on (cached) features, then optional fine-tuning of the top layers
+# --------------------------------------------------------------------------------------------
+
+def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut: str | None, progress: bool):
+    """``(target, train, val, augmenter)`` for one stage: the model above the cut fed cached features;
+    with augmentation, the model fed images through a batch-norm-folded copy of its frozen part; or the
+    whole model fed images when nothing below the trained layers is static (or the cache is off).
+    ``cut`` fixes the cut (a static layer's name); by default it is just below the first trained layer."""
+    from medclf.config import paths as config
+    from medclf.training import train
+    from medclf.accel.bn_fold import fold_batch_norm
+
+    lower = None
+    if params["feature_cache"] and has_static_base(model):
+        if cut is None:
+            lower, upper, cut = split_at_static(model)
+        else:
+            lower, upper = split_at(model, cut)
+    if lower is None or augmentation:
+        from medclf.data.augment import build_augmenter
+
+        target = model if lower is None else above_folded(lower, upper)
+        return target, ds.arrays("train"), ds.selection_arrays(), build_augmenter(augmentation, seed=params["seed"])
+    key = feature_key(backbone=spec.backbone, weights=params["weights"], image_shape=model.input_shape[1:],
+                      gray_mode=spec.gray_mode, cut=cut, manifest_hash=ds.manifest_hash,
+                      precision=train.current_policy(), seed=params["seed"])
+    folder = config.resolve(params["cache_dir"]) / "features" / ds.name
+    folded, arrays = functools.cache(lambda: fold_batch_norm(lower)), {}  # folded once, and only on a cache miss
+    for split in ("train", "val"):
+        images, labels = ds.arrays(split)
+        features = cached_features(folded, images, folder / f"{key}_{split}.npy", progress=progress)
+        arrays[split] = (features, labels)
+    features, labels = arrays["val"]
+    selection = ds.selection_mask()
+    return upper, arrays["train"], (features[selection], labels[selection]), None
+
+
+def above_folded(lower, upper):
+    """``upper(fold_batch_norm(lower)(image))`` as one model: trains ``upper``'s layers (shared with the
+    full model) while the frozen part below runs with its batch norm folded."""
+    import keras
+
+    from medclf.accel.bn_fold import fold_batch_norm
+
+    inputs = keras.Input(shape=lower.input_shape[1:], name="image")
+    return keras.Model(inputs, upper(fold_batch_norm(lower)(inputs)), name=f"{upper.name}_on_folded")
+
+
+def fit_stage(model, spec, ds, params: dict, augmentation: dict | None, *, learning_rate: float, epochs: int,
+              cut: str | None = None, progress: bool = True, verbose: int = 0):
+    """Fit the trainable part of ``model`` (features cached where possible); returns a TrainResult
+    whose ``feature_seconds`` is the time spent computing features."""
+    from medclf.training import train
+
+    start = time.perf_counter()
+    target, train_arrays, val_arrays, augmenter = _stage_arrays(model, ds, params, augmentation, spec, cut, progress)
+    feature_seconds = time.perf_counter() - start  # ~0 when the cache is warm or nothing is cached
+    result = train.fit_spec(target, spec, train_arrays, val_arrays, params=params, learning_rate=learning_rate,
+                            epochs=epochs, augmenter=augmenter, verbose=verbose)
+    result.feature_seconds = round(feature_seconds, 2)
+    return result
+
+
+def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None, epochs: int, verbose: int = 0):
+    """Train a transfer model: the head with the backbone frozen, then (``spec.fine_tune`` > 0 and
+    ``params["fine_tune_epochs"]`` > 0) the top ``spec.fine_tune`` backbone layers at
+    ``params["fine_tune_learning_rate"]``.
+
+    With fine-tuning, ``augmentation`` applies to the fine-tuning stage only: the head is a warm
+    start trained on cached features (one feature pass instead of an end-to-end pass every epoch).
+    Without fine-tuning (the studies' frozen models) it applies to the head stage.
+
+    Returns:
+        ``(model, TrainResult)``; the result's ``members`` hold one entry per stage.
+    """
+    from medclf.models import registry as models
+    from medclf.core import progress
+    from medclf.training import train
+
+    train.seed_everything(params["seed"])
+    model = models.build_model(spec, input_shape, weights=params["weights"])
+    fine_tune = spec.fine_tune if params["fine_tune_epochs"] else 0
+    cut = None
+    if fine_tune and not augmentation:  # both stages start from the fine-tuning cut: one feature pass, not two
+        unfreeze_top(model, fine_tune)
+        cut = split_at_static(model)[2]
+        unfreeze_top(model, 0)
+    head_augmentation = None if fine_tune else augmentation
+    with progress.task("head"):
+        stages = [fit_stage(model, spec, ds, params, head_augmentation, learning_rate=spec.learning_rate,
+                            epochs=epochs, cut=cut, verbose=verbose)]
+    if fine_tune:
+        unfreeze_top(model, fine_tune)
+        with progress.task(f"fine-tuning top {fine_tune} layers"):
+            stages.append(fit_stage(model, spec, ds, params, augmentation,
+                                    learning_rate=params["fine_tune_learning_rate"], epochs=params["fine_tune_epochs"],
+                                    cut=cut, verbose=verbose))
+    return model, combine_stages(stages)
+
+
+def combine_stages(stages):
+    """One TrainResult for consecutive stages: times (feature extraction included) and epochs added,
+    histories joined end to end, the best epoch counted from the start of the first stage; one
+    ``members`` entry per stage."""
+    from medclf.training.train import TrainResult
+
+    keys = set.intersection(*(set(s.history) for s in stages))
+    history = {key: [v for s in stages for v in s.history[key]] for key in sorted(keys)}
+    offset = sum(s.epochs_run for s in stages[:-1])
+    last = stages[-1]
+    features = [getattr(s, "feature_seconds", 0.0) for s in stages]
+    seconds, epochs = sum(s.seconds for s in stages) + sum(features), sum(s.epochs_run for s in stages)
+    fitting = sum(s.seconds for s in stages)
+    return TrainResult(seconds=round(seconds, 2), seconds_per_epoch=round(fitting / max(epochs, 1), 2),
+                       epochs_run=epochs, best_epoch=None if last.best_epoch is None else offset + last.best_epoch,
+                       precision=last.precision, history=history,
+                       members=[{"stage": name, "epochs_run": s.epochs_run, "best_epoch": s.best_epoch,
+                                 "seconds": s.seconds, "feature_seconds": f}
+                                for name, s, f in zip(("head", "fine_tune"), stages, features)])

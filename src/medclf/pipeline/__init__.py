@@ -1,0 +1,1 @@
+"""Running the study: plan which notebooks to run, execute them, record provenance."""

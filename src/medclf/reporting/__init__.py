@@ -1,0 +1,1 @@
+"""What the notebooks write and show: figures/tables on disk, notebook text, HTML reports."""

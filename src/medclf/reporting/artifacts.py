@@ -1,0 +1,107 @@
+"""Saving a notebook's figures and tables under ``outputs/<dataset>/``.
+
+Figures go to ``outputs/<dataset>/figures/<notebook>/<name>.png`` and tables to
+``outputs/<dataset>/tables/<name>.csv`` and ``.md``, each written atomically. Anything made from
+the synthetic demo data is marked as such (a red label on figures, a first line in Markdown
+tables), so a demo result can never be mistaken for a real one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from medclf.config import paths as config
+from medclf.core import io
+
+SYNTHETIC_LABEL = "SYNTHETIC DATA — demo only"
+SYNTHETIC_TABLE_NOTE = "> **SYNTHETIC DATA — demo only**: generated images, not a real result."
+_STAMP_GID = "medclf-synthetic-stamp"
+
+
+def is_synthetic(params: dict) -> bool:
+    """True when the parameters select the generated demo data set."""
+    return params.get("dataset") == "synthetic"
+
+
+def stamp_synthetic(fig) -> None:
+    """Add a red "SYNTHETIC DATA — demo only" label above the figure (once; repeated calls do nothing)."""
+    if any(text.get_gid() == _STAMP_GID for text in fig.texts):
+        return
+    fig.text(0.5, 1.0, SYNTHETIC_LABEL, ha="center", va="bottom", color="red", fontsize=13,
+             fontweight="bold", gid=_STAMP_GID,
+             bbox={"facecolor": "white", "edgecolor": "red", "boxstyle": "round,pad=0.3"})
+
+
+def save_figure(fig, params: dict, notebook: str, name: str, dpi: int = 110) -> Path:
+    """Save ``fig`` as ``outputs/<dataset>/figures/<notebook>/<name>.png`` (atomic write).
+
+    Synthetic-data figures are stamped first (see :func:`stamp_synthetic`), so the figure as shown
+    in the notebook carries the label too.
+
+    Args:
+        fig: a matplotlib figure.
+        params: the parameter set (``dataset``, ``output_dir``).
+        notebook: notebook name without suffix, e.g. ``"01_eda"``.
+        name: file name without suffix.
+        dpi: resolution.
+
+    Returns:
+        Path of the written PNG.
+    """
+    if is_synthetic(params):
+        stamp_synthetic(fig)
+    return io.save_figure(fig, config.figures_dir(params, notebook) / f"{name}.png", dpi=dpi)
+
+
+def publish_figure(fig, params: dict, notebook: str, name: str) -> Path:
+    """Save ``fig`` (:func:`save_figure`), display it in the running notebook, then close it.
+
+    Closing keeps memory flat in long notebooks; outside IPython nothing is displayed.
+
+    Returns:
+        Path of the written PNG.
+    """
+    import matplotlib.pyplot as plt
+
+    path = save_figure(fig, params, notebook, name)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:
+            display(fig)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _flat(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose index is a column (unless it is the default 0..n-1), with string column names."""
+    if not isinstance(frame.index, pd.RangeIndex) or frame.index.name is not None:
+        frame = frame.reset_index()
+    frame = frame.copy()
+    frame.columns = [" ".join(map(str, c)).strip() if isinstance(c, tuple) else str(c) for c in frame.columns]
+    return frame
+
+
+def save_table(frame: pd.DataFrame, params: dict, name: str) -> tuple[Path, Path]:
+    """Save a table as ``outputs/<dataset>/tables/<name>.csv`` and ``.md`` (atomic writes).
+
+    A meaningful index (a pivot table's rows) is written as the first column. For synthetic data
+    the Markdown file starts with a line saying so.
+
+    Args:
+        frame: the table.
+        params: the parameter set (``dataset``, ``output_dir``).
+        name: file name without suffix.
+
+    Returns:
+        ``(csv_path, md_path)``.
+    """
+    flat = _flat(frame)
+    csv_path, md_path = io.save_table(flat, config.tables_dir(params) / name)
+    if is_synthetic(params):
+        io.write_text(md_path, f"{SYNTHETIC_TABLE_NOTE}\n\n{md_path.read_text()}")
+    return csv_path, md_path

@@ -1,0 +1,297 @@
+"""HTML reports: rendered notebooks and the run's ``reports/index.html``.
+
+``index.html`` is built by pure functions from the run record (``run.json``'s content) and a
+list of rows; :func:`write_index` gathers those from disk and writes the page atomically. The
+page is self-contained (inline CSS, no scripts) and links with relative paths, so it works
+opened straight from disk or copied elsewhere together with its folder.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from medclf.core import io
+
+#: Shown on every report made from the generated demo data.
+SYNTHETIC_BANNER = "SYNTHETIC DATA — demo only, not a medical result"
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 72em; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+.banner { background: #b00020; color: #fff; font-weight: bold; font-size: 1.4em; padding: 0.8em 1em;
+          border-radius: 4px; text-align: center; margin: 1em 0; }
+.status-ok { color: #1b7f3b; font-weight: bold; }
+.status-up-to-date { color: #1b7f3b; }
+.status-failed { color: #b00020; font-weight: bold; }
+.status-skipped, .status-not-run { color: #8a6d00; }
+.error { font-family: monospace; font-size: 0.9em; color: #b00020; }
+.meta td:first-child { font-weight: bold; }
+.note { color: #666; font-size: 0.9em; }
+div.wide { overflow-x: auto; margin: 0.5em 0 1.5em; }
+table.headline { font-size: 0.85em; margin: 0; }
+table.headline small { color: #555; white-space: nowrap; }
+figure { display: inline-block; margin: 0 1em 1em 0; max-width: 100%; vertical-align: top; }
+figure img { max-width: 28em; width: 100%; border: 1px solid #ddd; }
+figcaption { color: #666; font-size: 0.85em; max-width: 28em; }
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _link(href: str | None, text: str) -> str:
+    return f'<a href="{html.escape(href, quote=True)}">{_e(text)}</a>' if href else ""
+
+
+def status_class(status: str | None) -> str:
+    """CSS class of a notebook status (``ok``, ``failed``, ``skipped``, ``up to date``)."""
+    return "status-" + (status or "not run").replace(" ", "-")
+
+
+def notebook_rows(run_info: dict[str, Any], dataset_dir: str | Path,
+                  order: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per notebook of ``run_info["notebooks"]`` (in ``order`` first), with the links that exist.
+
+    Each row: ``name``, ``file``, ``status``, ``wall_s``, ``error``, ``stale`` (made with other
+    parameters than this run), and ``html`` / ``notebook`` / ``failed_html`` / ``failed_notebook``:
+    paths relative to ``reports/`` of the files present on disk, else ``None``.
+    """
+    dataset_dir = Path(dataset_dir)
+    entries = run_info.get("notebooks", {}) or {}
+    names = [n for n in (order or []) if n in entries] + sorted(n for n in entries if n not in (order or []))
+    rows = []
+    for name in names:
+        entry = entries[name]
+        stem = Path(entry.get("file", name)).stem
+
+        def rel(sub: str, filename: str) -> str | None:
+            path = dataset_dir / sub / filename
+            return (filename if sub == "reports" else f"../{sub}/{filename}") if path.is_file() else None
+
+        wall = entry.get("wall_s")
+        if wall is None and entry.get("status") == "up to date":
+            wall = entry.get("ok_wall_s")
+        rows.append({
+            "name": name,
+            "file": entry.get("file", f"{name}.ipynb"),
+            "status": entry.get("status"),
+            "reason": entry.get("reason"),
+            "wall_s": wall,
+            "error": entry.get("error"),
+            "stale": bool(entry.get("params_hash") and run_info.get("params_hash")
+                          and entry.get("params_hash") != run_info.get("params_hash")),
+            "html": rel("reports", f"{stem}.html"),
+            "notebook": rel("notebooks", f"{stem}.ipynb"),
+            "failed_html": rel("reports", f"{stem}.failed.html"),
+            "failed_notebook": rel("notebooks", f"{stem}.failed.ipynb"),
+        })
+    return rows
+
+
+def markdown_table_to_frame(text: str):
+    """Parse a simple pipe Markdown table (as ``DataFrame.to_markdown`` writes it) into a DataFrame."""
+    import pandas as pd
+
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    cells = [row for row in cells if not all(set(c) <= set(":- ") and c for c in row)]
+    if len(cells) < 1 or any(len(row) != len(cells[0]) for row in cells):
+        raise ValueError("not a pipe table")
+    return pd.DataFrame(cells[1:], columns=cells[0])
+
+
+def headline_html(tables_dir: str | Path) -> str | None:
+    """The headline table (``tables/headline.csv``, else ``headline.md``) as HTML, or ``None``."""
+    tables_dir = Path(tables_dir)
+    csv_path, md_path = tables_dir / "headline.csv", tables_dir / "headline.md"
+    try:
+        if csv_path.is_file():
+            import pandas as pd
+
+            frame = pd.read_csv(csv_path)
+        elif md_path.is_file():
+            text = md_path.read_text()
+            try:
+                frame = markdown_table_to_frame(text)
+            except ValueError:
+                return f"<pre>{_e(text)}</pre>"
+        else:
+            return None
+    except Exception as exc:  # a broken table must not break the report
+        return f'<p class="error">headline table could not be read: {_e(exc)}</p>'
+    table = readable_headline(frame).to_html(index=False, border=0, na_rep="", classes="headline", escape=False,
+                                             float_format=lambda v: f"{v:.4g}")
+    return f'<div class="wide">{table}</div>'  # scrolls sideways instead of overflowing the page
+
+
+def readable_headline(frame):
+    """The headline table for people: each ``X, X_ci_low, X_ci_high`` triple as one cell
+    ``0.819<br><small>[0.787, 0.848]</small>`` headed ``X (95% CI)``, and ``overall_best`` as a ★
+    mark, with ``_`` in headers shown as spaces. Text cells are HTML-escaped here (the result is
+    rendered with ``escape=False``).
+
+    The CSV keeps the exact numbers; this only changes how they read.
+    """
+    import pandas as pd
+
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].map(lambda v: v if pd.isna(v) else html.escape(str(v)))
+    frame.columns = [html.escape(str(c)) for c in frame.columns]
+    for low in [c for c in frame.columns if str(c).endswith("_ci_low")]:
+        base = str(low)[: -len("_ci_low")]
+        high = f"{base}_ci_high"
+        if base not in frame.columns or high not in frame.columns:
+            continue
+
+        def cell(row, base=base, low=low, high=high):
+            values = [pd.to_numeric(row[k], errors="coerce") for k in (base, low, high)]
+            if pd.isna(values[0]):
+                return ""
+            interval = ("" if pd.isna(values[1]) or pd.isna(values[2])
+                        else f"<br><small>[{values[1]:.3f}, {values[2]:.3f}]</small>")
+            return f"{values[0]:.3f}{interval}"
+
+        frame[base] = frame.apply(cell, axis=1) if len(frame) else frame[base]
+        frame = frame.drop(columns=[low, high]).rename(columns={base: f"{base} (95% CI)"})
+    if "overall_best" in frame.columns:
+        marks = frame["overall_best"].astype(str).str.lower().isin(["true", "1"])
+        frame["overall_best"] = marks.map({True: "★ best on validation", False: ""})
+    frame.columns = [str(c).replace("_", " ") for c in frame.columns]  # headers may wrap
+    return frame
+
+
+#: Figures shown under the headline table: (notebook, file stem, caption), drawn by 06_compare.
+HEADLINE_FIGURES = (
+    ("06_compare", "roc_overlay", "Test ROC curves of the best model of each family (chosen on validation)"),
+    ("06_compare", "accuracy_vs_time", "Test accuracy (95% CI) against training time, every model"),
+)
+
+
+def headline_figures(dataset_dir: str | Path) -> list[tuple[str, str]]:
+    """``(href relative to reports/, caption)`` of each :data:`HEADLINE_FIGURES` PNG that exists."""
+    figures = Path(dataset_dir) / "figures"
+    return [(f"../figures/{notebook}/{stem}.png", caption) for notebook, stem, caption in HEADLINE_FIGURES
+            if (figures / notebook / f"{stem}.png").is_file()]
+
+
+def index_html(run_info: dict[str, Any], rows: list[dict[str, Any]], headline: str | None = None,
+               figures: list[tuple[str, str]] | None = None) -> str:
+    """The full ``index.html`` page for one run (pure: builds a string from its arguments).
+
+    ``figures`` are ``(relative href, caption)`` pairs shown under the headline table.
+    """
+    dataset = run_info.get("dataset") or run_info.get("params", {}).get("dataset", "?")
+    profile = run_info.get("profile") or run_info.get("params", {}).get("profile", "?")
+    title = f"medclf report — {dataset} ({profile})"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+    ]
+    if dataset == "synthetic":
+        parts.append(f'<div class="banner">{_e(SYNTHETIC_BANNER)}</div>')
+    status = run_info.get("status")
+    if status and status != "ok":
+        parts.append(f'<p class="{status_class("failed")}">Last run: {_e(status)}</p>')
+
+    parts.append("<h2>Headline results</h2>")
+    parts.append(headline if headline else
+                 '<p class="note">No headline table yet (tables/headline.csv or headline.md).</p>')
+    for href, caption in figures or []:
+        parts.append(f'<figure><a href="{html.escape(href, quote=True)}"><img src="{html.escape(href, quote=True)}" '
+                     f'alt="{_e(caption)}"></a><figcaption>{_e(caption)}</figcaption></figure>')
+
+    parts.append("<h2>Notebooks</h2>")
+    parts.append("<table><tr><th>notebook</th><th>status</th><th>wall time</th><th>report</th>"
+                 "<th>executed notebook</th><th>error</th></tr>")
+    for row in rows:
+        wall = f"{row['wall_s']:.1f} s" if isinstance(row.get("wall_s"), (int, float)) else ""
+        report = _link(row.get("html"), "report")
+        executed = _link(row.get("notebook"), Path(row.get("file", "")).name)
+        error = f'<span class="error">{_e(row.get("error"))}</span>' if row.get("error") else ""
+        if row.get("failed_html") or row.get("failed_notebook"):
+            failed = " ".join(x for x in (_link(row.get("failed_html"), "failed report"),
+                                          _link(row.get("failed_notebook"), "failed notebook")) if x)
+            error = f"{error}<br>{failed}" if error else failed
+        status_text = row.get("status") or "not run"
+        if row.get("reason") and status_text == "skipped":
+            status_text = f"skipped ({row['reason']})"
+        stale = '<br><span class="note">made with other parameters</span>' if row.get("stale") else ""
+        parts.append(f"<tr><td>{_e(row['name'])}</td>"
+                     f'<td class="{status_class(row.get("status"))}">{_e(status_text)}{stale}</td>'
+                     f"<td>{wall}</td><td>{report}</td><td>{executed}</td><td>{error}</td></tr>")
+    parts.append("</table>")
+
+    git = run_info.get("git") or {}
+    commit = git.get("commit") or "unknown (no git)"
+    if git.get("dirty"):
+        commit += " (uncommitted changes)"
+    meta = [("dataset", dataset), ("profile", profile), ("params hash", run_info.get("params_hash")),
+            ("data manifest", run_info.get("data_manifest_hash")), ("git commit", commit),
+            ("started", run_info.get("started")), ("ended", run_info.get("ended"))]
+    meta += [(name, version or "not installed") for name, version in (run_info.get("versions") or {}).items()]
+    parts.append("<h2>Run</h2><table class=\"meta\">")
+    parts += [f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in meta]
+    parts.append("</table>")
+    params = run_info.get("params") or {}
+    if params:
+        parts.append("<h2>Parameters</h2><table><tr><th>parameter</th><th>value</th></tr>")
+        parts += [f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in sorted(params.items())]
+        parts.append("</table>")
+    parts.append('<p class="note">Full record: <a href="../run.json">run.json</a></p>')
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_index(dataset_dir: str | Path, run_info: dict[str, Any], order: list[str] | None = None) -> Path:
+    """Write ``<dataset_dir>/reports/index.html`` atomically for ``run_info``; return its path."""
+    dataset_dir = Path(dataset_dir)
+    rows = notebook_rows(run_info, dataset_dir, order)
+    page = index_html(run_info, rows, headline_html(dataset_dir / "tables"), headline_figures(dataset_dir))
+    return io.write_text(dataset_dir / "reports" / "index.html", page)
+
+
+#: nbconvert template: JupyterLab's look, each code input in an open <details> (click to fold),
+#: and no <script> tags (require.js, MathJax, mermaid come from a CDN; pages must read offline).
+_NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{% block html_head_js %}{% endblock html_head_js %}
+{% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}
+{% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
+{% block extra_css %}<style>
+details.medclf-code > summary { cursor: pointer; color: #777; font-size: 0.8em; margin: 0.3em 0 0.1em 0.5em; }
+</style>{% endblock extra_css %}
+{% block input_group -%}
+<details class="medclf-code" open><summary>code</summary>
+{{ super() }}
+</details>
+{%- endblock input_group %}
+"""
+
+
+def notebook_html(notebook: str | Path, hide_code: bool = False) -> str:
+    """Render an executed notebook to a self-contained HTML page (nbconvert, no scripts).
+
+    Code inputs are shown folded-open in ``<details>`` (a click collapses each one);
+    ``hide_code`` drops them altogether.
+    """
+    import jinja2
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    node = nbformat.read(str(notebook), as_version=4)
+    exporter = HTMLExporter(exclude_input=hide_code, exclude_input_prompt=hide_code,
+                            extra_loaders=[jinja2.DictLoader({"medclf_notebook.html.j2": _NOTEBOOK_TEMPLATE})],
+                            template_file="medclf_notebook.html.j2")
+    body, _ = exporter.from_notebook_node(node)
+    return body

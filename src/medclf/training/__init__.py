@@ -1,0 +1,1 @@
+"""Fitting models: seeds, callbacks, the feature cache, staged transfer fits, one-model runs."""

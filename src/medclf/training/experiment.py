@@ -1,0 +1,357 @@
+"""One model, end to end: data at the model's input size → build → train → score → record.
+
+A notebook calls :func:`run_model` once per model name and shows what it returns; every number
+it shows is also in ``results/<model_id>.json`` and ``predictions/<model_id>.csv``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from medclf.config import paths as config
+from medclf.evaluation import evaluate
+from medclf.evaluation import framing
+from medclf.models import registry as models
+from medclf.core import progress
+from medclf.evaluation import results
+from medclf.training import train
+from medclf.evaluation import tta
+from medclf.data.augment import build_augmenter
+from medclf.data import Dataset, load_dataset
+from medclf.core.io import atomic_path
+
+
+class DataCache:
+    """Loaded data sets by (image size, colour mode), so several models share one decode."""
+
+    def __init__(self, params: dict):
+        self.params = params
+        self._loaded: dict[tuple[int, str], Dataset] = {}
+
+    def get(self, image_size: int, color_mode: str) -> Dataset:
+        key = (image_size, color_mode)
+        if key not in self._loaded:
+            self._loaded[key] = load_dataset({**self.params, "image_size": image_size, "color_mode": color_mode})
+        return self._loaded[key]
+
+
+@dataclass
+class ModelRun:
+    """A trained and scored model, with what the notebook shows."""
+
+    model_id: str
+    spec: models.ModelSpec
+    model: Any
+    record: dict
+    training: train.TrainResult
+    y_val: np.ndarray
+    p_val: np.ndarray
+    y_test: np.ndarray
+    p_test: np.ndarray
+    class_names: list[str]
+    files_test: list[str] = field(default_factory=list)
+
+    @property
+    def threshold(self) -> float:
+        return self.record["evaluation"]["threshold"]
+
+
+OVERRIDABLE = ("image_size", "epochs", "batch_size", "learning_rate", "fine_tune", "tta_views", "ensemble")
+
+
+def resolve_spec(name: str, params: dict) -> models.ModelSpec:
+    """The registered spec with ``params["model_overrides"][name]`` applied.
+
+    Raises:
+        ValueError: an override key outside :data:`OVERRIDABLE`.
+    """
+    spec = models.get_spec(name)
+    changes = (params.get("model_overrides") or {}).get(name) or {}
+    unknown = sorted(set(changes) - set(OVERRIDABLE))
+    if unknown:
+        raise ValueError(f"model_overrides.{name}.{unknown[0]} is not overridable; valid: {', '.join(OVERRIDABLE)}")
+    return dataclasses.replace(spec, **changes) if changes else spec
+
+
+def input_size(spec: models.ModelSpec, params: dict) -> int:
+    """The spec's input size, capped by ``params["max_image_size"]`` when set."""
+    cap = params["max_image_size"]
+    return min(spec.image_size, cap) if cap else spec.image_size
+
+
+def epochs_for(spec: models.ModelSpec, params: dict) -> int:
+    """The spec's epoch budget, capped by ``params["max_epochs"]`` when set."""
+    cap = params["max_epochs"]
+    return min(spec.epochs, cap) if cap else spec.epochs
+
+
+def predict_scores(model: Any, images: np.ndarray) -> np.ndarray:
+    """Probability of the positive class; an SVM's decision function goes through a sigmoid."""
+    if hasattr(model, "decision_function"):
+        return evaluate.sigmoid_scores(model.decision_function(images))
+    return np.asarray(model.predict(images, batch_size=256, verbose=0), dtype=np.float64).reshape(-1)
+
+
+def precision_probe(spec: models.ModelSpec, input_shape: tuple, params: dict) -> Callable[[str], float]:
+    """Seconds of one training step of ``spec`` under a dtype policy, measured once per machine and
+    remembered in ``<cache_dir>/precision_probe.json`` (random weights: speed does not depend on them)."""
+    import keras
+
+    options = {"weights": "none"} if spec.family == "transfer" else {}
+    shape = "x".join(str(s) for s in input_shape)
+    key = f"{spec.name}|{shape}|{train.device_id()}|keras {keras.__version__}"
+    store = config.resolve(params["cache_dir"]) / "precision_probe.json"
+    return train.cached_probe(
+        lambda policy: train.step_seconds(lambda: models.build_model(spec, input_shape, **options), input_shape, policy),
+        store, key)
+
+
+def _fit_member(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict,
+                augmentation: dict | None, verbose: int) -> tuple[Any, train.TrainResult]:
+    """Build and fit one Keras model seeded with ``params["seed"]`` on the training split, validating on the
+    validation rows that choose epochs (:meth:`Dataset.selection_mask`): a transfer model in its stages
+    (head, then fine-tuning), any other network in one fit."""
+    if spec.family == "transfer":
+        from medclf.models.transfer import fit_transfer
+
+        return fit_transfer(spec, input_shape, data, params, augmentation, epochs_for(spec, params), verbose)
+    train.seed_everything(params["seed"])
+    model = models.build_model(spec, input_shape)
+    result = train.fit_spec(model, spec, data.arrays("train"), data.selection_arrays(), params=params,
+                            learning_rate=spec.learning_rate, epochs=epochs_for(spec, params),
+                            augmenter=build_augmenter(augmentation, seed=params["seed"]), verbose=verbose)
+    return model, result
+
+
+def _fit(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict, augmentation: dict | None,
+         verbose: int) -> tuple[Any, train.TrainResult]:
+    """Fit the SVM, one network (transfer models included), or an ensemble of ``spec.ensemble`` networks
+    (seeds seed, seed+1, ...) averaged into one model."""
+    if spec.family == "svm":
+        model = models.build_model(spec, input_shape)
+        return model, train.fit_svm(model, data.arrays("train"))
+    fitted = []
+    for i in range(spec.ensemble):
+        with progress.task(f"member {i + 1}/{spec.ensemble}") if spec.ensemble > 1 else contextlib.nullcontext():
+            fitted.append(_fit_member(spec, input_shape, data, {**params, "seed": params["seed"] + i}, augmentation,
+                                      verbose))
+    if spec.ensemble == 1:
+        return fitted[0]
+    members, member_results = zip(*fitted)
+    return models.build_ensemble(members, name=spec.name), train.combine_results(member_results)
+
+
+def run_model(name: str, params: dict, data: DataCache | None = None, *, model_id: str | None = None,
+              augmentation: dict | None | bool = True, verbose: int = 0) -> ModelRun:
+    """Train and score one registered model on ``params``' data set and write its records.
+
+    Args:
+        name: a key of :data:`medclf.models.registry.MODELS`.
+        params: merged parameters.
+        data: a shared :class:`DataCache` (a fresh one is made when omitted).
+        model_id: file name of the records; defaults to ``name``.
+        augmentation: ``True`` uses the spec's own augmentation (if the study used one), ``False``/
+            ``None`` trains without, a mapping overrides it.
+        verbose: Keras fit verbosity.
+
+    Returns:
+        The :class:`ModelRun`; ``results/<model_id>.json``, ``predictions/<model_id>.csv`` (test),
+        ``predictions/val/<model_id>.csv`` (validation, with the ``selected`` rows) and
+        (when ``params["save_models"]``) ``models/<model_id>.keras`` are written.
+    """
+    spec = resolve_spec(name, params)
+    model_id = model_id or name
+    data = data or DataCache(params)
+    size = input_size(spec, params)
+    ds = data.get(size, spec.color_mode)
+    if augmentation is True:
+        augmentation = spec.augmentation
+    shape = (size, size, spec.channels)
+    with progress.task(model_id):
+        policy = "float64" if spec.family == "svm" else train.set_precision(params["mixed_precision"],
+                                                                            precision_probe(spec, shape, params))
+        model, training = _fit(spec, shape, ds, params, augmentation or None, verbose)
+        with progress.task("scoring"):
+            (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
+            selection = ds.selection_mask()
+            score, p_val, tta_choice = _choose_scorer(model, spec, augmentation, x_val, y_val, params["seed"],
+                                                      selection)
+            p_test = score(x_test)
+            evaluation = evaluate.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,
+                                                 target_sensitivity=params["target_sensitivity"],
+                                                 n_replicates=params["bootstrap_replicates"], seed=params["seed"])
+            evaluation["tta"] = tta_choice
+            evaluation["framing"] = _framing_probe(model, x_val, y_val, ds.class_names, params["target_sensitivity"])
+            evaluation["selection"] = evaluate.selection_summary(y_val, p_val, selection, params["select_on"],
+                                                                 n_replicates=params["bootstrap_replicates"],
+                                                                 seed=params["seed"])
+    files_test = ds.relpaths("test")
+    out_dir = config.dataset_output_dir(params)
+    record = results.build_record(
+        model_id=model_id, model=name, family=spec.family, study=spec.study, reported=spec.reported,
+        params=params, spec=_spec_dict(spec, size, augmentation), data=_data_summary(ds),
+        training={**training.to_dict(), "mixed_precision": policy, "onednn": train.onednn_enabled(),
+                  "augmentation": augmentation or None},
+        params_count=models.count_params(model), evaluation=evaluation,
+        model_file=_save_model(model, out_dir, model_id) if params["save_models"] else None)
+    results.save_predictions(out_dir, model_id, files_test, y_test, p_test, ds.class_names)
+    results.save_predictions(out_dir, model_id, ds.relpaths("val"), y_val, p_val, ds.class_names, split="val",
+                             selected=selection)
+    results.save_record(out_dir, model_id, record)
+    if record["model_file"]:
+        results.save_model_card(out_dir / record["model_file"], record)
+    return ModelRun(model_id, spec, model, record, training, y_val, p_val, y_test, p_test, ds.class_names,
+                    files_test)
+
+
+def _choose_scorer(model: Any, spec: models.ModelSpec, augmentation: dict | None, x_val: np.ndarray,
+                   y_val: np.ndarray, seed: int, selection: np.ndarray) -> tuple[Callable, np.ndarray, dict | None]:
+    """How images are scored: plain, or with test-time augmentation when the spec asks for it, the model
+    was trained with augmentation, and TTA raises the AUC of the validation rows in ``selection`` —
+    decided on validation only.
+
+    Returns:
+        The scoring function (images → probabilities), the validation scores it gives, and the TTA
+        decision for the record (``None``: TTA not considered).
+    """
+    plain = partial(predict_scores, model)
+    if not (spec.tta_views and augmentation):
+        return plain, plain(x_val), None
+    augmented = partial(tta.tta_scores, plain, augmentation=augmentation, views=spec.tta_views, seed=seed)
+    p_plain = plain(x_val)
+    p_tta = augmented(x_val, original=p_plain)
+    choice = tta.choose_on_validation(y_val[selection], p_plain[selection], p_tta[selection], spec.tta_views)
+    if choice["used"]:
+        return augmented, p_tta, {**choice, "augmentation": augmentation, "seed": seed}
+    return plain, p_plain, {**choice, "augmentation": augmentation, "seed": seed}
+
+
+def _framing_probe(model: Any, x_val: np.ndarray, y_val: np.ndarray, class_names: list[str],
+                   target_sensitivity: float) -> list[dict]:
+    """The framing probe (:mod:`medclf.evaluation.framing`) of the network itself, on validation: plain scores (test-time
+    augmentation would multiply its cost by the views) at the threshold chosen on those plain scores."""
+    score = partial(predict_scores, model)
+    p_val = score(x_val)
+    threshold = evaluate.choose_threshold(y_val, p_val, target_sensitivity)
+    return framing.framing_table(score, x_val, y_val, threshold, class_names, reference=p_val).to_dict("records")
+
+
+def _spec_dict(spec: models.ModelSpec, size: int, augmentation: dict | None) -> dict:
+    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "build"}
+    return {**fields, "image_size_used": size, "augmentation_used": augmentation or None}
+
+
+def _data_summary(ds: Dataset) -> dict:
+    counts = ds.frame.groupby(["split", "class_name"]).size()
+    return {"dataset": ds.name, "manifest_hash": ds.manifest_hash, "class_names": ds.class_names,
+            "positive_class": ds.positive_class, "image_size": int(ds.images.shape[1]),
+            "channels": int(ds.images.shape[-1]),
+            "split_counts": {f"{s}/{c}": int(n) for (s, c), n in counts.items()}}
+
+
+def _save_model(model: Any, out_dir: Path, model_id: str) -> str:
+    """Save a Keras model (``.keras``) or a scikit-learn one (``.joblib``) atomically; returns the path."""
+    if hasattr(model, "save"):
+        path = out_dir / "models" / f"{model_id}.keras"
+        with atomic_path(path) as tmp:
+            final = tmp.with_suffix(".keras")
+            model.save(final)
+            final.replace(tmp)
+    else:
+        import joblib
+
+        path = out_dir / "models" / f"{model_id}.joblib"
+        with atomic_path(path) as tmp:
+            joblib.dump(model, tmp)
+    return str(path.relative_to(out_dir))
+
+
+def plan_table(names: list[str], params: dict) -> "pd.DataFrame":
+    """What each model will be trained with under ``params`` (sizes and epochs after the caps)."""
+    import pandas as pd
+
+    rows = []
+    for name in names:
+        spec = resolve_spec(name, params)
+        rows.append({"model": name, "family": spec.family, "study": spec.study or "ours",
+                     "input": f"{input_size(spec, params)}² {spec.color_mode}", "optimizer": spec.optimizer,
+                     "learning_rate": spec.learning_rate, "epochs": epochs_for(spec, params) if spec.epochs else "—",
+                     "batch": spec.batch_size or "—", "callbacks": ", ".join(spec.callbacks) or "—",
+                     "augmentation": ", ".join(f"{k} {v}" for k, v in (spec.augmentation or {}).items()) or "—",
+                     "reported_accuracy": (spec.reported or {}).get("accuracy")})
+    return pd.DataFrame(rows)
+
+
+def tta_line(run: ModelRun) -> str | None:
+    """One line on the test-time augmentation decision, or ``None`` when it was not considered."""
+    choice = run.record["evaluation"].get("tta")
+    if not choice:
+        return None
+    verdict = "kept" if choice["used"] else "not kept"
+    return (f"Test-time augmentation ({choice['views']} views): validation ROC AUC {choice['val_auc_plain']:.4f} "
+            f"plain vs {choice['val_auc_tta']:.4f} averaged → {verdict}; test scored that way.")
+
+
+def framing_line(run: ModelRun) -> str | None:
+    """One line on the framing probe (:mod:`medclf.evaluation.framing`) for the negative class, or ``None`` without one."""
+    rows = run.record["evaluation"].get("framing") or []
+    negative, positive = run.class_names[0], run.class_names[-1]
+    called = {r["crop"]: r["called_positive"] for r in rows if r["class_name"] == negative}
+    if 1.0 not in called or len(called) < 2:
+        return None
+    crops = ", ".join(f"{crop:.0%} → {share:.3f}" for crop, share in sorted(called.items(), reverse=True)
+                      if crop != 1.0)
+    return (f"Framing probe (validation): {negative} images called {positive} at the threshold: {called[1.0]:.3f} "
+            f"as they are; cropped to the central {crops}. Near-equal shares: the model does not read framing.")
+
+
+def threshold_line(run: ModelRun) -> str | None:
+    """One line on how far the validation-chosen threshold moves over resamples of validation, and the
+    test intervals with it re-chosen on each resample; ``None`` for records written without them."""
+    evaluation = run.record["evaluation"]
+    low, high = evaluation.get("threshold_ci") or (None, None)
+    resampled = evaluation.get("ci_threshold_resampled")
+    if low is None or not resampled:
+        return None
+
+    def interval(key: str) -> str:
+        lo, hi = resampled[key]
+        return "n/a" if lo is None else f"[{lo:.3f}, {hi:.3f}]"
+
+    recalls = ", ".join(f"{name} recall {interval(f'recall_{name}')}" for name in run.class_names)
+    return (f"Threshold {evaluation['threshold']:.3f}: over validation resamples it falls in [{low:.3f}, {high:.3f}] "
+            f"(95%). Test, with the threshold re-chosen on each validation resample: accuracy "
+            f"{interval('accuracy')}, {recalls}.")
+
+
+def notes(run: ModelRun) -> str:
+    """The per-model notes a notebook shows under the metrics: test-time augmentation, framing probe and
+    threshold lines (those that apply), as Markdown paragraphs."""
+    return "\n\n".join(line for line in (tta_line(run), framing_line(run), threshold_line(run)) if line)
+
+
+def summary_frame(run: ModelRun) -> "pd.DataFrame":
+    """One model's validation and test metrics at 0.5 and at the validation-chosen threshold."""
+    import pandas as pd
+
+    evaluation, rows = run.record["evaluation"], []
+    for split in ("val", "test"):
+        for point in ("at_0.5", "at_threshold"):
+            metrics = evaluation[split][point]
+            row = {"split": split, "threshold": metrics["threshold"], "accuracy": metrics["accuracy"],
+                   "roc_auc": metrics["roc_auc"]}
+            row.update({f"recall_{c}": metrics["per_class"][c]["recall"] for c in run.class_names})
+            rows.append(row)
+    training = run.record["training"]
+    frame = pd.DataFrame(rows).round(4)
+    frame.attrs["training"] = (f"{training['epochs_run']} epochs, {training['seconds']:.0f} s "
+                               f"({training['seconds_per_epoch']:.1f} s/epoch, {training['mixed_precision']})")
+    return frame.set_index(["split", "threshold"])
