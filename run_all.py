@@ -1,12 +1,8 @@
 #!/usr/bin/env python
-"""Run every notebook in order and write the reports: ``python run_all.py --help``.
-
-Thin wrapper: the logic lives in :mod:`medclf.pipeline.orchestrate`.
-"""
-
+"""Run every notebook in order and write the reports: ``python run_all.py --help`` (see :mod:`medclf.cli.run_all`)."""
 import sys
 
-from medclf.pipeline.orchestrate import main
+from medclf.cli.run_all import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -37,15 +37,17 @@ def timed_fit(dataset, epochs: int, optimizer) -> tuple[list[float], list[float]
     """Wall seconds and CPU seconds (this process) of each epoch of cnn_deeper, the CPU steal seconds over
     the whole fit, and whether TensorFlow ran oneDNN kernels."""
     from medclf.accel import cpu_steal
-    from medclf.models import registry as models
-    from medclf.training import train
+    from medclf.accel import hardware
+    from medclf.models import registry
+    from medclf.training import fit
+    from medclf.training.callbacks import callback_classes
 
-    model = models.build_model(models.get_spec(MODEL), (128, 128, 3))
-    train.compile_model(model, optimizer)
-    EpochTimer, _ = train._callback_classes()
+    model = registry.build_model(registry.get_spec(MODEL), (128, 128, 3))
+    fit.compile_model(model, optimizer)
+    EpochTimer, _ = callback_classes()
     timer, steal_start = EpochTimer(), cpu_steal.steal_seconds()
     model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0)
-    return timer.seconds, timer.cpu_seconds, cpu_steal.stolen_since(steal_start), train.onednn_enabled()
+    return timer.seconds, timer.cpu_seconds, cpu_steal.stolen_since(steal_start), hardware.onednn_enabled()
 
 
 def studies_way(root: str, batch_size: int, epochs: int,
@@ -60,32 +62,35 @@ def studies_way(root: str, batch_size: int, epochs: int,
             os.environ[name] = value
     import keras
 
-    from medclf.models import registry as models
+    from medclf.models import registry
 
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(0)
     loader = keras.utils.image_dataset_from_directory(
         os.path.join(root, "train"), label_mode="binary", class_names=["NORMAL", "PNEUMONIA"], color_mode="rgb",
         image_size=(128, 128), batch_size=batch_size, shuffle=True, seed=0, verbose=False)
-    return timed_fit(loader, epochs, keras.optimizers.Adam(learning_rate=models.get_spec(MODEL).learning_rate))
+    return timed_fit(loader, epochs, keras.optimizers.Adam(learning_rate=registry.get_spec(MODEL).learning_rate))
 
 
 def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], list[float], float | None, bool | None,
                                                                    str]:
     from medclf.training import experiment
-    from medclf.models import registry as models
-    from medclf.training import train
+    from medclf.accel import precision, swap
+    from medclf.data.pipeline import make_dataset
+    from medclf.models import builders, registry
+    from medclf.training import fit
     from medclf.data import load_dataset
     from medclf.config.params import load_params
 
     params = load_params("chest_xray", "quick", root, {"image_size": 128, "color_mode": "rgb"})
-    spec = models.get_spec(MODEL)
-    policy = train.set_precision(params["mixed_precision"], experiment.precision_probe(spec, (128, 128, 3), params))
-    train.seed_everything(0)
+    spec = registry.get_spec(MODEL)
+    policy = precision.set_precision(params["mixed_precision"], experiment.precision_probe(spec, (128, 128, 3), params))
+    fit.seed_everything(0)
     ds = load_dataset(params)
     rows = (ds.frame["source_split"] == "train").to_numpy()
-    data = train.make_dataset(ds.images[rows], ds.frame["label"].to_numpy()[rows], batch_size, shuffle=True, seed=0)
-    return (*timed_fit(data, epochs, models.make_optimizer(spec.optimizer, spec.learning_rate)), policy)
+    data = make_dataset(ds.images[rows], ds.frame["label"].to_numpy()[rows], batch_size, shuffle=True, seed=0)
+    optimizer = swap.faster_optimizer(builders.make_optimizer(spec.optimizer, spec.learning_rate))  # accel on
+    return (*timed_fit(data, epochs, optimizer), policy)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     as_given = {"TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}  # before medclf sets it
-    from medclf.training import train  # no TensorFlow: the CPU's name and bf16 flags for the summary
+    from medclf.accel import hardware  # no TensorFlow: the CPU's name and bf16 flags for the summary
 
     ours, ours_cpu, steal_b, onednn_b, policy = run_isolated(workspace_way, args.data_root, args.batch_size,
                                                              args.epochs)
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
               "studies_epochs_s": [round(s, 2) for s in theirs], "workspace_epochs_s": [round(s, 2) for s in ours],
               "cpu_steal_s": {"studies": steal_a, "workspace": steal_b},
               "onednn": {"studies": onednn_a, "workspace": onednn_b},
-              "cpu": train.cpu_model(), "cpu_bf16": train.cpu_bf16_flags()}
+              "cpu": hardware.cpu_model(), "cpu_bf16": hardware.cpu_bf16_flags()}
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)

@@ -88,20 +88,20 @@ def timed_studies_way(params: dict, data: Subset, spec, epochs: int, image_size:
     batch going through the frozen backbone, float32."""
     import keras
 
-    from medclf.models import registry as models
-    from medclf.training import train
+    from medclf.models import builders
+    from medclf.training import fit
     from medclf.models import transfer
 
     loaders = {split: directory_loader(data.files[split], os.path.join(folder, split), image_size, spec.batch_size,
                                        shuffle=split == "train") for split in ("train", "val")}
     keras.mixed_precision.set_global_policy("float32")
-    train.seed_everything(0)
+    fit.seed_everything(0)
     start = clocks()
     model = transfer.build_transfer((image_size, image_size, 1), spec.backbone, head_dropout=0.2,
                                     weights=params["weights"])
-    train.compile_model(model, models.make_optimizer(spec.optimizer, spec.learning_rate))
+    fit.compile_model(model, builders.make_optimizer(spec.optimizer, spec.learning_rate))
     model.fit(loaders["train"], validation_data=loaders["val"], epochs=epochs, verbose=0,
-              class_weight=train.class_weights(data.arrays("train")[1]))
+              class_weight=fit.class_weights(data.arrays("train")[1]))
     return since(start)
 
 
@@ -111,15 +111,16 @@ def timed_workspace_way(params: dict, data: Subset, spec, epochs: int, image_siz
     features computed inside (once, into the cache) unless the cache already holds them."""
     import keras
 
-    from medclf.training import train
+    from medclf.training import fit
     from medclf.models import transfer
+    from medclf.training import transfer_fit
 
     keras.mixed_precision.set_global_policy(policy)
-    train.seed_everything(0)
+    fit.seed_everything(0)
     start = clocks()
     model = transfer.build_transfer((image_size, image_size, 1), spec.backbone, head_dropout=0.2,
                                     weights=params["weights"])
-    transfer.fit_stage(model, spec, data, params, None, learning_rate=spec.learning_rate, epochs=epochs,
+    transfer_fit.fit_stage(model, spec, data, params, None, learning_rate=spec.learning_rate, epochs=epochs,
                        progress=False)
     return since(start)
 
@@ -128,22 +129,22 @@ def probe_policy(params: dict, image_size: int) -> tuple[str, float]:
     """The policy ``mixed_precision=auto`` picks for the frozen model (a probe, once per cache dir) and
     the probe's seconds; run in its own process so this one never imports TensorFlow."""
     from medclf.training import experiment
-    from medclf.models import registry as models
-    from medclf.training import train
+    from medclf.accel import precision
+    from medclf.models import registry
 
     start = time.perf_counter()
-    probe = experiment.precision_probe(models.get_spec("mobilenet_v2_frozen"), (image_size, image_size, 1), params)
-    return train.precision_policy(params["mixed_precision"], probe), time.perf_counter() - start
+    probe = experiment.precision_probe(registry.get_spec("mobilenet_v2_frozen"), (image_size, image_size, 1), params)
+    return precision.precision_policy(params["mixed_precision"], probe), time.perf_counter() - start
 
 
 def variant(name: str, params: dict, limit: int | None, epochs: int, image_size: int, policy: str):
     """One timed variant (``"a"``: the studies' way, ``"b"``: the cached path) in this process;
     returns ``((wall, CPU, steal) seconds, {split: images})``."""
-    from medclf.models import registry as models
+    from medclf.models import registry
     from medclf.data import load_dataset
 
     data = Subset(load_dataset(params), limit, params["data_root"])
-    spec = dataclasses.replace(models.get_spec("mobilenet_v2_frozen"), callbacks=())  # fixed epoch count
+    spec = dataclasses.replace(registry.get_spec("mobilenet_v2_frozen"), callbacks=())  # fixed epoch count
     if name == "a":
         seconds = timed_studies_way(params, data, spec, epochs, image_size, os.path.join(params["cache_dir"], "links"))
     else:

@@ -163,3 +163,36 @@ def test_the_import_reader_sees_deferred_and_relative_imports(tmp_path):
     source.write_text('"""x"""\nfrom . import sibling\n\ndef f():\n    from medclf.core import io\n')
     known = {"medclf.core.io", "medclf.pkg.sibling", "medclf.pkg.mod"}
     assert _imports(source, "medclf.pkg.mod", known) == {"medclf.core.io", "medclf.pkg.sibling"}
+
+
+def _readme_layout() -> dict[str, str]:
+    """README's Layout block: ``{package: its text}`` for the lines under ``src/medclf/``."""
+    readme = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    entries: dict[str, str] = {}
+    current = None
+    for line in block.splitlines():
+        head = line.strip().split(" ", 1)[0]
+        if line.startswith("  ") and head.endswith("/") and head[:-1] in LAYERS:
+            current = head[:-1]
+            entries[current] = line
+        elif line.startswith("    ") and current:
+            entries[current] += " " + line
+        else:
+            current = None
+    return entries
+
+
+def test_readme_layout_matches_the_tree():
+    layout = _readme_layout()
+    assert list(layout) == list(LAYERS), "README's Layout lists the packages in the layer order"
+    missing = []
+    for name in _modules():
+        parts = name.split(".")
+        if len(parts) < 3:
+            continue
+        package, module = parts[1], parts[-1]
+        if module == "__init__" or module not in layout[package]:
+            if not (module == parts[2] == parts[-1] and f"{module}/" in layout[package]):
+                missing.append(name)
+    assert not missing, f"modules the README's Layout does not name: {missing}"

@@ -12,10 +12,11 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from medclf.analysis import augmentation_study as study  # noqa: E402
-from medclf.evaluation import evaluate
-from medclf.models import registry as models
-from medclf.plots import figures as plots
-from medclf.evaluation import results  # noqa: E402
+from medclf.evaluation import metrics, records, statistics  # noqa: E402
+from medclf.models import registry
+from medclf.models.specs import DATASETS
+from medclf.plots import training as plots
+from medclf.evaluation.predictions import save_predictions  # noqa: E402
 from medclf.data.augment import AUGMENTATION_KEYS, augment_variants, build_augmenter, layer_seeds  # noqa: E402
 
 
@@ -187,9 +188,9 @@ def test_check_models():
 def make_arm(out_dir, name: str, augmented: bool, y, p, y_val, p_val, files=None):
     """Write a record and predictions as run_model does, from hand-made validation and test scores."""
     classes = ["NORMAL", "PNEUMONIA"]
-    evaluation = evaluate.evaluate_model(y_val, p_val, y, p, classes, n_replicates=50, seed=0)
+    evaluation = statistics.evaluate_model(y_val, p_val, y, p, classes, n_replicates=50, seed=0)
     model_id = study.arm_model_id(name, augmented)
-    record = results.build_record(
+    record = records.build_record(
         model_id=model_id, model=name, family="cnn", study=None, reported=None, params={"seed": 0},
         spec={"image_size_used": 16},
         data={"dataset": "synthetic", "manifest_hash": "abc", "class_names": classes, "split_counts": {}},
@@ -198,8 +199,8 @@ def make_arm(out_dir, name: str, augmented: bool, y, p, y_val, p_val, files=None
                   "augmentation": {"flip": "horizontal"} if augmented else None},
         params_count=10, evaluation=evaluation, versions={"python": "test"}, model_file=None)
     files = files if files is not None else [f"test/img{i}.png" for i in range(len(y))]
-    results.save_predictions(out_dir, model_id, files, y, p, classes)
-    results.save_record(out_dir, model_id, record)
+    save_predictions(out_dir, model_id, files, y, p, classes)
+    records.save_record(out_dir, model_id, record)
     return record
 
 
@@ -221,7 +222,7 @@ def test_pair_table_mcnemar_matches_evaluate(pair):
     table = study.augmentation_table(out_dir, ["m"])
     assert list(table["arm"]) == ["no_aug", "aug", study.DELTA] and set(table["model"]) == {"m"}
     delta = table.iloc[2]
-    expected = evaluate.mcnemar(y, (p_aug >= rec_aug["evaluation"]["threshold"]).astype(int),
+    expected = metrics.mcnemar(y, (p_aug >= rec_aug["evaluation"]["threshold"]).astype(int),
                                 (p_no >= rec_no["evaluation"]["threshold"]).astype(int))
     assert delta["mcnemar_p"] == pytest.approx(expected["p_value"])
     assert delta["mcnemar_statistic"] == pytest.approx(expected["statistic"])
@@ -248,12 +249,12 @@ def test_pair_refuses_misaligned_files(pair):
     record, pred = study.load_arm(out_dir, "m__aug")
     record_no, pred_no = study.load_arm(out_dir, "m__noaug")
     renamed = pred.assign(file=pred["file"].str.replace("img1.png", "other.png", regex=False))
-    with pytest.raises(ValueError, match="not on the same test images: 1 file") as error:
+    with pytest.raises(ValueError, match=r"hold different test images \(1 only in m__aug, 1 only in m__noaug") as error:
         study.compare_pair(record_no, pred_no, record, renamed)
     assert "\n" not in str(error.value)
     relabelled = pred.copy()
     relabelled.loc[0, "true_label"] = 1 - relabelled.loc[0, "true_label"]
-    with pytest.raises(ValueError, match="disagree on the true label of 1 image"):
+    with pytest.raises(ValueError, match="disagree on the true label of 'test/img0.png'"):
         study.compare_pair(record_no, pred_no, record, relabelled)
     with pytest.raises(ValueError, match="twice"):
         study.compare_pair(record_no, pred_no, record, pd.concat([pred.iloc[:-1], pred.iloc[:1]]))
@@ -264,13 +265,16 @@ def test_pair_refuses_misaligned_files(pair):
     other = {**record, "data": {**record["data"], "manifest_hash": "zzz"}}
     with pytest.raises(ValueError, match="different data"):
         study.compare_pair(record_no, pred_no, other, pred)
+    quick = {**record, "params": {**record["params"], "profile": "quick"}}  # the other arm: no profile
+    with pytest.raises(ValueError, match=r"another profile or split \(profile None vs 'quick'\)"):
+        study.compare_pair(record_no, pred_no, quick, pred)
     with pytest.raises(FileNotFoundError, match="missing__noaug.json does not exist"):
         study.augmentation_table(out_dir, ["missing"])
 
 
 def test_models_with_augmentation_exist_for_each_dataset():
-    for dataset in models.DATASETS:
-        assert any(models.get_spec(n).augment for n in models.model_names(dataset=dataset))
+    for dataset in DATASETS:
+        assert any(registry.get_spec(n).augment for n in registry.model_names(dataset=dataset))
 
 
 def test_summary_markdown_names_each_model(pair):

@@ -46,7 +46,7 @@ def chromium() -> str:
 def report(tmp_path_factory) -> Path:
     """``reports/index.html`` of a compare-only run over three generated models."""
     tmp = tmp_path_factory.mktemp("browser")
-    out = tmp / "out" / "synthetic"
+    out = tmp / "out" / "synthetic" / "demo"
     for seed, (model_id, family) in enumerate(zip(MODELS, ("svm", "ann", "cnn"))):
         make_model(out, model_id, family, 0.4 + 0.2 * seed, 0.5, seed, seconds=10.0 ** seed)
     run = subprocess.run(

@@ -15,9 +15,22 @@ import pytest  # noqa: E402
 from medclf.reporting import artifacts
 from medclf.analysis import compare
 from medclf.plots import compare_plots
-from medclf.evaluation import evaluate
-from medclf.evaluation import results  # noqa: E402
-from medclf.analysis.compare import PredictionMismatchError  # noqa: E402
+from medclf.core import io  # noqa: E402
+from medclf.evaluation import metrics, selection, statistics  # noqa: E402
+from medclf.evaluation.predictions import (  # noqa: E402
+    PredictionMismatchError,
+    load_predictions,
+    predictions_path,
+    save_predictions,
+)
+from medclf.evaluation.records import (  # noqa: E402
+    build_record,
+    comparable_settings,
+    load_records,
+    read_record,
+    record_path,
+    save_record,
+)
 
 CLASSES = ["NORMAL", "PNEUMONIA"]
 N_VAL, N_TEST = 60, 80
@@ -35,16 +48,16 @@ def scores(y, strength: float, seed: int) -> np.ndarray:
 def make_model(out_dir, model_id, family, val_strength, test_strength, seed, seconds=10.0, params_count=1000):
     """Save a realistic record (evaluate_model on generated predictions) and its predictions CSV."""
     p_val, p_test = scores(Y_VAL, val_strength, seed), scores(Y_TEST, test_strength, seed + 100)
-    evaluation = evaluate.evaluate_model(Y_VAL, p_val, Y_TEST, p_test, CLASSES, 0.9, n_replicates=50, seed=0)
-    record = results.build_record(
+    evaluation = statistics.evaluate_model(Y_VAL, p_val, Y_TEST, p_test, CLASSES, 0.9, n_replicates=50, seed=0)
+    record = build_record(
         model_id=model_id, model=model_id, family=family, study=None, reported=None,
         params={"dataset": "chest_xray", "image_size": 64}, spec={"image_size_used": 64},
         data={"dataset": "chest_xray", "manifest_hash": "m", "split_counts": {"val": N_VAL, "test": N_TEST}},
         training={"seconds": seconds, "seconds_per_epoch": seconds / 2, "epochs_run": 2, "best_epoch": 2,
                   "mixed_precision": False, "history": {}},
         params_count=params_count, evaluation=evaluation, versions={"python": "3.11"})
-    results.save_record(out_dir, model_id, record)
-    results.save_predictions(out_dir, model_id, FILES, Y_TEST, p_test, CLASSES)
+    save_record(out_dir, model_id, record)
+    save_predictions(out_dir, model_id, FILES, Y_TEST, p_test, CLASSES)
     return record
 
 
@@ -69,40 +82,40 @@ def val_auc(record):
 
 
 def test_family_bests_are_chosen_on_validation_even_when_test_disagrees(out_dir):
-    records = results.load_records(out_dir)
+    records = load_records(out_dir)
     rec = by_id(records)
     assert val_auc(rec["cnn_val_star"]) > val_auc(rec["cnn_test_star"])
     test_auc = {k: r["evaluation"]["test"]["at_threshold"]["roc_auc"] for k, r in rec.items()}
     assert test_auc["cnn_test_star"] > test_auc["cnn_val_star"]  # the test set disagrees
-    bests = compare.family_bests(records)
+    bests = selection.family_bests(records)
     assert list(bests) == ["svm", "ann", "cnn"]
     assert {f: r["model_id"] for f, r in bests.items()} == {"svm": "svm_a", "ann": "ann_b", "cnn": "cnn_val_star"}
-    assert compare.overall_best(records)["model_id"] == "cnn_val_star"
+    assert selection.overall_best(records)["model_id"] == "cnn_val_star"
     headline = compare.headline_table(records)
     assert headline["model_id"].tolist() == ["svm_a", "ann_b", "cnn_val_star"]
     assert headline["overall_best"].tolist() == [False, False, True]
 
 
 def test_ties_on_validation_auc_go_to_validation_accuracy_then_name(out_dir):
-    records = results.load_records(out_dir)
+    records = load_records(out_dir)
     a, b = by_id(records)["ann_a"], by_id(records)["ann_b"]
     for record, accuracy in ((a, 0.9), (b, 0.8)):
         record["evaluation"]["val"]["at_threshold"].update(roc_auc=0.95, accuracy=accuracy)
-    assert compare.family_bests(records)["ann"]["model_id"] == "ann_a"
+    assert selection.family_bests(records)["ann"]["model_id"] == "ann_a"
     b["evaluation"]["val"]["at_threshold"]["accuracy"] = 0.9
-    assert compare.family_bests(records)["ann"]["model_id"] == "ann_a"  # full tie: by model_id
+    assert selection.family_bests(records)["ann"]["model_id"] == "ann_a"  # full tie: by model_id
     b["evaluation"]["val"]["at_threshold"]["roc_auc"] = None  # a missing AUC never wins
-    assert compare.family_bests(records)["ann"]["model_id"] == "ann_a"
+    assert selection.family_bests(records)["ann"]["model_id"] == "ann_a"
 
 
 def test_models_are_ranked_on_the_selection_rows_when_the_record_has_them(out_dir):
-    records = results.load_records(out_dir)
+    records = load_records(out_dir)
     rec = by_id(records)
     rec["cnn_test_star"]["evaluation"]["selection"] = {"rule": "new_patients", "images": 20, "positives": 5,
                                                       "roc_auc": 0.99, "roc_auc_ci": [0.95, 1.0]}  # memorised less
     rec["cnn_val_star"]["evaluation"]["selection"] = {"rule": "new_patients", "images": 20, "positives": 5,
                                                      "roc_auc": 0.80}
-    assert compare.family_bests(records)["cnn"]["model_id"] == "cnn_test_star"
+    assert selection.family_bests(records)["cnn"]["model_id"] == "cnn_test_star"
     table = compare.all_models_table(records).set_index("model_id")
     assert table.loc["cnn_test_star", "val_roc_auc"] == 0.99
     assert tuple(table.loc["cnn_test_star", ["val_roc_auc_ci_low", "val_roc_auc_ci_high"]]) == (0.95, 1.0)
@@ -112,11 +125,11 @@ def test_models_are_ranked_on_the_selection_rows_when_the_record_has_them(out_di
 def test_selection_summary_scores_the_masked_rows():
     y, p = np.array([0, 0, 1, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9, 0.2])
     mask = np.array([True, True, True, True, False])
-    summary = evaluate.selection_summary(y, p, mask, "new_patients", n_replicates=200, seed=3)
+    summary = statistics.selection_summary(y, p, mask, "new_patients", n_replicates=200, seed=3)
     interval = summary.pop("roc_auc_ci")
     assert summary == {"rule": "new_patients", "images": 4, "positives": 2, "roc_auc": 0.75}
-    assert interval == list(evaluate.bootstrap_ci(y[mask], p[mask], 0.5, n_replicates=200, seed=3)["roc_auc"])
-    one_class = evaluate.selection_summary(y, p, y == 1, "new_patients")
+    assert interval == list(statistics.bootstrap_ci(y[mask], p[mask], 0.5, n_replicates=200, seed=3)["roc_auc"])
+    one_class = statistics.selection_summary(y, p, y == 1, "new_patients")
     assert one_class["roc_auc"] is None and one_class["roc_auc_ci"] == [None, None]  # one class: no AUC
 
 
@@ -127,26 +140,26 @@ def test_selection_auc_interval_narrows_with_more_selection_rows():
     widths = []
     for n in (100, 2000):
         mask = np.arange(y.size) < n
-        low, high = evaluate.selection_summary(y, p, mask, "all", n_replicates=300)["roc_auc_ci"]
+        low, high = statistics.selection_summary(y, p, mask, "all", n_replicates=300)["roc_auc_ci"]
         widths.append(high - low)
-        assert low <= evaluate.selection_summary(y, p, mask, "all", n_replicates=10)["roc_auc"] <= high
+        assert low <= statistics.selection_summary(y, p, mask, "all", n_replicates=10)["roc_auc"] <= high
     assert widths[1] < widths[0] / 2
 
 
 def test_other_families_follow_the_known_ones():
     records = [{"model_id": m, "family": f} for m, f in (("x", "zeta"), ("y", "transfer"), ("z", "alpha"),
                                                          ("w", "svm"))]
-    assert compare.family_order(records) == ["svm", "transfer", "alpha", "zeta"]
+    assert selection.family_order(records) == ["svm", "transfer", "alpha", "zeta"]
 
 
 def test_headline_values_equal_the_records_and_survive_the_csv(out_dir):
-    records = results.load_records(out_dir)
+    records = load_records(out_dir)
     rec = by_id(records)
     headline = compare.headline_table(records)
     assert headline.columns[:8].tolist() == ["family", "model_id", "study", "image_size", "val_roc_auc",
                                              "val_roc_auc_ci_low", "val_roc_auc_ci_high", "val_accuracy"]
     assert headline.columns[-4:].tolist() == ["threshold", "train_seconds", "params_count", "overall_best"]
-    params = {"dataset": "chest_xray", "output_dir": str(out_dir.parent)}
+    params = {"dataset": "chest_xray", "profile": "quick", "output_dir": str(out_dir.parent)}
     csv_path, _ = artifacts.save_table(headline, params, "headline")
     from_csv = pd.read_csv(csv_path)
     for table in (headline, from_csv):
@@ -164,7 +177,7 @@ def test_headline_values_equal_the_records_and_survive_the_csv(out_dir):
             assert [row["roc_auc_ci_low"], row["roc_auc_ci_high"]] == list(ev["ci"]["roc_auc"])
             assert row["threshold"] == ev["threshold"]
             assert row["val_roc_auc"] == ev["val"]["at_threshold"]["roc_auc"]
-            ci = [np.nan if v is None else v for v in results.selection_auc_ci(record)]
+            ci = [np.nan if v is None else v for v in selection.selection_auc_ci(record)]
             np.testing.assert_array_equal([row["val_roc_auc_ci_low"], row["val_roc_auc_ci_high"]], ci)
             assert row["val_accuracy"] == ev["val"]["at_threshold"]["accuracy"]
             assert row["train_seconds"] == record["training"]["seconds"]
@@ -172,7 +185,7 @@ def test_headline_values_equal_the_records_and_survive_the_csv(out_dir):
 
 
 def test_all_models_table_lists_every_record_by_family(out_dir):
-    records = results.load_records(out_dir)
+    records = load_records(out_dir)
     table = compare.all_models_table(records)
     assert table["model_id"].tolist() == ["svm_a", "ann_b", "ann_a", "cnn_val_star", "cnn_test_star"]
     assert table["family_best"].tolist() == [True, True, False, True, False]
@@ -184,20 +197,20 @@ def test_all_models_table_lists_every_record_by_family(out_dir):
 
 def test_mcnemar_against_best_matches_evaluate_on_aligned_predictions(out_dir):
     # a model's CSV in another row order must be aligned by file, not by position
-    shuffled = results.load_predictions(out_dir, "ann_a").sample(frac=1, random_state=0)
-    results.io.write_text(results.predictions_path(out_dir, "ann_a"), shuffled.to_csv(index=False))
+    shuffled = load_predictions(out_dir, "ann_a").sample(frac=1, random_state=0)
+    io.write_text(predictions_path(out_dir, "ann_a"), shuffled.to_csv(index=False))
     comparison = compare.load_comparison(out_dir)
     assert comparison.best_id == "cnn_val_star" and comparison.problems == []
     table = comparison.mcnemar
     rec = by_id(comparison.records)
-    ranked = [r["model_id"] for r in compare.rank_on_validation(comparison.records)]
+    ranked = [r["model_id"] for r in selection.rank_on_validation(comparison.records)]
     assert table["model_id"].tolist() == ranked[1:] and ranked[0] == "cnn_val_star"
-    best = results.load_predictions(out_dir, "cnn_val_star")
+    best = load_predictions(out_dir, "cnn_val_star")
     best_pred = (best["probability"] >= rec["cnn_val_star"]["evaluation"]["threshold"]).astype(int)
     for _, row in table.iterrows():
-        other = results.load_predictions(out_dir, row["model_id"]).set_index("file").loc[best["file"]]
+        other = load_predictions(out_dir, row["model_id"]).set_index("file").loc[best["file"]]
         pred = (other["probability"] >= rec[row["model_id"]]["evaluation"]["threshold"]).astype(int)
-        expected = evaluate.mcnemar(best["true_label"], best_pred, pred.to_numpy())
+        expected = metrics.mcnemar(best["true_label"], best_pred, pred.to_numpy())
         assert (row["only_best_right"], row["only_model_right"]) == (expected["b"], expected["c"])
         assert row["p_value"] == expected["p_value"] and row["statistic"] == expected["statistic"]
         assert row["method"] == expected["method"] and row["n"] == N_TEST
@@ -206,7 +219,7 @@ def test_mcnemar_against_best_matches_evaluate_on_aligned_predictions(out_dir):
 
 
 def test_misaligned_predictions_are_refused_clearly(out_dir):
-    records = results.load_records(out_dir)
+    records = load_records(out_dir)
     predictions, _ = compare.load_predictions_for(out_dir, records)
     other = predictions["ann_a"].copy()
     other.loc[0, "file"] = "test/NORMAL/somewhere_else.jpeg"
@@ -225,10 +238,10 @@ def test_misaligned_predictions_are_refused_clearly(out_dir):
 
 
 def test_missing_or_stale_predictions_are_noted_not_fatal(out_dir):
-    results.predictions_path(out_dir, "ann_b").unlink()
-    stale = results.load_predictions(out_dir, "svm_a")
+    predictions_path(out_dir, "ann_b").unlink()
+    stale = load_predictions(out_dir, "svm_a")
     stale["probability"] = 1 - stale["probability"]
-    results.io.write_text(results.predictions_path(out_dir, "svm_a"), stale.to_csv(index=False))
+    io.write_text(predictions_path(out_dir, "svm_a"), stale.to_csv(index=False))
     comparison = compare.load_comparison(out_dir)
     assert len(comparison.problems) == 1 and "ann_b.csv: missing" in comparison.problems[0]
     notes = comparison.mcnemar.set_index("model_id")["note"]
@@ -239,19 +252,19 @@ def test_missing_or_stale_predictions_are_noted_not_fatal(out_dir):
 
 
 def test_records_split_otherwise_are_left_out_and_named(out_dir):
-    record = results.read_record(results.record_path(out_dir, "cnn_test_star"))
+    record = read_record(record_path(out_dir, "cnn_test_star"))
     record["params"] = {**record["params"], "split_by_image": ["PNEUMONIA"]}
     record["created"] = "2000-01-01T00:00:00+00:00"  # older than the others
-    results.save_record(out_dir, "cnn_test_star", record)
+    save_record(out_dir, "cnn_test_star", record)
     comparison = compare.load_comparison(out_dir)
     assert "cnn_test_star" not in by_id(comparison.records) and len(comparison.records) == 4
-    assert any("cnn_test_star.json was split differently" in line and "split_by_image ['PNEUMONIA']" in line
-               for line in comparison.problems)
+    assert any("cnn_test_star.json was made with another profile or split" in line
+               and "split_by_image ['PNEUMONIA']" in line for line in comparison.problems)
     same = {**record["params"], "split_by_image": None, "data_root": None}
-    assert results.split_settings({"params": same}) == results.split_settings(by_id(comparison.records)["svm_a"])
-    assert results.split_settings({"params": {**same, "select_on": "all"}})["select_on"] == "all"  # absent = all
-    assert results.split_settings({"params": {**same, "select_on": "new_patients"}}) != \
-        results.split_settings(by_id(comparison.records)["svm_a"])  # ranked on other validation rows
+    assert comparable_settings({"params": same}) == comparable_settings(by_id(comparison.records)["svm_a"])
+    assert comparable_settings({"params": {**same, "select_on": "all"}})["select_on"] == "all"  # absent = all
+    assert comparable_settings({"params": {**same, "select_on": "new_patients"}}) != \
+        comparable_settings(by_id(comparison.records)["svm_a"])  # ranked on other validation rows
 
 
 def test_no_records_gives_empty_tables(tmp_path):
@@ -262,7 +275,7 @@ def test_no_records_gives_empty_tables(tmp_path):
 
 
 def test_mixed_class_names_are_refused(out_dir):
-    records = results.load_records(out_dir)
+    records = load_records(out_dir)
     records[0]["evaluation"]["class_names"] = ["Uninfected", "Parasitized"]
     with pytest.raises(ValueError, match="compare records of one data set only"):
         compare.class_names(records)

@@ -23,7 +23,7 @@ def test_demo_profile_end_to_end(tmp_path):
                  "-p", f"cache_dir={tmp_path / 'cache'}"]
     first = run_all(*overrides)
     assert first.returncode == 0, first.stdout + first.stderr
-    out = tmp_path / "out" / "synthetic"
+    out = tmp_path / "out" / "synthetic" / "demo"
     index = (out / "reports" / "index.html").read_text()
     assert "SYNTHETIC DATA" in index and "01_eda.html" in index
     assert (out / "reports" / "01_eda.html").is_file() and (out / "notebooks" / "01_eda.ipynb").is_file()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medclf.analysis import eda
+from medclf.analysis import eda, patients
 from medclf.data.dataset import FRAME_COLUMNS, Dataset
 
 CLASSES = ["NORMAL", "PNEUMONIA"]
@@ -150,7 +150,7 @@ def test_sample_indices_seeded(ds):
 
 
 def test_group_counts(ds):
-    table = eda.group_counts(ds).set_index(["split", "class_name"])
+    table = patients.group_counts(ds).set_index(["split", "class_name"])
     assert table.loc[("train", "NORMAL"), ["images", "groups"]].tolist() == [3, 2]
     assert table.loc[("train", "PNEUMONIA"), ["images", "groups"]].tolist() == [4, 3]
     assert table.loc[("train", "total"), ["images", "groups"]].tolist() == [7, 5]
@@ -159,20 +159,20 @@ def test_group_counts(ds):
 
 
 def test_group_leaks(ds):
-    assert eda.group_leaks(ds).empty
+    assert patients.group_leaks(ds).empty
     rows = list(ROWS)
     rows[7] = ("val", "NORMAL", "train", "p1", 400)
-    leaks = eda.group_leaks(make_dataset(rows))
+    leaks = patients.group_leaks(make_dataset(rows))
     assert leaks.to_dict("records") == [{"group": "p1", "splits": "train, val", "official": False, "images": 3,
                                          "by_image": False}]
     by_image = make_dataset(rows, params={"seed": 0, "split_by_image": ["NORMAL"]})
-    assert eda.group_leaks(by_image)["by_image"].tolist() == [True]
+    assert patients.group_leaks(by_image)["by_image"].tolist() == [True]
 
 
 def test_patients_in_training():
     rows = list(ROWS)
     rows[10] = ("test", "PNEUMONIA", "test", "p3", 60)  # one of p3's images is in training
-    table = eda.patients_in_training(make_dataset(rows)).set_index(["split", "class_name"])
+    table = patients.patients_in_training(make_dataset(rows)).set_index(["split", "class_name"])
     assert table.loc[("test", "PNEUMONIA")].tolist() == [2, 1, 0.5]
     assert table.loc[("test", "NORMAL")].tolist() == [1, 0, 0.0]
     assert table.loc[("val", "PNEUMONIA"), "patient_in_train"] == 0 and len(table) == 4
@@ -186,15 +186,15 @@ def test_group_number_ranges():
             ("test", "NORMAL", "test", "IM-2", 1), ("test", "NORMAL", "test", "IM-3", 1),
             ("test", "NORMAL", "test", "IM-11", 1), ("test", "NORMAL", "test", "N2-IM-40", 1),
             ("test", "PNEUMONIA", "test", "person7", 1), ("test", "PNEUMONIA", "test", "x", 1)]
-    table = eda.group_number_ranges(make_dataset(rows)).set_index(["split", "class_name", "series"])
+    table = patients.group_number_ranges(make_dataset(rows)).set_index(["split", "class_name", "series"])
     assert table.loc[("train", "NORMAL", "IM-")].tolist() == [2, 10, 11.0, 12, 0, 0]  # IM-12's two images: one patient
     assert table.loc[("test", "NORMAL", "IM-")].tolist() == [3, 2, 3.0, 11, 2, 0]  # IM-2, IM-3 below every training IM-
     assert table.loc[("test", "NORMAL", "N2-IM-"), ["below_train", "above_train"]].tolist() == [0, 1]
     assert table.loc[("test", "PNEUMONIA", "person"), "groups"] == 1  # "x" has no number: left out
     assert table.index.get_level_values("split").tolist() == ["train"] * 3 + ["val"] + ["test"] * 3
-    unnumbered = eda.group_number_ranges(make_dataset())  # p1, p2, ...: numbered, one series "p"
+    unnumbered = patients.group_number_ranges(make_dataset())  # p1, p2, ...: numbered, one series "p"
     assert set(unnumbered["series"]) == {"p"}
-    assert eda.group_number_ranges(make_dataset([("train", "NORMAL", "train", "a", 1)])).empty
+    assert patients.group_number_ranges(make_dataset([("train", "NORMAL", "train", "a", 1)])).empty
 
 
 DUPS = pd.DataFrame({
@@ -249,3 +249,31 @@ def test_gaussian_blur_5x5(channels):
     assert blurred[1, 4, 0] == 0 and blurred[4, 7, 0] == 0  # ... but not 3 (5x5 kernel)
     flat = np.full((6, 6, channels), 77, np.uint8)
     assert np.array_equal(eda.gaussian_blur(flat), flat)
+
+
+def test_leak_report_sorts_leaks_by_cause_and_checks_patient_splits():
+    rows = [("train", "NORMAL", "train", "a", 1), ("val", "NORMAL", "train", "a", 1),       # carved leak
+            ("train", "PNEUMONIA", "train", "b", 1), ("val", "PNEUMONIA", "train", "b", 1),  # per-image class
+            ("train", "NORMAL", "train", "c", 1), ("test", "NORMAL", "test", "c", 1)]       # official folders
+    ds = make_dataset(rows, params={"split_by_image": ["PNEUMONIA"]})
+    report = patients.leak_report(ds)
+    assert (report.official["group"].tolist(), report.by_image["group"].tolist(), report.carved["group"].tolist()) \
+        == (["c"], ["b"], ["a"])
+    assert "groups in more than one split: 3 (1 put there by the data set's own split folders, 1 by the per-image " \
+           "carving, 1 by other carving)" in report.summary("patient", ["PNEUMONIA"])
+    report.check("image")  # carving by image may split patients
+    clean = patients.leak_report(make_dataset(rows[4:]))  # no group in two splits of ours
+    assert clean.carved.empty and list(clean.carved.columns) == list(clean.leaks.columns)
+    clean.check("patient")
+    with pytest.raises(Exception, match="1 patients/groups were split"):
+        report.check("patient")
+
+
+def test_numbered_blocks_find_a_test_set_below_every_training_patient():
+    ranges = pd.DataFrame({"split": ["test", "test", "val"], "class_name": ["NORMAL", "PNEUMONIA", "NORMAL"],
+                           "series": ["IM-", "person", "IM-"], "groups": [3, 2, 1], "first": [1, 5, 9],
+                           "last": [3, 90, 9], "below_train": [3, 1, 1]})
+    blocks = patients.numbered_blocks(ranges)
+    assert blocks["class_name"].tolist() == ["NORMAL"]
+    assert "NORMAL `IM-` (3 patients, numbers 1–3)" in patients.block_note(blocks)
+    assert patients.block_note(blocks.iloc[:0]) is None

@@ -11,16 +11,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from medclf.evaluation import evaluate
-from medclf.evaluation.evaluate import (
-    bootstrap_ci,
-    choose_threshold,
-    evaluate_model,
-    mcnemar,
-    metrics_at,
-    sigmoid_scores,
-    threshold_bootstrap,
-)
+from medclf.evaluation import metrics, statistics
+from medclf.evaluation.metrics import choose_threshold, mcnemar, metrics_at, sigmoid_scores
+from medclf.evaluation.statistics import bootstrap_ci, evaluate_model, threshold_bootstrap
 
 CLASSES = ["NORMAL", "PNEUMONIA"]
 
@@ -149,13 +142,13 @@ def test_threshold_independent_of_test_data():
 
 def test_evaluate_model_passes_only_validation_to_choose_threshold(monkeypatch):
     calls = []
-    real = evaluate.choose_threshold
+    real = metrics.choose_threshold
 
     def spy(*args, **kwargs):
         calls.append((args, kwargs))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "choose_threshold", spy)
+    monkeypatch.setattr(metrics, "choose_threshold", spy)
     y_val, p_val = scored(120, 4)
     y_test, p_test = scored(90, 5)
     evaluate_model(y_val, p_val, y_test, p_test, CLASSES, 0.9, 20, 0)
@@ -204,7 +197,7 @@ def test_rank_auc_equals_sklearn_with_ties():
     y = rng.integers(0, 2, (20, 60))
     p = np.round(rng.random((20, 60)), 1)  # many ties
     expected = [roc_auc_score(row_y, row_p) for row_y, row_p in zip(y, p)]
-    np.testing.assert_allclose(evaluate._rank_auc(y, p), expected)
+    np.testing.assert_allclose(metrics.rank_auc(y, p), expected)
 
 
 def test_bootstrap_contains_point_estimate_and_is_reproducible():
@@ -289,13 +282,13 @@ def test_bootstrap_with_per_replicate_thresholds():
 
 def test_evaluate_model_reports_the_threshold_interval_from_validation_only(monkeypatch):
     calls = []
-    real = evaluate.threshold_bootstrap
+    real = statistics.threshold_bootstrap
 
     def spy(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "threshold_bootstrap", spy)
+    monkeypatch.setattr(statistics, "threshold_bootstrap", spy)
     y_val, p_val = scored(200, 14)
     y_test, p_test = scored(250, 15)
     out = evaluate_model(y_val, p_val, y_test, p_test, CLASSES, 0.95, 300, 0)

@@ -7,9 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from medclf.evaluation import evaluate
+from medclf.config import paths
+from medclf.evaluation import metrics, records, scoring, selection
+from medclf.evaluation.predictions import load_predictions, predictions_path
 from medclf.training import experiment
-from medclf.evaluation import results
 from conftest import synthetic_params
 
 
@@ -25,24 +26,24 @@ def run_images_val(params, run):
 @pytest.mark.parametrize("name", ["svm_pixels", "cnn_baseline_8", "cnn_ours_chest_ensemble"])
 def test_run_model_writes_records_and_predictions(tiny_params, name):
     run = experiment.run_model(name, tiny_params)
-    out = tiny_params["output_dir"] + "/synthetic"
-    record = json.loads((results.record_path(out, name)).read_text())
-    predictions = pd.read_csv(results.predictions_path(out, name))
+    out = str(paths.run_dir(tiny_params))
+    record = json.loads((records.record_path(out, name)).read_text())
+    predictions = pd.read_csv(predictions_path(out, name))
     assert len(predictions) == len(run.y_test) and set(predictions.columns) >= {"file", "true_label", "probability"}
     assert predictions["probability"].between(0, 1).all()
     assert record["evaluation"]["threshold"] == run.threshold
     assert record["spec"]["image_size_used"] == min(32, run.spec.image_size)
     assert record["data"]["manifest_hash"] and record["training"]["mixed_precision"]
-    assert (results.record_path(out, name).parent.parent / record["model_file"]).is_file()
-    val = results.load_predictions(out, name, split="val")
+    assert (records.record_path(out, name).parent.parent / record["model_file"]).is_file()
+    val = load_predictions(out, name, split="val")
     assert val["probability"].tolist() == pytest.approx(run.p_val.tolist())
     assert val["selected"].all()  # select_on=all here
-    assert evaluate.choose_threshold(val["true_label"], val["probability"],
+    assert metrics.choose_threshold(val["true_label"], val["probability"],
                                      tiny_params["target_sensitivity"]) == record["evaluation"]["threshold"]
     framing = pd.DataFrame(record["evaluation"]["framing"]).set_index(["crop", "class_name"])
     assert sorted(framing.index.get_level_values("crop").unique()) == [0.7, 0.85, 1.0]
-    plain = experiment.predict_scores(run.model, run_images_val(tiny_params, run))  # the probe scores without TTA
-    t = evaluate.choose_threshold(run.y_val, plain, tiny_params["target_sensitivity"])
+    plain = scoring.predict_probabilities(run.model, run_images_val(tiny_params, run))  # the probe scores without TTA
+    t = metrics.choose_threshold(run.y_val, plain, tiny_params["target_sensitivity"])
     for label, name in enumerate(["NORMAL", "PNEUMONIA"]):
         called = (plain[run.y_val == label] >= t).mean()
         assert framing.loc[(1.0, name), "called_positive"] == pytest.approx(called)
@@ -60,9 +61,9 @@ def test_saved_keras_model_reproduces_the_predictions(tiny_params):
     import numpy as np
 
     run = experiment.run_model("cnn_baseline_8", tiny_params, model_id="reload_check")
-    model = keras.models.load_model(f"{tiny_params['output_dir']}/synthetic/models/reload_check.keras")
+    model = keras.models.load_model(paths.run_dir(tiny_params) / "models" / "reload_check.keras")
     data = experiment.DataCache(tiny_params).get(32, "rgb")
-    again = experiment.predict_scores(model, data.arrays("test")[0])
+    again = scoring.predict_probabilities(model, data.arrays("test")[0])
     np.testing.assert_allclose(again, run.p_test, atol=1e-2)
 
 
@@ -75,17 +76,17 @@ def test_plan_table_applies_caps(tiny_params):
 def test_epochs_and_models_are_chosen_on_new_patients_and_the_threshold_on_all(tiny_params, monkeypatch):
     """select_on=new_patients: Keras validates on the validation images of patients outside training;
     the threshold and the reported validation metrics still use every validation image."""
-    from medclf.training import train
+    from medclf.training import fit
 
     params = {**tiny_params, "source_val": "merge", "split_by_image": ["PNEUMONIA"], "select_on": "new_patients"}
     seen = {}
-    fit_spec = train.fit_spec
+    fit_spec = fit.fit_spec
 
     def spy(model, spec, train_arrays, val_arrays, **kwargs):
         seen["fit_val"] = len(val_arrays[1])
         return fit_spec(model, spec, train_arrays, val_arrays, **kwargs)
 
-    monkeypatch.setattr(train, "fit_spec", spy)
+    monkeypatch.setattr(fit, "fit_spec", spy)
     run = experiment.run_model("cnn_baseline_8", params, model_id="select_new")
     ds = experiment.DataCache(params).get(32, "rgb")
     val = ds.frame.iloc[ds.indices("val")]
@@ -95,6 +96,6 @@ def test_epochs_and_models_are_chosen_on_new_patients_and_the_threshold_on_all(t
     assert seen["fit_val"] == chosen["images"] == new.sum() and chosen["rule"] == "new_patients"
     assert len(run.y_val) == len(val)  # the threshold was chosen on all of validation
     assert sum(map(sum, run.record["evaluation"]["val"]["at_threshold"]["confusion_matrix"])) == len(val)
-    assert results.selection_auc(run.record) == chosen["roc_auc"]
-    saved = results.load_predictions(params["output_dir"] + "/synthetic", "select_new", split="val")
+    assert selection.selection_auc(run.record) == chosen["roc_auc"]
+    saved = load_predictions(paths.run_dir(params), "select_new", split="val")
     assert saved["selected"].sum() == chosen["images"] and len(saved) == len(val)

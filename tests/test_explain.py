@@ -17,8 +17,9 @@ from keras import layers  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from medclf.analysis import explain
+from medclf.evaluation import scoring, selection  # noqa: E402
 from medclf.plots import explain_plots
-from medclf.models import registry as models  # noqa: E402
+from medclf.models import builders, registry  # noqa: E402
 
 SIZE = 32
 
@@ -37,7 +38,7 @@ def smooth_image(channels: int, seed: int = 0) -> np.ndarray:
 
 def tiny_cnn(channels: int = 1, seed: int = 0) -> keras.Model:
     keras.utils.set_random_seed(seed)
-    return models.build_model("cnn_deeper", (SIZE, SIZE, channels))
+    return registry.build_model("cnn_deeper", (SIZE, SIZE, channels))
 
 
 def nested_model(seed: int = 0) -> tuple[keras.Model, keras.Model]:
@@ -103,7 +104,7 @@ def test_gradcam_on_an_ensemble_averages_the_members():
     members = [tiny_cnn(seed=s) for s in (1, 2)]
     image = smooth_image(1)
     each = [explain.gradcam(m, image) for m in members]
-    ensemble = models.build_ensemble(members)
+    ensemble = builders.build_ensemble(members)
     cam = explain.gradcam(ensemble, image)
     mean = np.mean(each, axis=0)
     np.testing.assert_allclose(cam, mean / mean.max(), atol=1e-5)
@@ -123,7 +124,7 @@ def test_gradcam_inside_a_nested_sub_model_matches_the_flat_model():
 
 
 def test_gradcam_refuses_dense_networks_and_bad_input():
-    ann = models.build_model("ann_deep", (SIZE, SIZE, 1))
+    ann = registry.build_model("ann_deep", (SIZE, SIZE, 1))
     assert not explain.supports_gradcam(ann)
     with pytest.raises(ValueError, match="use LIME"):
         explain.gradcam(ann, smooth_image(1))
@@ -137,7 +138,7 @@ def test_gradcam_refuses_dense_networks_and_bad_input():
 
 
 def test_feature_maps_are_the_conv_layers_in_order():
-    model = models.build_model("cnn_bn5", (SIZE, SIZE, 1))
+    model = registry.build_model("cnn_bn5", (SIZE, SIZE, 1))
     maps = explain.feature_maps(model, smooth_image(1))
     assert list(maps) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
     assert [m.shape for m in maps.values()] == [(32, 32, 32), (16, 16, 64), (8, 8, 64), (4, 4, 128), (2, 2, 256)]
@@ -149,10 +150,10 @@ def test_feature_maps_of_nested_models_and_ensembles():
     nested, _ = nested_model()
     maps = explain.feature_maps(nested, smooth_image(1))
     assert {k: v.shape for k, v in maps.items()} == {"backbone/b_conv1": (32, 32, 8), "backbone/b_conv2": (16, 16, 16)}
-    ensemble = models.build_ensemble([tiny_cnn(seed=1), tiny_cnn(seed=2)])
+    ensemble = builders.build_ensemble([tiny_cnn(seed=1), tiny_cnn(seed=2)])
     assert list(explain.feature_maps(ensemble, smooth_image(1))) == ["member1/conv1", "member1/conv2", "member1/conv3"]
     with pytest.raises(ValueError, match="no convolution layer"):
-        explain.feature_maps(models.build_model("ann_10_adam", (SIZE, SIZE, 1)), smooth_image(1))
+        explain.feature_maps(registry.build_model("ann_10_adam", (SIZE, SIZE, 1)), smooth_image(1))
 
 
 # --------------------------------------------------------------------------- LIME
@@ -178,7 +179,7 @@ def test_lime_classifier_returns_two_columns_for_grey_models():
     probs = explain.lime_classifier(model)(np.repeat(smooth_image(1)[None], 3, axis=-1).repeat(2, axis=0))
     assert probs.shape == (2, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
-    np.testing.assert_allclose(probs[:, 1], explain.predict_probabilities(model, smooth_image(1)[None])[0], atol=1e-6)
+    np.testing.assert_allclose(probs[:, 1], scoring.predict_probabilities(model, smooth_image(1)[None])[0], atol=1e-6)
 
 
 def test_segment_falls_back_to_a_grid_on_flat_images():
@@ -216,19 +217,19 @@ def make_record(model_id: str, family: str, val_auc: float, test_auc: float, mod
             "evaluation": {"threshold": 0.5, "val": at(val_auc), "test": at(test_auc)}}
 
 
-def test_best_per_family_uses_validation_never_test():
+def test_models_to_explain_are_chosen_on_validation_never_test():
     records = [make_record("cnn_a", "cnn", val_auc=0.90, test_auc=0.99),
                make_record("cnn_b", "cnn", val_auc=0.95, test_auc=0.70),
                make_record("ann_a", "ann", val_auc=0.80, test_auc=0.60),
                make_record("ann_b", "ann", val_auc=0.70, test_auc=0.95),
                make_record("svm", "svm", val_auc=0.99, test_auc=0.99, model_file="models/svm.joblib")]
-    best = explain.best_per_family(records)
+    best = selection.family_bests(explain.explainable(records))
     assert {family: r["model_id"] for family, r in best.items()} == {"cnn": "cnn_b", "ann": "ann_a"}
     # changing test numbers changes nothing
     shuffled = copy.deepcopy(records)
     for r in shuffled:
         r["evaluation"]["test"]["at_threshold"]["roc_auc"] = 1 - r["evaluation"]["test"]["at_threshold"]["roc_auc"]
-    assert [r["model_id"] for r in explain.best_per_family(shuffled).values()] == ["cnn_b", "ann_a"]
+    assert [r["model_id"] for r in selection.family_bests(explain.explainable(shuffled)).values()] == ["ann_a", "cnn_b"]
     table = explain.selection_table(records)
     assert "test" not in " ".join(table.columns)
     assert table.set_index("model_id")["selection"].to_dict()["svm"] == "no saved Keras model"
@@ -316,3 +317,73 @@ def test_active_channel_avoids_dead_channels():
     assert explain.active_channel(maps) == 2
     maps["conv2"][..., 2] = 0
     assert explain.active_channel(maps) == 1
+
+
+# --------------------------------------------------------------------------- what notebook 05 calls
+
+
+class _Images:
+    """Stands in for a loaded data set: one image per file."""
+
+    def __init__(self, files: list[str], images: np.ndarray):
+        self.frame, self.images = pd.DataFrame({"relpath": files}), images
+
+
+def loaded_model(model_id: str, model: keras.Model, threshold: float = 0.5) -> explain.LoadedModel:
+    """A LoadedModel over four smooth images whose stored probabilities are the model's own."""
+    files = [f"img{i}.png" for i in range(4)]
+    images = np.stack([smooth_image(1, seed=i) for i in range(4)])
+    p = scoring.predict_probabilities(model, images)
+    predictions = pd.DataFrame({"file": files, "true_label": [0, 1, 0, 1], "true_class": ["N", "P", "N", "P"],
+                                "probability": p})
+    record = {"model_id": model_id, "evaluation": {"threshold": threshold}}
+    return explain.LoadedModel(record, model, predictions, _Images(files, images))
+
+
+def test_lime_comparison_explains_every_file_with_every_model_alike():
+    a, b = loaded_model("a", tiny_cnn(1, seed=0)), loaded_model("b", tiny_cnn(1, seed=1))
+    files = ["img1.png", "img2.png"]
+    explained, log = explain.lime_comparison([a, b], files, num_samples=30, seed=2, n_segments=8)
+    assert len(explained) == 2 and [len(row) for row in explained] == [2, 2]
+    label = next(iter(explained[0]))
+    assert label == f"a (p={a.predictions.set_index('file').loc['img1.png', 'probability']:.3f})"
+    single = explain.lime_explanation(a.model, a.images(["img1.png"])[0], num_samples=30, seed=2, n_segments=8)
+    np.testing.assert_array_equal(explained[0][label].weights, single.weights)
+    assert [(row["model_id"], row["method"], row["file"]) for row in log] == [
+        ("a", "LIME", "img1.png"), ("b", "LIME", "img1.png"), ("a", "LIME", "img2.png"), ("b", "LIME", "img2.png")]
+
+
+def test_gradcam_table_checks_the_stored_probabilities():
+    subject = loaded_model("a", tiny_cnn(1))
+    images, cams, log = explain.gradcam_table(subject, ["img3.png", "img0.png"])
+    assert images.shape == (2, SIZE, SIZE, 1) and cams.shape == (2, SIZE, SIZE)
+    assert [row["file"] for row in log] == ["img3.png", "img0.png"]
+    np.testing.assert_allclose([r["probability"] for r in log], [r["probability_recomputed"] for r in log], atol=1e-6)
+
+
+def test_error_galleries_count_and_show_the_most_confident_errors():
+    subject = loaded_model("a", tiny_cnn(1))
+    subject.predictions["probability"] = [0.9, 0.1, 0.6, 0.2]  # 2 false positives, 2 false negatives at 0.5
+    counts, galleries = explain.error_galleries([subject], per_kind=1)
+    assert counts.to_dict("records") == [{"model_id": "a", "threshold": 0.5, "false negative": 2,
+                                          "false positive": 2, "test_images": 4}]
+    gallery = galleries[0]
+    assert gallery.shown["file"].tolist() == ["img1.png", "img0.png"]  # most confident of each kind
+    assert gallery.images.shape == (2, SIZE, SIZE, 1) and gallery.cams.shape == (2, SIZE, SIZE)
+    assert [row["method"] for row in explain.gallery_log(gallery)] == ["error gallery (false negative)",
+                                                                       "error gallery (false positive)"]
+    subject.predictions["probability"] = [0.1, 0.9, 0.2, 0.8]  # no errors
+    counts, galleries = explain.error_galleries([subject], per_kind=3)
+    assert galleries[0].shown.empty and galleries[0].images is None and counts["false negative"].tolist() == [0]
+
+
+def test_explained_table_joins_the_stored_predictions_and_the_feature_map_choice():
+    cnn = loaded_model("cnn_a", tiny_cnn(1))
+    log = [{"model_id": "cnn_a", "method": "LIME", "file": "img1.png", "seconds": 0.5}]
+    table = explain.explained_table(log, {"cnn_a": cnn})
+    assert list(table.columns) == list(explain.EXPLAINED_COLUMNS)
+    assert table.loc[0, "true_class"] == "P" and table.loc[0, "probability"] == cnn.predictions.loc[1, "probability"]
+    examples = cnn.predictions.iloc[[0, 3]]
+    assert explain.feature_map_subject({"cnn": cnn}, examples) == (cnn, "img3.png")  # first disease example
+    dense = loaded_model("ann", registry.build_model("ann_10_adam", (SIZE, SIZE, 1)))
+    assert explain.feature_map_subject({"ann": dense}, examples) is None

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from medclf.config import paths as config
-from medclf.models.registry import (CALLBACKS, COLOR_MODES, FAMILIES, MODELS, OPTIMIZERS, ConvBlock, build_compact_cnn,
-                           build_model, count_params, get_spec, make_optimizer, model_names)
+from medclf.models.blocks import ConvBlock
+from medclf.models.builders import OPTIMIZERS, build_compact_cnn, count_params, make_optimizer
+from medclf.models.registry import MODELS, build_model, get_spec, model_names
+from medclf.models.specs import CALLBACKS, COLOR_MODES, FAMILIES
 
 KERAS_NAMES = [name for name, spec in MODELS.items() if spec.family in ("ann", "cnn")]  # transfer: test_transfer.py
 STUDIES_MD = config.PROJECT_ROOT.parent / "shared" / "docs" / "STUDIES.md"
@@ -139,24 +141,37 @@ def test_compact_cnn_is_parameterised():
     assert model.get_layer("head_drop").rate == 0.1 and model.get_layer("dense1").units == 4
 
 
-def test_fit_spec_trains_with_the_specs_optimizer_adam_fused():
-    """fit_spec compiles with make_optimizer(spec.optimizer): the ANNs' and CNNs' Adam is FusedAdam, SGD stays SGD."""
-    from medclf.training import train
-    from medclf.accel.fused_adam import FusedAdam
+def test_fit_spec_trains_with_the_specs_optimizer():
+    """fit_spec compiles with make_optimizer(spec.optimizer): the ANNs' and CNNs' Adam is an Adam, SGD stays SGD
+    (accel off: the model itself is fitted; with it on, see tests/test_accel.py)."""
+    from medclf.training import fit
 
-    params = {"class_weight": False, "seed": 0, "monitor": "val_auc", "patience": 1}
+    params = {"class_weight": False, "seed": 0, "monitor": "val_auc", "patience": 1, "accel": False}
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8), np.arange(8) % 2
-    for name, expected in [("ann_10_adam", FusedAdam), ("cnn_baseline_8", FusedAdam), ("ann_10_sgd", keras.optimizers.SGD)]:
+    for name, expected in [("ann_10_adam", keras.optimizers.Adam), ("cnn_baseline_8", keras.optimizers.Adam),
+                           ("ann_10_sgd", keras.optimizers.SGD)]:
         spec = get_spec(name)
         model = build_model(spec, (8, 8, 3))
-        train.fit_spec(model, spec, data, data, params=params, learning_rate=1e-3, epochs=1)
-        assert type(model.optimizer) is expected and int(model.optimizer.iterations) == 1
+        fit.fit_spec(model, spec, data, data, params=params, learning_rate=1e-3, epochs=1)
+        assert isinstance(model.optimizer, expected) and int(model.optimizer.iterations) == 1
 
 
-def test_batch_norm_blocks_use_the_fused_layer():
-    from medclf.accel.fused_bn import FusedBatchNormalization
-
+def test_models_are_plain_keras():
+    """Built models and their optimizers are Keras' own classes (faster drop-ins are the training layer's choice),
+    and the models package does not import medclf.accel."""
+    assert type(make_optimizer("adam", 1e-3)) is keras.optimizers.Adam
     model = build_model("cnn_bn5", (32, 32, 1))
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    assert len(norms) == 5 and all(type(layer) is FusedBatchNormalization for layer in norms)
+    assert len(norms) == 5 and all(type(layer) is keras.layers.BatchNormalization for layer in norms)
+    assert all(type(layer).__module__.startswith("keras.") for layer in model.layers)
+    import ast
+    from pathlib import Path
+
+    import medclf.models
+
+    imported = {(path.name, node.module if isinstance(node, ast.ImportFrom) else alias.name)
+                for path in Path(medclf.models.__file__).parent.glob("*.py")
+                for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    assert not [pair for pair in imported if (pair[1] or "").startswith("medclf.accel")]

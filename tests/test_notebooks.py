@@ -9,7 +9,7 @@ import pytest
 
 from medclf.config import paths as config
 
-PARAMETERS = ("dataset", "profile", "data_root", "overrides")
+PARAMETERS = ("settings",)
 NOTEBOOKS = sorted(p for p in config.NOTEBOOKS_DIR.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 

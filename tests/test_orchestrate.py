@@ -1,4 +1,4 @@
-"""Orchestration: plan, skip-if-up-to-date, failures, atomic outputs, run.json, CLI errors.
+"""The runner (run_all.py): plan, skip-if-up-to-date, failures, atomic outputs, run.json, CLI errors.
 
 Most tests replace ``papermill.execute_notebook`` with a fake that copies the notebook (and
 raises like papermill for a cell containing ``raise``); one test runs a real kernel end to end.
@@ -19,11 +19,13 @@ import nbformat
 import pytest
 
 import medclf.data
-from medclf.pipeline import orchestrate
+from medclf.cli import run_all
+from medclf.config.params import SPECS
 from medclf.core import progress
-from medclf.pipeline.orchestrate import Notebook
+from medclf.pipeline import execute, plan
+from medclf.pipeline.plan import Notebook
 
-PARAMS_CELL = 'dataset = "synthetic"\nprofile = None\ndata_root = None\noverrides = {}'
+PARAMS_CELL = 'settings = {"dataset": "synthetic"}'
 
 
 def make_notebook(path: Path, *code: str) -> Path:
@@ -46,7 +48,7 @@ class Workspace:
     def __init__(self, tmp_path: Path, monkeypatch, capsys):
         self.nb_dir = tmp_path / "notebooks"
         self.out_root = tmp_path / "out"
-        self.out = self.out_root / "synthetic"
+        self.out = self.out_root / "synthetic" / "demo"
         self.capsys = capsys
         self.data_hash = "data-v1"
         self.prepared = 0
@@ -61,7 +63,7 @@ class Workspace:
 
     def run(self, *argv: str) -> tuple[int, str, str]:
         self.capsys.readouterr()
-        code = orchestrate.main(["-p", f"output_dir={self.out_root}", *argv],
+        code = run_all.main(["-p", f"output_dir={self.out_root}", *argv],
                                 registry=self.registry, notebooks_dir=self.nb_dir)
         out, err = self.capsys.readouterr()
         return code, out, err
@@ -107,24 +109,25 @@ def fake_papermill(monkeypatch):
 
 
 def test_registry_order_and_available(tmp_path):
-    names = [nb.name for nb in orchestrate.REGISTRY]
+    names = [nb.name for nb in plan.REGISTRY]
     assert names == ["eda", "baselines", "transfer", "augmentation", "explain", "compare"]
-    assert orchestrate.REGISTRY[0].file == "01_eda.ipynb"
-    assert set(orchestrate.REGISTRY[5].deps) == {"baselines", "transfer", "augmentation"}
+    assert plan.REGISTRY[0].file == "01_eda.ipynb"
+    assert set(plan.REGISTRY[5].deps) == {"baselines", "transfer", "augmentation"}
     make_notebook(tmp_path / "01_eda.ipynb")
     make_notebook(tmp_path / "06_compare.ipynb")
-    available = orchestrate.available_notebooks(orchestrate.REGISTRY, tmp_path)
+    available = plan.available_notebooks(plan.REGISTRY, tmp_path)
     assert [nb.name for nb in available] == ["eda", "compare"]
-    assert [nb.name for nb in orchestrate.select_notebooks(available, ["01_eda"])] == ["eda"]
-    assert [nb.name for nb in orchestrate.select_notebooks(available, ["compare", "eda"])] == ["eda", "compare"]
-    with pytest.raises(orchestrate.OrchestrationError, match="unknown notebook 'nope'"):
-        orchestrate.select_notebooks(available, ["nope"])
-    with pytest.raises(orchestrate.OrchestrationError, match="does not exist yet"):
-        orchestrate.select_notebooks(available, ["baselines"])
+    assert [nb.name for nb in plan.select_notebooks(available, ["01_eda"])] == ["eda"]
+    assert [nb.name for nb in plan.select_notebooks(available, ["compare", "eda"])] == ["eda", "compare"]
+    with pytest.raises(plan.OrchestrationError, match="unknown notebook 'nope'"):
+        plan.select_notebooks(available, ["nope"])
+    with pytest.raises(plan.OrchestrationError, match="does not exist yet"):
+        plan.select_notebooks(available, ["baselines"])
 
 
 def test_light_imports():
-    code = ("import sys, medclf.pipeline.orchestrate; "
+    code = ("import sys, medclf.cli.run_all, medclf.pipeline.plan, medclf.pipeline.execute, "
+            "medclf.pipeline.provenance; "
             "heavy = [m for m in ('tensorflow', 'keras', 'papermill', 'nbconvert') if m in sys.modules]; "
             "print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -145,13 +148,9 @@ def test_unknown_param_exits_2_with_one_line(ws, fake_papermill):
 
 
 def test_data_error_exits_2(ws, fake_papermill, monkeypatch):
-    class DataError(RuntimeError):
-        pass
-
     def prepare(params):
-        raise DataError("data root /nowhere does not exist: pass --data-root or --download")
+        raise medclf.data.DataError("data root /nowhere does not exist: pass --data-root or --download")
 
-    monkeypatch.setattr(medclf.data, "DataError", DataError, raising=False)
     monkeypatch.setattr(medclf.data, "prepare", prepare, raising=False)
     make_notebook(ws.nb_dir / "01_b.ipynb")
     code, out, err = ws.run()
@@ -227,6 +226,18 @@ def test_up_to_date_and_what_reruns(ws, fake_papermill):
     fake_papermill.clear()  # a missing output forces a rerun of that notebook only
     (ws.out / "reports" / "03_a.html").unlink()
     assert ws.run("-p", "seed=7")[0] == 0 and fake_papermill == ["03_a"]
+
+
+@pytest.mark.parametrize("accel, steal", [("true", 3.0), ("false", None)])
+def test_cpu_steal_is_counted_only_with_accel(ws, fake_papermill, monkeypatch, accel, steal):
+    """CPU-steal accounting is one of the optional speed-ups' companions: with accel off, steal_s is null."""
+    from medclf.accel import cpu_steal
+
+    readings = iter([100.0, 103.0])
+    monkeypatch.setattr(cpu_steal, "steal_seconds", lambda: next(readings))
+    make_notebook(ws.nb_dir / "01_b.ipynb", "x = 1")
+    code, _, _ = ws.run("--only", "b", "-p", f"accel={accel}")
+    assert code == 0 and ws.run_json()["notebooks"]["b"]["steal_s"] == steal
 
 
 def test_only_keeps_other_entries(ws, fake_papermill):
@@ -315,8 +326,9 @@ def test_interrupted_write_leaves_old_html(ws, fake_papermill, monkeypatch):
 @pytest.mark.slow
 def test_end_to_end_with_kernel(ws):
     """Six real kernel executions: run, skip, fail + dependents, recover."""
-    check = ("assert dataset == 'synthetic' and profile == 'demo' and data_root is None\n"
-             "assert overrides['output_dir'].endswith('out'), overrides\n"
+    check = ("assert settings['dataset'] == 'synthetic' and settings['profile'] == 'demo'\n"
+             "assert settings['output_dir'].endswith('out') and settings['seed'] == 42, settings\n"
+             f"assert len(settings) == {len(SPECS)}\n"
              "print('params ok')")
     make_notebook(ws.nb_dir / "01_b.ipynb", "x = 1 + 1", check)
     make_notebook(ws.nb_dir / "02_c.ipynb", "y = 2")
@@ -361,10 +373,10 @@ def test_end_to_end_with_kernel(ws):
 
 def test_a_running_notebook_shows_its_progress(ws, monkeypatch):
     """The kernel reports through medclf.core.progress; the runner prints each new status while the notebook runs."""
-    monkeypatch.setattr(orchestrate, "PROGRESS_INTERVAL_S", 0.1)
+    monkeypatch.setattr(execute, "PROGRESS_INTERVAL_S", 0.1)
     monkeypatch.delenv(progress.ENV_VAR, raising=False)
     make_notebook(ws.nb_dir / "03_a.ipynb",
-                  "import time\nfrom medclf import progress\n"
+                  "import time\nfrom medclf.core import progress\n"
                   "with progress.task('model x'):\n"
                   "    progress.report(epoch=2, epochs=5, seconds_per_epoch=61.2, val={'auc': 0.9})\n"
                   "    time.sleep(1.5)")
@@ -383,7 +395,7 @@ def test_a_relative_keras_home_is_made_absolute_for_the_kernels(monkeypatch, tmp
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KERAS_HOME", "keras")  # kernels run in the notebooks' folder
-    assert orchestrate.main(["-p", "no_such_key=1"]) == 2
+    assert run_all.main(["-p", "no_such_key=1"]) == 2
     assert os.environ["KERAS_HOME"] == str(tmp_path / "keras")
 
 
@@ -391,12 +403,12 @@ RUNNER_IN_A_CHILD = """
 import sys
 from pathlib import Path
 import medclf.data
-from medclf.pipeline import orchestrate
-from medclf.pipeline.orchestrate import Notebook
+from medclf.cli import run_all
+from medclf.pipeline.plan import Notebook
 medclf.data.prepare = lambda params: None
 medclf.data.manifest_fingerprint = lambda params: "data-v1"
 root = Path(sys.argv[1])
-sys.exit(orchestrate.main(["-p", f"output_dir={root / 'out'}"],
+sys.exit(run_all.main(["-p", f"output_dir={root / 'out'}"],
                           registry=(Notebook("b", "01_b.ipynb"), Notebook("a", "02_a.ipynb")),
                           notebooks_dir=root / "notebooks"))
 """
@@ -434,7 +446,7 @@ def test_a_signal_to_the_runner_stops_the_kernel_and_keeps_what_finished(tmp_pat
     else:
         os.kill(kernel, signal.SIGKILL)
         pytest.fail(f"kernel {kernel} still running after the runner was stopped by {sig}")
-    out = tmp_path / "out" / "synthetic"
+    out = tmp_path / "out" / "synthetic" / "demo"
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "interrupted" and run["interrupted_by"] == sig
     assert run["notebooks"]["b"]["status"] == "ok" and (out / "notebooks" / "01_b.ipynb").is_file()

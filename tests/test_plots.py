@@ -14,7 +14,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from medclf.reporting import artifacts
 from medclf.analysis import eda
-from medclf.plots import figures as plots  # noqa: E402
+from medclf.plots import common  # noqa: E402
+from medclf.plots import eda as plots  # noqa: E402
 from medclf.data.dataset import FRAME_COLUMNS, Dataset  # noqa: E402
 
 CLASSES = ["Uninfected", "Parasitized"]
@@ -80,7 +81,7 @@ def test_plot_helpers_return_figures(channels, tmp_path):
 
 def test_grayscale_uses_gray_colormap():
     _, ax = plt.subplots()
-    plots.show_image(ax, np.zeros((4, 4, 1), np.uint8))
+    common.show_image(ax, np.zeros((4, 4, 1), np.uint8))
     assert ax.images[0].get_cmap().name == "gray"
     assert ax.images[0].get_clim() == (0, 255)
 
@@ -104,7 +105,7 @@ def test_empty_split_pie_does_not_fail():
 
 
 def _params(tmp_path, dataset):
-    return {"dataset": dataset, "output_dir": str(tmp_path / "out")}
+    return {"dataset": dataset, "profile": "quick", "output_dir": str(tmp_path / "out")}
 
 
 def _stamped(fig) -> bool:
@@ -115,7 +116,7 @@ def test_save_figure_real_data_not_stamped(tmp_path):
     fig, ax = plt.subplots()
     ax.plot([0, 1])
     path = artifacts.save_figure(fig, _params(tmp_path, "malaria"), "01_eda", "line")
-    assert path == tmp_path / "out" / "malaria" / "figures" / "01_eda" / "line.png"
+    assert path == tmp_path / "out" / "malaria" / "quick" / "figures" / "01_eda" / "line.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not _stamped(fig)
     assert [p.name for p in path.parent.iterdir()] == ["line.png"]  # no temporary file left
@@ -128,7 +129,7 @@ def test_save_figure_synthetic_is_stamped_once(tmp_path):
     artifacts.save_figure(fig, params, "01_eda", "b")
     stamps = [t for t in fig.texts if t.get_text() == artifacts.SYNTHETIC_LABEL]
     assert len(stamps) == 1 and stamps[0].get_color() == "red"
-    assert (tmp_path / "out" / "synthetic" / "figures" / "01_eda" / "b.png").is_file()
+    assert (tmp_path / "out" / "synthetic" / "quick" / "figures" / "01_eda" / "b.png").is_file()
 
 
 def test_publish_figure_saves_and_closes(tmp_path):
@@ -140,7 +141,7 @@ def test_publish_figure_saves_and_closes(tmp_path):
 def test_save_table(tmp_path):
     frame = pd.DataFrame({"NORMAL": [1, 2]}, index=pd.Index(["train", "test"], name="split"))
     csv, md = artifacts.save_table(frame, _params(tmp_path, "chest_xray"), "counts")
-    assert csv == tmp_path / "out" / "chest_xray" / "tables" / "counts.csv"
+    assert csv == tmp_path / "out" / "chest_xray" / "quick" / "tables" / "counts.csv"
     assert pd.read_csv(csv).to_dict("list") == {"split": ["train", "test"], "NORMAL": [1, 2]}
     assert md.read_text().startswith("| split")
     assert "SYNTHETIC" not in md.read_text()

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medclf.config import paths
 from medclf.training import experiment
 from medclf.cli import predict
-from medclf.evaluation import results
+from medclf.evaluation import records, scoring
 from medclf.__main__ import main
 from conftest import synthetic_params
 
@@ -24,7 +25,7 @@ def trained(tmp_path_factory):
     params = synthetic_params(tmp_path_factory.mktemp("predict"), synthetic_image_size=40)
     data = experiment.DataCache(params)
     runs = {name: experiment.run_model(name, params, data) for name in ("cnn_baseline_8", "svm_pixels")}
-    out = Path(params["output_dir"]) / "synthetic"
+    out = paths.run_dir(params)
     models = {name: out / run.record["model_file"] for name, run in runs.items()}
     return {"params": params, "runs": runs, "models": models, "data": data, "root": Path(params["data_root"])}
 
@@ -40,10 +41,10 @@ def copy_model(model: Path, folder: Path, **card_changes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / model.name
     shutil.copy(model, target)
-    record = json.loads(results.model_card_path(model).read_text())
+    record = json.loads(records.model_card_path(model).read_text())
     for section, values in card_changes.items():
         record[section] = {**record[section], **values}
-    results.model_card_path(target).write_text(json.dumps(record))
+    records.model_card_path(target).write_text(json.dumps(record))
     return target
 
 
@@ -61,7 +62,7 @@ def test_probabilities_equal_the_models_predictions_on_the_data_layer_arrays(tra
     np.testing.assert_allclose(frame["probability"], expected, rtol=0, atol=1e-6)
     # and the reloaded model on the data layer's cached arrays agrees too
     ds = trained["data"].get(run.record["spec"]["image_size_used"], run.spec.color_mode)
-    reloaded = experiment.predict_scores(predict.load_model(trained["models"][name]), ds.arrays("test")[0])
+    reloaded = scoring.predict_probabilities(predict.load_model(trained["models"][name]), ds.arrays("test")[0])
     np.testing.assert_allclose(pd.Series(reloaded, index=run.files_test)[relpaths], frame["probability"], atol=1e-6)
     assert (frame["threshold"] == run.threshold).all()
 
@@ -113,10 +114,10 @@ def test_nothing_scorable_exits_1(trained, tmp_path, capsys):
 
 def test_missing_card_or_model_is_one_line_and_exit_2(trained, tmp_path, capsys):
     model = copy_model(trained["models"]["cnn_baseline_8"], tmp_path / "m")
-    results.model_card_path(model).unlink()
+    records.model_card_path(model).unlink()
     code, _, err = predict_cli(capsys, "--model", model, trained["root"] / "test")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert str(results.model_card_path(model)) in err and "save_models" in err
+    assert str(records.model_card_path(model)) in err and "save_models" in err
     code, _, err = predict_cli(capsys, "--model", tmp_path / "nope.keras", trained["root"] / "test")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "nope.keras does not exist" in err
     code, _, err = predict_cli(capsys, "--model", tmp_path / "model.h5", trained["root"] / "test")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import real_data
-from medclf.analysis import eda
+from medclf.analysis import patients
 from medclf.data import duplicate_groups, leaking_groups, load_dataset
 from medclf.data.split import assign_splits
 from medclf.config.params import load_params
@@ -37,10 +37,10 @@ def test_chest_xray_official_counts_and_patient_split(tmp_path):
     folders = ds.frame.assign(split=ds.frame["source_split"].replace({"val": "train"}))
     official = leaking_groups(folders)  # the official test shares 170 (pneumonia) patients with the train folder
     assert official["official"].all() and len(official) == 170
-    seen = eda.patients_in_training(ds).set_index(["split", "class_name"])["share"]
+    seen = patients.patients_in_training(ds).set_index(["split", "class_name"])["share"]
     assert seen["test", "NORMAL"] == 0 and seen["val", "NORMAL"] == 0  # validation drawn as the test set:
     assert seen["test", "PNEUMONIA"] > 0.7 and abs(seen["val", "PNEUMONIA"] - seen["test", "PNEUMONIA"]) < 0.1
-    numbers = eda.group_number_ranges(ds).set_index(["split", "class_name", "series"])
+    numbers = patients.group_number_ranges(ds).set_index(["split", "class_name", "series"])
     test_normal = numbers.loc[("test", "NORMAL")]  # the 225 official test normal patients: the lowest numbers
     assert test_normal["groups"].sum() == 225 and (test_normal["below_train"] == test_normal["groups"]).all()
     assert numbers.loc[("test", "PNEUMONIA", "person"), "below_train"] == 0

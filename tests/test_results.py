@@ -16,19 +16,19 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from medclf.core import io
-from medclf.plots import figures as plots
-from medclf.evaluation import results  # noqa: E402
-from medclf.evaluation.evaluate import choose_threshold, evaluate_model, metrics_at  # noqa: E402
-from medclf.evaluation.results import (  # noqa: E402
+from medclf.plots import evaluation as plots
+from medclf.plots import training as training_plots
+from medclf.evaluation.metrics import choose_threshold, metrics_at  # noqa: E402
+from medclf.evaluation.predictions import load_predictions, save_predictions  # noqa: E402
+from medclf.evaluation.records import (  # noqa: E402
     RecordError,
     build_record,
     load_records,
-    records_table,
-    save_predictions,
     save_record,
-    study_reproduction_table,
     validate_record,
 )
+from medclf.evaluation.statistics import evaluate_model  # noqa: E402
+from medclf.evaluation.tables import records_table, study_reproduction_table  # noqa: E402
 
 CLASSES = ["NORMAL", "PNEUMONIA"]
 
@@ -129,7 +129,7 @@ def test_build_record_names_the_git_commit_of_the_code_imported(two_records):
     import subprocess
 
     from medclf.config import paths as config
-    from medclf.evaluation.results import CODE_GIT
+    from medclf.evaluation.records import CODE_GIT
 
     assert two_records[0]["git"] == CODE_GIT
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=config.PROJECT_ROOT, capture_output=True, text=True)
@@ -208,7 +208,7 @@ def test_predictions_csv_one_row_per_test_image(tmp_path):
     # the file is enough to re-check a reported number
     t = choose_threshold(frame["true_label"], frame["probability"], 0.75)
     assert metrics_at(frame["true_label"], frame["probability"], t, CLASSES)["accuracy"] == pytest.approx(5 / 7)
-    assert results.load_predictions(tmp_path, "cnn-seed0").equals(frame)
+    assert load_predictions(tmp_path, "cnn-seed0").equals(frame)
     assert leftovers(tmp_path) == []
 
 
@@ -322,10 +322,10 @@ def test_evaluation_plots_return_figures_and_write_nothing(in_empty_dir):
     fig, axes = plt.subplots(1, 2)
     history = {"loss": [0.7, 0.5, 0.4], "val_loss": [0.8, 0.6, 0.65], "auc": [0.6, 0.8, 0.9],
                "val_auc": [0.55, 0.75, 0.7]}
-    assert plots.plot_training_curves(axes, history, best_epoch=2) is fig
+    assert training_plots.plot_training_curves(axes, history, best_epoch=2) is fig
     assert any(list(line.get_xdata()) == [2, 2] for line in axes[1].lines)  # best epoch marked
     with pytest.raises(ValueError, match=r"history has no 'accuracy'; its keys are"):
-        plots.plot_training_curves(axes, history, 2, metric="accuracy")
+        training_plots.plot_training_curves(axes, history, 2, metric="accuracy")
 
     fig, ax = plt.subplots()
     assert plots.plot_threshold_recalls(ax, y, p, t, CLASSES) is fig

@@ -7,8 +7,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from conftest import freeze_random_batch_norm  # noqa: E402
-from medclf.models import registry as models
-from medclf.models import transfer  # noqa: E402
+from medclf.models import builders, registry, transfer  # noqa: E402
+from medclf.training import transfer_fit  # noqa: E402
 
 
 def images(n, size, channels, seed=0):
@@ -20,12 +20,12 @@ def images(n, size, channels, seed=0):
                                        ("efficientnet_b0_frozen", 32), ("densenet121_frozen", 32),
                                        ("mobilenet_v2_finetune", 32)])
 def test_every_backbone_builds_trains_one_step_and_predicts(name, size):
-    spec = models.get_spec(name)
-    model = models.build_model(spec, spec.input_shape(size), weights="none")
+    spec = registry.get_spec(name)
+    model = registry.build_model(spec, spec.input_shape(size), weights="none")
     x, y = images(4, size, spec.channels), np.array([0, 1, 1, 1], dtype="float32")  # unbalanced: a nonzero bias gradient even on dead features
     frozen = [w.name for w in model.non_trainable_weights]
     before = [w.numpy().copy() for w in model.trainable_weights]
-    model.compile(models.make_optimizer(spec.optimizer, spec.learning_rate), "binary_crossentropy")
+    model.compile(builders.make_optimizer(spec.optimizer, spec.learning_rate), "binary_crossentropy")
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     after = [w.numpy() for w in model.trainable_weights]
     assert any(not np.allclose(a, b) for a, b in zip(before, after)), "one step changed no weight"
@@ -45,7 +45,7 @@ def test_imagenet_weights_missing_offline_gives_one_line_naming_the_file(tmp_pat
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(file_utils, "urlretrieve", offline)
     with pytest.raises(transfer.WeightsUnavailable) as caught:
-        models.build_model("vgg16_frozen", (32, 32, 3), weights="imagenet")
+        registry.build_model("vgg16_frozen", (32, 32, 3), weights="imagenet")
     message = str(caught.value)
     assert "\n" not in message
     assert str(tmp_path / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5") in message
@@ -54,7 +54,7 @@ def test_imagenet_weights_missing_offline_gives_one_line_naming_the_file(tmp_pat
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        models.build_model("mobilenet_v2_frozen", (32, 32, 1), weights=str(tmp_path / "nope.h5"))
+        registry.build_model("mobilenet_v2_frozen", (32, 32, 1), weights=str(tmp_path / "nope.h5"))
 
 
 @pytest.mark.parametrize("backbone,keras_module", [("vgg16", "vgg16"), ("mobilenet_v2", "mobilenet_v2"),
@@ -120,7 +120,7 @@ def test_augmented_stage_trains_the_layers_above_a_folded_frozen_base():
     transfer.unfreeze_top(model, 20)
     freeze_random_batch_norm(model)
     lower, upper, cut = transfer.split_at_static(model)
-    target = transfer.above_folded(lower, upper)
+    target = transfer_fit.above_folded(lower, upper)
     x = images(4, 32, 1)
     np.testing.assert_allclose(target.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
     assert {id(w) for w in target.trainable_weights} == {id(w) for w in model.trainable_weights}
@@ -132,22 +132,22 @@ def test_feature_cache_is_reused_and_recomputed_when_unreadable(tmp_path):
     lower = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()])
     x = images(5, 4, 1)
     path = tmp_path / "f.npy"
-    first = transfer.cached_features(lambda: lower, x, path, progress=False)
+    first = transfer_fit.cached_features(lambda: lower, x, path, progress=False)
     np.save(path, np.zeros_like(first))  # a cached file is trusted as is...
-    np.testing.assert_array_equal(transfer.cached_features(lambda: lower, x, path, progress=False), 0)
+    np.testing.assert_array_equal(transfer_fit.cached_features(lambda: lower, x, path, progress=False), 0)
     path.write_bytes(b"garbage")  # ...but an unreadable one is recomputed
-    np.testing.assert_allclose(transfer.cached_features(lambda: lower, x, path, progress=False), first)
+    np.testing.assert_allclose(transfer_fit.cached_features(lambda: lower, x, path, progress=False), first)
 
 
 def test_feature_key_depends_on_what_changes_the_features():
     base = dict(backbone="mobilenet_v2", weights="imagenet", image_shape=(224, 224, 1), gray_mode="repeat",
                 cut="gap", manifest_hash="abc", precision="float32", seed=1)
-    key = transfer.feature_key(**base)
+    key = transfer_fit.feature_key(**base)
     for change in ({"backbone": "vgg16"}, {"image_shape": (128, 128, 1)}, {"cut": "block_12_add"},
                    {"manifest_hash": "abd"}, {"precision": "mixed_bfloat16"}, {"weights": "none"}):
-        assert transfer.feature_key(**{**base, **change}) != key
-    assert transfer.feature_key(**{**base, "seed": 2}) == key  # ImageNet weights do not depend on the seed
-    assert transfer.feature_key(**{**base, "weights": "none"}) != transfer.feature_key(
+        assert transfer_fit.feature_key(**{**base, **change}) != key
+    assert transfer_fit.feature_key(**{**base, "seed": 2}) == key  # ImageNet weights do not depend on the seed
+    assert transfer_fit.feature_key(**{**base, "weights": "none"}) != transfer_fit.feature_key(
         **{**base, "weights": "none", "seed": 2})
 
 
@@ -187,7 +187,7 @@ def test_fit_transfer_on_synthetic_data_caches_features_and_fine_tunes_only_the_
 def test_fine_tuning_with_augmentation_warm_starts_the_head_on_cached_features(tmp_path):
     run = run_fine_tuned(tmp_path, "mobilenet_v2_finetune_aug")
     head, fine = run.record["training"]["members"]
-    assert run.record["training"]["augmentation"] == models.get_spec("mobilenet_v2_finetune_aug").augmentation
+    assert run.record["training"]["augmentation"] == registry.get_spec("mobilenet_v2_finetune_aug").augmentation
     assert head["feature_seconds"] > 0 and fine["epochs_run"] == 1
     cached = sorted((tmp_path / "cache" / "features").rglob("*.npy"))
     assert len(cached) == 2  # the head's (train, val) features; the augmented stage runs end to end
@@ -197,15 +197,15 @@ def test_fine_tuning_with_augmentation_warm_starts_the_head_on_cached_features(t
 def test_both_transfer_stages_validate_on_the_selection_rows(tmp_path, monkeypatch):
     """select_on=new_patients: the head (on cached features) and the augmented fine-tuning both stop on the
     validation images of patients outside training."""
-    from medclf.training import train
+    from medclf.training import fit
 
-    fit_spec, sizes = train.fit_spec, []
+    fit_spec, sizes = fit.fit_spec, []
 
     def spy(model, spec, train_arrays, val_arrays, **kwargs):
         sizes.append(len(val_arrays[1]))
         return fit_spec(model, spec, train_arrays, val_arrays, **kwargs)
 
-    monkeypatch.setattr(train, "fit_spec", spy)
+    monkeypatch.setattr(fit, "fit_spec", spy)
     run = run_fine_tuned(tmp_path, "mobilenet_v2_finetune_aug", source_val="merge", split_by_image=["PNEUMONIA"],
                          select_on="new_patients", val_fraction=0.3, synthetic_images_per_class=60,
                          data_root=str(tmp_path / "syn"))  # 7 of 19 pneumonia validation images from new patients
@@ -230,7 +230,7 @@ def test_an_ensemble_of_fine_tuned_transfer_models_trains_each_member_in_stages(
     members = explain.ensemble_members(run.model)
     weights = [m.get_layer("output").get_weights()[0] for m in members]
     assert len(members) == 2 and not np.allclose(*weights)  # seeded apart
-    loaded = keras.models.load_model(tmp_path / "out" / "synthetic" / run.record["model_file"])
+    loaded = keras.models.load_model(tmp_path / "out" / "synthetic" / "demo" / run.record["model_file"])
     x = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 1)).astype("float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), run.model.predict(x, verbose=0), atol=1e-5)
     assert explain.gradcams(run.model, x).shape == (3, 32, 32)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from medclf.config import paths
 from medclf.training import experiment
-from medclf.models import registry as models
+from medclf.models import registry
 from medclf.cli import predict
-from medclf.evaluation import results
+from medclf.evaluation import records, scoring
 from medclf.evaluation import tta
 from conftest import synthetic_params
 
@@ -72,11 +72,11 @@ def test_choice_keeps_tta_only_when_validation_auc_rises():
 
 
 def test_spec_needs_an_augmentation_for_tta():
-    spec = models.get_spec("cnn_deeper")
+    spec = registry.get_spec("cnn_deeper")
     with pytest.raises(ValueError, match="tta_views"):
         dataclasses.replace(spec, tta_views=2)
     with pytest.raises(ValueError, match="tta_views"):
-        dataclasses.replace(models.get_spec("cnn_deeper_aug"), tta_views=-1)
+        dataclasses.replace(registry.get_spec("cnn_deeper_aug"), tta_views=-1)
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +111,9 @@ def test_run_model_decides_on_validation_before_scoring_test(tta_params, monkeyp
     record = run.record["evaluation"]["tta"]
     assert record["used"] is wins and record["views"] == 2 and record["augmentation"] == run.spec.augmentation
     x_test = experiment.DataCache(tta_params).get(32, run.spec.color_mode).arrays("test")[0]
-    assert np.allclose(run.p_test, experiment.predict_scores(run.model, x_test)) is not wins
-    card = predict.ModelCard.from_record(json.loads(results.record_path(
-        Path(tta_params["output_dir"]) / "synthetic", f"tta_{wins}").read_text()))
+    assert np.allclose(run.p_test, scoring.predict_probabilities(run.model, x_test)) is not wins
+    card = predict.ModelCard.from_record(json.loads(records.record_path(
+        paths.run_dir(tta_params), f"tta_{wins}").read_text()))
     assert (card.tta is not None) is wins
     assert ("→ kept" if wins else "→ not kept") in experiment.tta_line(run)
     np.testing.assert_allclose(card.score(run.model, x_test), run.p_test, atol=1e-6)

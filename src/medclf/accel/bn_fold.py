@@ -8,7 +8,7 @@ cached-feature pass of a frozen MobileNetV2 gets markedly cheaper (README, Bench
 equals the original up to float rounding.
 
 Only used where nothing below the cut trains: the cached-feature pass and the frozen lower part of
-an augmented fine-tuning stage (see :mod:`medclf.models.transfer`). Saved models keep the original layers.
+an augmented fine-tuning stage (see :mod:`medclf.training.transfer_fit`). Saved models keep the original layers.
 """
 
 from __future__ import annotations

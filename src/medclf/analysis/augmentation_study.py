@@ -10,7 +10,7 @@ The comparison then reads only what those runs wrote, ``results/<id>.json`` and
   threshold, with the bootstrap intervals already in its record;
 * the difference (augmented − not augmented), with a *paired* bootstrap interval: the same
   resampled test images score both arms, so the interval reflects only how the two models differ;
-* McNemar's test (:func:`medclf.evaluation.evaluate.mcnemar`) on the two arms' decisions at their own
+* McNemar's test (:func:`medclf.evaluation.metrics.mcnemar`) on the two arms' decisions at their own
   thresholds: only the images exactly one of the two models gets right carry information.
 
 Nothing here chooses anything on the test set; thresholds come from the records.
@@ -27,17 +27,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medclf.analysis import compare
-from medclf.evaluation import evaluate
-from medclf.models import registry as models
-from medclf.evaluation import results
+from medclf.config import datasets
+from medclf.evaluation import records, tables
+from medclf.evaluation.metrics import mcnemar
+from medclf.evaluation.predictions import align_predictions, decisions, load_predictions, predictions_path
+from medclf.evaluation.statistics import paired_bootstrap_delta
+from medclf.models import registry
 from medclf.data.augment import AUGMENTATION_KEYS, check_augmentation
 
 #: The two arms, in table order: the reference first.
 ARMS = ("no_aug", "aug")
 DELTA = "delta (aug − no_aug)"
-#: Data sets whose images are chest X-rays (or stand in for them): their settings are the chest models'.
-CHEST_LIKE = ("chest_xray", "synthetic", "pneumoniamnist")
 
 
 def arm_model_id(name: str, augmented: bool) -> str:
@@ -54,9 +54,9 @@ def check_models(names: Sequence[str]) -> list[str]:
     if isinstance(names, str) or not isinstance(names, Sequence) or not names:
         raise ValueError(f"augmentation_models must be a non-empty list of model names; got {names!r}")
     for name in names:
-        spec = models.get_spec(name)
+        spec = registry.get_spec(name)
         if not spec.augment:
-            usable = ", ".join(n for n, s in models.MODELS.items() if s.augment)
+            usable = ", ".join(n for n, s in registry.MODELS.items() if s.augment)
             raise ValueError(f"model {name!r} has no augmentation setting, so both arms would be the same; "
                              f"models with one: {usable}")
     return list(names)
@@ -66,14 +66,15 @@ def augmentation_settings(dataset: str) -> dict[str, dict]:
     """The distinct augmentation settings of the registered models that suit ``dataset``.
 
     Keyed ``<study or "ours">_<first model using it>`` (a label and a file name), in registry
-    order. Chest-like data sets (:data:`CHEST_LIKE`) get the chest X-ray models' settings; a data
+    order. A data set gets the settings of the models registered for its ``models_for`` data set
+    (:mod:`medclf.config.datasets`: chest-like ones those of the chest X-ray models); a data
     set no model is registered for gets every setting.
     """
-    target = "chest_xray" if dataset in CHEST_LIKE else dataset
-    names = models.model_names(dataset=target) if target in models.DATASETS else list(models.MODELS)
+    target = datasets.get(dataset).models_for
+    names = registry.model_names(dataset=target) if target else list(registry.MODELS)
     settings: dict[str, dict] = {}
     for name in names:
-        spec = models.get_spec(name)
+        spec = registry.get_spec(name)
         if spec.augment and spec.augmentation not in settings.values():
             settings[f"{spec.study or 'ours'}_{name}"] = dict(spec.augmentation)
     return settings
@@ -117,100 +118,42 @@ def run_pair(name: str, params: dict, data=None, verbose: int = 0) -> dict[str, 
 
 
 # ---------------------------------------------------------------------------------------------
-# pairing
+# pairing (images matched by file: medclf.evaluation.predictions.align_predictions)
 # ---------------------------------------------------------------------------------------------
 
-def align_predictions(pred_a: pd.DataFrame, pred_b: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> pd.DataFrame:
-    """Join two predictions tables (``results.load_predictions``) image by image.
-
-    Args:
-        pred_a, pred_b: columns ``file``, ``true_label``, ``probability``; any row order.
-        names: how the two sides are named in error messages and column suffixes.
-
-    Returns:
-        Columns ``file, true_label, probability_<a>, probability_<b>``, in ``pred_a``'s order.
-
-    Raises:
-        ValueError: a missing column, a file listed twice, files only on one side, or a file whose
-            true label differs between the two (they were not scored on the same test images).
-    """
-    for frame, side in zip((pred_a, pred_b), names):
-        compare.check_predictions(side, frame)
-    only_a = sorted(set(pred_a["file"]) - set(pred_b["file"]))
-    only_b = sorted(set(pred_b["file"]) - set(pred_a["file"]))
-    if only_a or only_b:
-        example = (only_a or only_b)[0]
-        raise ValueError(f"predictions of {names[0]} and {names[1]} are not on the same test images: "
-                         f"{len(only_a)} file(s) only in {names[0]}, {len(only_b)} only in {names[1]} "
-                         f"(e.g. {example!r}); train both arms on the same data and split")
-    joined = pred_a[["file", "true_label", "probability"]].merge(
-        pred_b[["file", "true_label", "probability"]], on="file", suffixes=(f"_{names[0]}", f"_{names[1]}"))
-    differ = joined[f"true_label_{names[0]}"] != joined[f"true_label_{names[1]}"]
-    if differ.any():
-        raise ValueError(f"predictions of {names[0]} and {names[1]} disagree on the true label of "
-                         f"{int(differ.sum())} image(s), e.g. {joined.loc[differ, 'file'].iloc[0]!r}")
-    joined = joined.rename(columns={f"true_label_{names[0]}": "true_label"})
-    return joined.drop(columns=f"true_label_{names[1]}")
-
-
 def _check_arms(record_no: Mapping, record_aug: Mapping) -> None:
-    """The two records are the same model on the same data, the first without, the second with augmentation."""
+    """The two records are the same model on the same data, profile and split, the first without, the second
+    with augmentation."""
     ids = f"{record_no['model_id']!r} and {record_aug['model_id']!r}"
     if record_no.get("model") != record_aug.get("model"):
         raise ValueError(f"records {ids} are different models ({record_no.get('model')} vs {record_aug.get('model')})")
     if record_no["data"].get("manifest_hash") != record_aug["data"].get("manifest_hash"):
         raise ValueError(f"records {ids} were trained on different data (manifest hashes differ); retrain both arms")
+    settings_no, settings_aug = records.comparable_settings(record_no), records.comparable_settings(record_aug)
+    if settings_no != settings_aug:
+        differ = ", ".join(f"{key} {settings_no[key]!r} vs {settings_aug[key]!r}"
+                           for key in records.COMPARABLE_PARAMS if settings_no[key] != settings_aug[key])
+        raise ValueError(f"records {ids} were made with another profile or split ({differ}); retrain both arms "
+                         "with the same settings")
     if record_no["training"].get("augmentation") or not record_aug["training"].get("augmentation"):
         raise ValueError(f"records {ids} must be the arm without augmentation, then the one with it; "
                          "check the order and the training.augmentation of each record")
-
-
-def paired_bootstrap_delta(y, p_a, threshold_a: float, p_b, threshold_b: float, class_names: Sequence[str],
-                           n_replicates: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, tuple]:
-    """Percentile intervals of the differences A − B (accuracy, each class's recall, ROC AUC).
-
-    Each replicate resamples the test images once and scores both models on that same sample,
-    each at its own threshold, so the interval is that of the paired difference.
-
-    Returns:
-        ``{"accuracy": (low, high), "recall_<class>": ..., "roc_auc": ...}``; ``(None, None)``
-        where no replicate could be used.
-    """
-    y = np.asarray(y, dtype=np.int64)
-    p_a, p_b = np.asarray(p_a, dtype=np.float64), np.asarray(p_b, dtype=np.float64)
-    right_a, right_b = (p_a >= threshold_a) == y, (p_b >= threshold_b) == y
-    keys = ["accuracy", *(f"recall_{name}" for name in class_names), "roc_auc"]
-    deltas = {key: np.empty(n_replicates) for key in keys}
-    rng = np.random.default_rng(seed)
-    chunk = max(1, 2_000_000 // y.size)  # about 2e6 resampled images per block, as evaluate.bootstrap_ci
-    for start in range(0, n_replicates, chunk):
-        block = slice(start, min(start + chunk, n_replicates))
-        idx = rng.integers(0, y.size, size=(block.stop - block.start, y.size))
-        yb, ra, rb = y[idx], right_a[idx], right_b[idx]
-        deltas["accuracy"][block] = ra.mean(axis=1) - rb.mean(axis=1)
-        for k, name in enumerate(class_names):
-            in_class = yb == k
-            with np.errstate(divide="ignore", invalid="ignore"):
-                deltas[f"recall_{name}"][block] = ((ra & in_class).sum(axis=1) - (rb & in_class).sum(axis=1)
-                                                   ) / in_class.sum(axis=1)
-        # the vectorised rank form of roc_auc_score (NaN for a one-class replicate)
-        deltas["roc_auc"][block] = evaluate.rank_auc(yb, p_a[idx]) - evaluate.rank_auc(yb, p_b[idx])
-    return {key: evaluate.percentile_interval(values, level) for key, values in deltas.items()}
 
 
 def compare_pair(record_no: Mapping, pred_no: pd.DataFrame, record_aug: Mapping, pred_aug: pd.DataFrame) -> pd.DataFrame:
     """Three rows for one model: without augmentation, with it, and the difference with McNemar's test.
 
     Arm rows hold the records' test numbers at each arm's validation-chosen threshold, with the
-    records' bootstrap intervals (columns as :func:`medclf.evaluation.results.records_table`). The delta row
+    records' bootstrap intervals (columns as :func:`medclf.evaluation.tables.records_table`). The delta row
     holds aug − no_aug with paired bootstrap intervals, and McNemar's test on the two arms'
     decisions: ``only_aug_right`` (b) and ``only_no_aug_right`` (c) images, ``mcnemar_statistic``,
     ``mcnemar_method`` and ``mcnemar_p``.
 
     Raises:
-        ValueError: the records are not the two arms of one model on the same data, or the
-            predictions are not on the same test images (see :func:`align_predictions`) or do
-            not match their records' test-set size.
+        ValueError: the records are not the two arms of one model on the same data, profile and split,
+            or the predictions are not on the same test images
+            (:func:`medclf.evaluation.predictions.align_predictions`) or do not match their records'
+            test-set size.
     """
     _check_arms(record_no, record_aug)
     for record, pred in ((record_no, pred_no), (record_aug, pred_aug)):
@@ -218,12 +161,12 @@ def compare_pair(record_no: Mapping, pred_no: pd.DataFrame, record_aug: Mapping,
         if len(pred) != n:
             raise ValueError(f"predictions of {record['model_id']!r} have {len(pred)} rows but its record was "
                              f"scored on {n} test images; the files are from different runs")
-    joined = align_predictions(pred_no, pred_aug, names=ARMS)
-    y = joined["true_label"].to_numpy()
-    test = evaluate.mcnemar(y, compare.decisions(record_aug, joined["probability_aug"]),
-                            compare.decisions(record_no, joined["probability_no_aug"]))
+    id_no, id_aug = record_no["model_id"], record_aug["model_id"]
+    _, y, probability = align_predictions({id_no: pred_no, id_aug: pred_aug}, reference=id_no)
+    p_no, p_aug = probability[id_no], probability[id_aug]
+    test = mcnemar(y, decisions(record_aug, p_aug), decisions(record_no, p_no))
 
-    arms = results.records_table([record_no, record_aug])
+    arms = tables.records_table([record_no, record_aug])
     class_names = list(record_aug["evaluation"]["class_names"])
     metrics = ["accuracy", *(f"recall_{c}" for c in class_names), "roc_auc"]
     columns = ["model_id", "image_size"]
@@ -233,8 +176,8 @@ def compare_pair(record_no: Mapping, pred_no: pd.DataFrame, record_aug: Mapping,
     arms = arms[columns].assign(arm=list(ARMS))
 
     bootstrap = record_aug["evaluation"].get("bootstrap") or {}
-    intervals = paired_bootstrap_delta(y, joined["probability_aug"], record_aug["evaluation"]["threshold"],
-                                       joined["probability_no_aug"], record_no["evaluation"]["threshold"],
+    intervals = paired_bootstrap_delta(y, p_aug, record_aug["evaluation"]["threshold"],
+                                       p_no, record_no["evaluation"]["threshold"],
                                        class_names, n_replicates=bootstrap.get("n_replicates", 1000),
                                        seed=bootstrap.get("seed", 0))
     delta: dict[str, Any] = {"arm": DELTA, "model_id": "", "image_size": arms["image_size"].iloc[1]}
@@ -257,13 +200,13 @@ def load_arm(out_dir: str | os.PathLike, model_id: str) -> tuple[dict, pd.DataFr
 
     Raises:
         FileNotFoundError: either file is missing (the message says which and how to make it).
-        results.RecordError: the record is not valid JSON or not a valid record (a ``ValueError``).
+        medclf.evaluation.records.RecordError: the record is not valid JSON or not a valid record (a ``ValueError``).
     """
-    for path in (results.record_path(out_dir, model_id), results.predictions_path(out_dir, model_id)):
+    for path in (records.record_path(out_dir, model_id), predictions_path(out_dir, model_id)):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path} does not exist: train the pair first "
                                     f"(augmentation_study.run_pair, or run the augmentation notebook)")
-    return results.read_record(results.record_path(out_dir, model_id)), results.load_predictions(out_dir, model_id)
+    return records.read_record(records.record_path(out_dir, model_id)), load_predictions(out_dir, model_id)
 
 
 def augmentation_table(out_dir: str | os.PathLike, names: Sequence[str]) -> pd.DataFrame:

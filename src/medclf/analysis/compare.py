@@ -1,17 +1,18 @@
 """Cross-model comparison of one data set's results: the headline table, every model, McNemar.
 
-Everything here is computed from the per-model records and prediction files that
-:mod:`medclf.evaluation.results` writes (``results/<model_id>.json``, ``predictions/<model_id>.csv``), so
-every number in the comparison is one of the records' numbers or recomputable from the CSVs.
+Everything here is computed from the per-model records and prediction files
+(:mod:`medclf.evaluation.records`, :mod:`medclf.evaluation.predictions`: ``results/<model_id>.json``,
+``predictions/<model_id>.csv``), so every number in the comparison is one of the records' numbers or
+recomputable from the CSVs. Only comparable records meet: one profile, one split
+(:func:`medclf.evaluation.records.comparable_records`).
 
-The choices follow the evaluation rules: the best model of each family, and the best overall, are
-picked on **validation** only — highest validation ROC AUC, then highest validation accuracy (both
-at the model's validation-chosen threshold), then ``model_id`` alphabetically so the pick is
-deterministic. Test numbers are only reported, never used to choose.
+The best model of each family, and the best overall, are picked by the one selection rule,
+:mod:`medclf.evaluation.selection` (validation only; test numbers are only reported, never used to choose).
 
-Paired comparisons use McNemar's test (:func:`medclf.evaluation.evaluate.mcnemar`) on the same test images:
+Paired comparisons use McNemar's test (:func:`medclf.evaluation.metrics.mcnemar`) on the same test images:
 each model's predictions at its own stored threshold against the overall best's, rows matched by
-file. Prediction files that do not hold the same images (or disagree on a label) are refused.
+file (:func:`medclf.evaluation.predictions.align_predictions`). Prediction files that do not hold the
+same images (or disagree on a label) are refused.
 
 Pure functions on records and DataFrames, except :func:`load_comparison`, which reads them.
 """
@@ -26,53 +27,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from medclf.evaluation import evaluate
-from medclf.evaluation import results
-
-#: Model families in display order; any other ``record["family"]`` follows, sorted.
-FAMILIES = ("svm", "ann", "cnn", "transfer")
-
-_PREDICTION_COLUMNS = ("file", "true_label", "probability")
-
-
-class PredictionMismatchError(ValueError):
-    """Two models' prediction files do not hold the same test images with the same labels."""
-
-
-# ---------------------------------------------------------------------------------------------
-# choosing on validation
-# ---------------------------------------------------------------------------------------------
-
-def _finite(value) -> float:
-    return float(value) if value is not None and math.isfinite(value) else -math.inf
-
-
-def validation_scores(record: Mapping) -> tuple[float, float]:
-    """``(selection ROC AUC, val accuracy at the record's threshold)``; a missing value counts as −inf."""
-    return _finite(results.selection_auc(record)), _finite(record["evaluation"]["val"]["at_threshold"].get("accuracy"))
-
-
-def rank_on_validation(records: Sequence[Mapping]) -> list[Mapping]:
-    """Records best first: validation AUC, then validation accuracy (descending), then ``model_id``."""
-    return sorted(records, key=lambda r: (*(-s for s in validation_scores(r)), r["model_id"]))
-
-
-def family_order(records: Sequence[Mapping]) -> list[str]:
-    """The families present: those of :data:`FAMILIES` in that order, then any other, sorted."""
-    present = {str(r.get("family")) for r in records}
-    return [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES))
-
-
-def family_bests(records: Sequence[Mapping]) -> dict[str, Mapping]:
-    """The validation-best record of each family, in :func:`family_order`."""
-    ranked = rank_on_validation(records)
-    return {family: next(r for r in ranked if str(r.get("family")) == family) for family in family_order(records)}
-
-
-def overall_best(records: Sequence[Mapping]) -> Mapping | None:
-    """The validation-best record of all (``None`` when there are none)."""
-    ranked = rank_on_validation(records)
-    return ranked[0] if ranked else None
+from medclf.evaluation import metrics, tables
+from medclf.evaluation.predictions import align_predictions, decisions, load_predictions, predictions_path
+from medclf.evaluation.records import load_comparable
+from medclf.evaluation.selection import (
+    family_bests,
+    family_order,
+    overall_best,
+    rank_on_validation,
+    selection_auc,
+    selection_auc_ci,
+)
 
 
 def class_names(records: Sequence[Mapping]) -> list[str]:
@@ -98,9 +63,9 @@ def class_names(records: Sequence[Mapping]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 def _with_validation(records: Sequence[Mapping]) -> pd.DataFrame:
-    table = results.records_table(records)
-    aucs = [results.selection_auc(r) for r in records]
-    intervals = [results.selection_auc_ci(r) for r in records]
+    table = tables.records_table(records)
+    aucs = [selection_auc(r) for r in records]
+    intervals = [selection_auc_ci(r) for r in records]
     table.insert(5, "val_roc_auc", [np.nan if auc is None else auc for auc in aucs])
     for side, column in enumerate(("val_roc_auc_ci_low", "val_roc_auc_ci_high")):
         table.insert(6 + side, column, [np.nan if ci[side] is None else ci[side] for ci in intervals])
@@ -111,7 +76,7 @@ def _with_validation(records: Sequence[Mapping]) -> pd.DataFrame:
 
 
 def all_models_table(records: Sequence[Mapping]) -> pd.DataFrame:
-    """Every model: :func:`medclf.evaluation.results.records_table` plus ``val_roc_auc`` (with its bootstrap interval
+    """Every model: :func:`medclf.evaluation.tables.records_table` plus ``val_roc_auc`` (with its bootstrap interval
     ``val_roc_auc_ci_low`` / ``_ci_high``; NaN for records written without one), ``val_accuracy``,
     ``family_best`` and ``overall_best``; rows by family, best on validation first."""
     if not records:
@@ -155,71 +120,8 @@ def recall_frame(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# predictions: alignment, McNemar, ROC inputs
+# McNemar and ROC inputs
 # ---------------------------------------------------------------------------------------------
-
-def check_predictions(model_id: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """One model's predictions indexed by ``file``, after checking its columns and that no file repeats.
-
-    Raises:
-        PredictionMismatchError: a missing column or a file listed twice.
-    """
-    missing = [c for c in _PREDICTION_COLUMNS if c not in frame.columns]
-    if missing:
-        raise PredictionMismatchError(f"predictions of {model_id!r} lack column(s) {missing}; "
-                                      f"expected {list(_PREDICTION_COLUMNS)} (results.save_predictions)")
-    duplicated = frame["file"][frame["file"].duplicated()]
-    if len(duplicated):
-        raise PredictionMismatchError(f"predictions of {model_id!r} list {len(duplicated)} file(s) twice, "
-                                      f"e.g. {duplicated.iloc[0]!r}: one row per test image is expected")
-    return frame.set_index("file")
-
-
-def align_predictions(predictions: Mapping[str, pd.DataFrame], reference: str
-                      ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
-    """Match every model's prediction rows to ``reference``'s by file.
-
-    Args:
-        predictions: ``{model_id: predictions DataFrame}`` (as :func:`medclf.evaluation.results.load_predictions`).
-        reference: the model whose file order is kept.
-
-    Returns:
-        ``(files, y_true, {model_id: probabilities})``, all in the reference's row order.
-
-    Raises:
-        PredictionMismatchError: a file set differs from the reference's, a file is listed twice,
-            or a true label differs; the message names both models and an example file.
-    """
-    ref = check_predictions(reference, predictions[reference])
-    files = list(ref.index)
-    y = ref["true_label"].to_numpy(np.int64)
-    probabilities = {}
-    for model_id, frame in predictions.items():
-        frame = check_predictions(model_id, frame)
-        only_ref = ref.index.difference(frame.index)
-        only_this = frame.index.difference(ref.index)
-        if len(only_ref) or len(only_this):
-            example = only_ref[0] if len(only_ref) else only_this[0]
-            raise PredictionMismatchError(
-                f"predictions/{model_id}.csv and predictions/{reference}.csv hold different test images "
-                f"({len(only_this)} only in {model_id}, {len(only_ref)} only in {reference}, e.g. {example!r}); "
-                "paired tests need the same images: rerun the stale model on the current split, or remove "
-                "its results/ and predictions/ files")
-        frame = frame.loc[files]
-        labels = frame["true_label"].to_numpy(np.int64)
-        if not np.array_equal(labels, y):
-            first = files[int(np.flatnonzero(labels != y)[0])]
-            raise PredictionMismatchError(
-                f"predictions/{model_id}.csv and predictions/{reference}.csv disagree on the true label of "
-                f"{first!r}: they were made from different data")
-        probabilities[model_id] = frame["probability"].to_numpy(np.float64)
-    return files, y, probabilities
-
-
-def decisions(record: Mapping, probabilities) -> np.ndarray:
-    """0/1 decisions at the record's own validation-chosen threshold (``evaluation.threshold``)."""
-    return (np.asarray(probabilities, dtype=np.float64) >= float(record["evaluation"]["threshold"])).astype(np.int64)
-
 
 _MCNEMAR_COLUMNS = ["model_id", "family", "n", "accuracy", "best_model_id", "best_accuracy",
                     "only_best_right", "only_model_right", "statistic", "method", "p_value", "note"]
@@ -237,7 +139,8 @@ def mcnemar_vs_best(records: Sequence[Mapping], predictions: Mapping[str, pd.Dat
     only_model_right, statistic, method, p_value, note``.
 
     Raises:
-        PredictionMismatchError: prediction files hold different images (see :func:`align_predictions`).
+        medclf.evaluation.predictions.PredictionMismatchError: prediction files hold different images
+            (see :func:`medclf.evaluation.predictions.align_predictions`).
     """
     best = overall_best(records)
     if best is None:
@@ -263,7 +166,7 @@ def mcnemar_vs_best(records: Sequence[Mapping], predictions: Mapping[str, pd.Dat
         if model_id not in pred:
             rows.append({**row, "note": f"no predictions file predictions/{model_id}.csv"})
             continue
-        test = evaluate.mcnemar(y, pred[best_id], pred[model_id])
+        test = metrics.mcnemar(y, pred[best_id], pred[model_id])
         accuracy = float(np.mean(pred[model_id] == y))
         stored = record["evaluation"]["test"]["at_threshold"]["accuracy"]
         note = "" if math.isclose(accuracy, stored, abs_tol=1e-9) else (
@@ -324,9 +227,9 @@ def load_predictions_for(out_dir: str | os.PathLike, records: Sequence[Mapping]
     found, problems = {}, []
     for record in records:
         model_id = record["model_id"]
-        path = results.predictions_path(out_dir, model_id)
+        path = predictions_path(out_dir, model_id)
         try:
-            found[model_id] = results.load_predictions(out_dir, model_id)
+            found[model_id] = load_predictions(out_dir, model_id)
         except FileNotFoundError:
             problems.append(f"{path}: missing; {model_id} is left out of McNemar and the ROC overlay "
                             "(rerun the notebook that trains it)")
@@ -336,8 +239,8 @@ def load_predictions_for(out_dir: str | os.PathLike, records: Sequence[Mapping]
 
 
 def load_comparison(out_dir: str | os.PathLike) -> Comparison:
-    """Read every record and predictions file under ``out_dir`` (``outputs/<dataset>``) and compare
-    those made on the newest records' split (:func:`medclf.evaluation.results.records_on_one_split`)."""
-    records, left_out = results.records_on_one_split(results.load_records(out_dir))
+    """Read every record and predictions file under ``out_dir`` (``outputs/<dataset>/<profile>``) and compare
+    those made with the newest records' profile and split (:func:`medclf.evaluation.records.load_comparable`)."""
+    records, left_out = load_comparable(out_dir)
     predictions, problems = load_predictions_for(out_dir, records)
     return compare_records(records, predictions, [*left_out, *problems])

@@ -1,7 +1,7 @@
 """Exploratory data analysis: computations only (tables and arrays), no plotting.
 
 Every function takes a :class:`~medclf.data.dataset.Dataset` (or one of its parts) and returns a
-pandas DataFrame, a NumPy array or a dict of arrays; :mod:`medclf.plots.figures` draws them and
+pandas DataFrame, a NumPy array or a dict of arrays; :mod:`medclf.plots.eda` draws them and
 ``notebooks/01_eda.ipynb`` shows and saves them.
 
 Large arrays (malaria: ~27k RGB images) are reduced in chunks, so no float copy of the whole
@@ -18,7 +18,6 @@ from skimage.color import rgb2hsv
 from skimage.filters import gaussian
 
 from medclf.data.dataset import SPLITS
-from medclf.data.split import leaking_groups
 
 #: Label used for files that come from no split folder (``source_split == ""``).
 NO_SOURCE_SPLIT = "(none)"
@@ -46,7 +45,7 @@ def class_counts(ds, by: str = "split") -> pd.DataFrame:
     if by not in ("split", "source_split"):
         raise ValueError(f"by must be 'split' or 'source_split'; got {by!r}")
     keys = ds.frame[by].fillna("").replace("", NO_SOURCE_SPLIT)
-    splits = _ordered_splits(keys.unique(), include_all=(by == "split"))
+    splits = ordered_splits(keys.unique(), include_all=(by == "split"))
     counts = pd.crosstab(keys, ds.frame["class_name"]).reindex(
         index=splits, columns=ds.class_names, fill_value=0)
     tidy = counts.stack().rename("count").reset_index()
@@ -77,7 +76,8 @@ def class_shares(pivot: pd.DataFrame) -> pd.DataFrame:
     return pivot[classes].div(totals, axis=0).round(4)
 
 
-def _ordered_splits(values, include_all: bool) -> list[str]:
+def ordered_splits(values, include_all: bool) -> list[str]:
+    """train, val, test (all three, or those among ``values``), then any other split name in ``values``, sorted."""
     known = [s for s in SPLITS if include_all or s in set(values)]
     return known + sorted(set(values) - set(SPLITS))
 
@@ -247,101 +247,6 @@ def sample_indices(ds, n: int | None = None, seed: int | None = None,
     return picks
 
 
-# --------------------------------------------------------------------------- groups
-
-
-def group_counts(ds) -> pd.DataFrame:
-    """Images and distinct patients/groups per split and class.
-
-    Returns:
-        Columns ``split, class_name, images, groups, images_per_group``; one row per
-        (split, class) plus a row per split with ``class_name == "total"`` (a group holding
-        images of both classes is counted once there).
-    """
-    frame = ds.frame
-    rows = []
-    for split in _ordered_splits(frame["split"].unique(), include_all=True):
-        part = frame[frame["split"] == split]
-        for name in [*ds.class_names, TOTAL]:
-            sub = part if name == TOTAL else part[part["class_name"] == name]
-            images, groups = len(sub), sub["group"].nunique()
-            rows.append({"split": split, "class_name": name, "images": images, "groups": groups,
-                         "images_per_group": round(images / groups, 2) if groups else np.nan})
-    return pd.DataFrame(rows)
-
-
-def group_leaks(ds) -> pd.DataFrame:
-    """Groups (patients/slides) found in more than one working split, with their image counts.
-
-    Returns:
-        Columns ``group, splits, official, images, by_image`` (see :func:`medclf.data.leaking_groups`:
-        ``official`` leaks come from the data set's own split folders, the others from our carving;
-        ``by_image``: the group's images are all of classes the params carve one by one,
-        ``split_by_image``, so our carving may split it on purpose).
-    """
-    frame = ds.frame
-    leaks = leaking_groups(frame)
-    leaks["images"] = leaks["group"].map(frame["group"].value_counts()).astype(int)
-    per_image = frame["class_name"].isin(ds.params.get("split_by_image") or [])
-    leaks["by_image"] = leaks["group"].map(per_image.groupby(frame["group"]).all()).astype(bool)
-    return leaks.reset_index(drop=True)
-
-
-def patients_in_training(ds) -> pd.DataFrame:
-    """How many validation and test images come from a patient who also has training images.
-
-    A threshold chosen on validation carries over to the test set only if the two are drawn alike;
-    a test set that shares patients with training (the official chest X-ray one does, for
-    pneumonia) is easier than a validation set that shares none.
-
-    Returns:
-        Columns ``split, class_name, images, patient_in_train, share``; one row per (split, class)
-        for the validation and test splits.
-    """
-    frame, in_train = ds.frame, ds.patient_in_training()
-    rows = []
-    for split in ("val", "test"):
-        for name in ds.class_names:
-            rows_of = (frame["split"] == split) & (frame["class_name"] == name)
-            images, seen = int(rows_of.sum()), int((rows_of & in_train).sum())
-            rows.append({"split": split, "class_name": name, "images": images, "patient_in_train": seen,
-                         "share": round(seen / images, 3) if images else np.nan})
-    return pd.DataFrame(rows)
-
-
-def group_number_ranges(ds) -> pd.DataFrame:
-    """Where each split's patients fall in the data set's patient numbering.
-
-    Patient ids such as ``person123`` or ``NORMAL2-IM-0383`` are a prefix (the *series*) and a
-    number. If a split is one block of that numbering (the official chest X-ray test normals are
-    the lowest-numbered patients of both normal series), it was not drawn at random: it may come
-    from another period or machine, and a validation set drawn at random from the other patients
-    cannot show what differs in that block.
-
-    Returns:
-        Columns ``split, class_name, series, groups, first, median, last, below_train,
-        above_train``: per (split, class, series), the number of patients, their lowest, median
-        and highest number, and how many are numbered below (above) every training patient of
-        that class and series. Empty when no group id ends in a number.
-    """
-    parts = ds.frame["group"].astype(str).str.extract(r"^(?P<series>.*?)(?P<number>\d+)$")
-    frame = pd.concat([ds.frame[["split", "class_name", "group"]], parts], axis=1).dropna(subset=["number"])
-    columns = ["split", "class_name", "series", "groups", "first", "median", "last", "below_train", "above_train"]
-    if frame.empty:
-        return pd.DataFrame(columns=columns)
-    groups = frame.drop_duplicates(["split", "class_name", "group"]).assign(number=lambda f: f["number"].astype(int))
-    train = groups[groups["split"] == "train"].groupby(["class_name", "series"])["number"].agg(["min", "max"])
-    rows = []
-    for split in _ordered_splits(groups["split"].unique(), include_all=False):
-        for (name, series), sub in groups[groups["split"] == split].groupby(["class_name", "series"], sort=True):
-            low, high = train.loc[(name, series)] if (name, series) in train.index else (np.nan, np.nan)
-            numbers = sub["number"]
-            rows.append({"split": split, "class_name": name, "series": series, "groups": len(numbers),
-                         "first": int(numbers.min()), "median": float(numbers.median()), "last": int(numbers.max()),
-                         "below_train": int((numbers < low).sum()), "above_train": int((numbers > high).sum())})
-    return pd.DataFrame(rows, columns=columns)
-
-
 # --------------------------------------------------------------------------- duplicates
 
 
@@ -357,7 +262,7 @@ def duplicate_table(dups: pd.DataFrame) -> pd.DataFrame:
     grouped = dups.groupby("dup_group", sort=True)
     table = pd.DataFrame({
         "files": grouped.size(),
-        "splits": grouped["split"].agg(lambda s: ", ".join(_ordered_splits(s.unique(), include_all=False))),
+        "splits": grouped["split"].agg(lambda s: ", ".join(ordered_splits(s.unique(), include_all=False))),
         "classes": grouped["class_name"].agg(lambda s: ", ".join(sorted(s.unique()))),
         "across_splits": grouped["split"].nunique() > 1,
         "cross_class": grouped["class_name"].nunique() > 1,

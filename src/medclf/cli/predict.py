@@ -1,7 +1,7 @@
 """Score new images with a saved model: ``python -m medclf predict --model PATH IMAGE_OR_FOLDER...``.
 
 A saved model travels with its *model card*, the results record written beside it
-(``models/<id>.json``, see :func:`medclf.evaluation.results.save_model_card`). The card holds everything
+(``models/<id>.json``, see :func:`medclf.evaluation.records.save_model_card`). The card holds everything
 needed to score an image the way the model was trained and evaluated: input size, colour mode,
 resize mode, class names, the threshold chosen on validation and, when the model kept it, its
 test-time augmentation (:mod:`medclf.evaluation.tta`; the threshold was chosen on those averaged scores).
@@ -30,9 +30,11 @@ import pandas as pd
 from medclf.core import io
 from medclf.data.decode import CHANNELS, decode_files
 from medclf.data.discover import skip_reason
-from medclf.evaluation.results import model_card_path
+from medclf.evaluation import scoring
+from medclf.evaluation.records import model_card_path
 
-#: Model file suffixes predict can load.
+#: Model file suffixes predict can load: those of medclf.models.files.SUFFIXES (not imported here, as that
+#: would load Keras for every command; tests/test_portable_models.py checks they agree).
 MODEL_SUFFIXES = (".keras", ".joblib")
 #: Images decoded and scored together: bounds memory on large folders; Keras batches within it.
 CHUNK = 1024
@@ -86,7 +88,7 @@ class ModelCard:
                 values[name] = record[section][key]
             except (KeyError, TypeError):
                 raise PredictError(f"model card {source} lacks {section}.{key}: it is not a complete results "
-                                   "record (re-save it with medclf.evaluation.results.save_model_card)") from None
+                                   "record (re-save it with medclf.evaluation.records.save_model_card)") from None
         if (values["color_mode"] not in CHANNELS or values["resize"] not in RESIZE_MODES
                 or len(values["class_names"]) != 2):
             raise PredictError(f"model card {source}: unusable color_mode {values['color_mode']!r}, resize "
@@ -104,13 +106,7 @@ class ModelCard:
 
     def score(self, model: Any, images: np.ndarray) -> np.ndarray:
         """Probabilities of label 1 as evaluation made them: plain, or averaged over the card's TTA views."""
-        from medclf.training.experiment import predict_scores
-        from medclf.evaluation.tta import tta_scores
-
-        if self.tta is None:
-            return predict_scores(model, images)
-        return tta_scores(lambda x: predict_scores(model, x), images, augmentation=self.tta["augmentation"],
-                          views=self.tta["views"], seed=self.tta["seed"])
+        return scoring.scorer(model, self.tta)(images)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +128,7 @@ def load_card(model_path: str | os.PathLike) -> ModelCard:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise PredictError(f"model card {path} is not readable JSON ({exc}): retrain, or re-save it with "
-                           "medclf.evaluation.results.save_model_card") from None
+                           "medclf.evaluation.records.save_model_card") from None
     return ModelCard.from_record(record, path)
 
 
@@ -145,28 +141,26 @@ def check_model_file(model_path: str | os.PathLike) -> Path:
     path = Path(model_path)
     if path.suffix not in MODEL_SUFFIXES:
         raise PredictError(f"model file {path} is not a .keras or .joblib file: pass a model saved under "
-                           "outputs/<dataset>/models/")
+                           "outputs/<dataset>/<profile>/models/")
     if not path.is_file():
-        raise PredictError(f"model file {path} does not exist: pass a model saved under outputs/<dataset>/models/ "
+        raise PredictError(f"model file {path} does not exist: pass a model saved under outputs/<dataset>/<profile>/models/ "
                            "(written when training with save_models=true)")
     return path
 
 
 def load_model(model_path: str | os.PathLike) -> Any:
-    """A saved Keras (``.keras``) or scikit-learn (``.joblib``) model.
+    """A saved Keras (``.keras``, safe mode) or scikit-learn (``.joblib``) model, read by
+    :func:`medclf.models.files.load_model`.
 
     Raises:
         PredictError: the file is missing, has another suffix, or cannot be loaded.
     """
+    # Deferred: medclf.models.files loads Keras, which the other commands of ``python -m medclf`` do not need.
+    from medclf.models import files
+
     path = check_model_file(model_path)
     try:
-        if path.suffix == ".joblib":
-            import joblib
-
-            return joblib.load(path)
-        import keras
-
-        return keras.saving.load_model(path)
+        return files.load_model(path)
     except Exception as exc:  # noqa: BLE001 - any loader failure is one line for the user
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PredictError(f"cannot load model {path} ({first}): is it a complete model file?") from None
@@ -332,7 +326,7 @@ def save_gradcams(model: Any, chunk: ScoredChunk, card: ModelCard, threshold: fl
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``predict`` subcommand's arguments."""
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders (recursive)")
-    parser.add_argument("--model", required=True, help="saved model: outputs/<dataset>/models/<id>.keras or .joblib "
+    parser.add_argument("--model", required=True, help="saved model: outputs/<dataset>/<profile>/models/<id>.keras or .joblib "
                                                        "(its card <id>.json must sit beside it)")
     parser.add_argument("--out", default="predictions.csv", help="CSV to write (default: predictions.csv)")
     parser.add_argument("--threshold", type=float, help="threshold for the label (default: the card's, "

@@ -1,24 +1,31 @@
-"""Parameter sets: load, merge and validate.
+"""Parameter sets: declare, load, merge and validate.
 
 Merge order (later wins): ``params/default.yaml`` ← ``params/datasets/<dataset>.yaml`` ←
 ``params/profiles/<profile>.yaml`` (its top-level keys, then its ``per_dataset.<dataset>``
 section) ← command-line overrides (``-p key=value``).
 
-Every key is declared once in :data:`SPECS` with its type and meaning; ``default.yaml`` holds
-the default values. An unknown key or a wrong type is a :class:`ParamError` naming the key.
+Every key is declared once in :data:`SPECS` with its type, its allowed values or range and its
+meaning; ``default.yaml`` holds the default values. Every layer is checked as it is read; the
+merged set is checked again as a whole (:func:`check_settings`: cross-key rules, ``model_overrides``)
+and, by the runner, against the model registry (:func:`check_model_names`). Every problem is a
+:class:`ParamError` of one line naming the key, what is wrong and what to do.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from medclf.config import paths as config
+from medclf.config import datasets
+from medclf.config import paths
 
 
 class ParamError(ValueError):
@@ -27,58 +34,85 @@ class ParamError(ValueError):
 
 @dataclass(frozen=True)
 class Spec:
-    """Declared type and meaning of one parameter."""
+    """Declared type, allowed values and meaning of one parameter.
+
+    ``low`` / ``high`` bound a number (inclusive unless ``open_low`` / ``open_high``); ``items`` is
+    the type of a list's elements.
+    """
 
     type: type | tuple[type, ...]
     help: str
     choices: tuple[Any, ...] | None = None
     nullable: bool = False
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    items: type | None = None
+
+    def range_text(self) -> str:
+        """``"8 ≤ x ≤ 2048"``, ``"0 < x ≤ 0.5"``, ``"x ≥ 0"`` or ``""``."""
+        if self.low is not None and self.high is not None:
+            return f"{self.low} {'<' if self.open_low else '≤'} x {'<' if self.open_high else '≤'} {self.high}"
+        if self.low is not None:
+            return f"x {'>' if self.open_low else '≥'} {self.low}"
+        if self.high is not None:
+            return f"x {'<' if self.open_high else '≤'} {self.high}"
+        return ""
 
 
-DATASETS = ("synthetic", "chest_xray", "malaria", "pneumoniamnist", "folder")
 PROFILES = ("demo", "quick", "full")
 
 SPECS: dict[str, Spec] = {
-    "dataset": Spec(str, "Data set to use.", choices=DATASETS),
+    "dataset": Spec(str, "Data set to use (medclf.config.datasets).", choices=datasets.names()),
     "profile": Spec(str, "Profile: demo (synthetic, minutes), quick (real data, few epochs), full (the study).",
                     choices=PROFILES),
     "data_root": Spec(str, "Folder (or .npz file for pneumoniamnist) holding the data; "
                            "relative paths are taken from the project root.", nullable=True),
     "download": Spec(bool, "Fetch the official archive into data_root when it is missing (needs network)."),
-    "image_size": Spec(int, "Side in pixels of the square arrays images are decoded into."),
+    "image_size": Spec(int, "Side in pixels of the square arrays images are decoded into.",
+                       low=8, high=2048),
     "color_mode": Spec(str, "Channels of the decoded arrays.", choices=("grayscale", "rgb")),
     "resize": Spec(str, "stretch: resize to a square ignoring aspect (as the studies did); "
                         "pad: keep aspect and pad with black.", choices=("stretch", "pad")),
-    "seed": Spec(int, "Seed for splits, sampling and training."),
+    "seed": Spec(int, "Seed for splits, sampling and training.", low=0, high=2**32 - 1),
     "split_mode": Spec(str, "patient: split grouped by patient/slide id so no patient is on both sides; "
                             "cell: random per-image split (only to compare with published cell-level numbers).",
                        choices=("patient", "cell")),
     "split_by_image": Spec(list, "Classes whose validation images are carved one by one, not by patient, so that "
                                  "validation shares patients with training as the official test set does for "
-                                 "them (chest X-ray: PNEUMONIA); empty: every class by patient."),
+                                 "them (chest X-ray: PNEUMONIA); empty: every class by patient.",
+                           items=str),
     "select_on": Spec(str, "Validation images that choose epochs, test-time augmentation and the best model: all, or "
                            "new_patients (those whose patient has no training image; the threshold still uses all).",
                       choices=("all", "new_patients")),
     "source_val": Spec(str, "keep: an official val folder is the validation set; merge: it joins the training "
                             "pool and validation is carved from it (chest X-ray: its official val has 16 images).",
                        choices=("keep", "merge")),
-    "val_fraction": Spec(float, "Share of the training pool carved out as validation."),
-    "test_fraction": Spec(float, "Share held out as test when the data set has no official test split."),
+    "val_fraction": Spec(float, "Share of the training pool carved out as validation.",
+                         low=0.0, high=0.5, open_low=True),
+    "test_fraction": Spec(float, "Share held out as test when the data set has no official test split.",
+                          low=0.0, high=0.5, open_low=True),
     "group_pattern": Spec(str, "Regular expression whose first group extracts the patient/group id from a "
                                "file name; null means each file is its own group.", nullable=True),
     "class_names": Spec(list, "Class folder names in label order (label i = class_names[i]); "
-                              "null means discovered and sorted.", nullable=True),
+                              "null means discovered and sorted.", nullable=True, items=str),
     "positive_class": Spec(str, "Name of the disease (positive, label 1) class; null means the last class.",
                            nullable=True),
-    "workers": Spec(int, "Threads used to decode images."),
+    "workers": Spec(int, "Threads used to decode images.", low=1, high=256),
     "cache_dir": Spec(str, "Where decoded arrays are cached (relative to the project root)."),
-    "output_dir": Spec(str, "Root of everything generated (relative to the project root)."),
-    "synthetic_images_per_class": Spec(int, "Synthetic data set: images per class over all splits."),
-    "synthetic_image_size": Spec(int, "Synthetic data set: side of the generated images in pixels."),
-    "eda_samples_per_class": Spec(int, "EDA: images per class in the sample grid."),
+    "output_dir": Spec(str, "Root of everything generated (relative to the project root); a run writes into "
+                           "<output_dir>/<dataset>/<profile>/."),
+    "synthetic_images_per_class": Spec(int, "Synthetic data set: images per class over all splits.",
+                                       low=10, high=100_000),
+    "synthetic_image_size": Spec(int, "Synthetic data set: side of the generated images in pixels.",
+                                 low=8, high=2048),
+    "eda_samples_per_class": Spec(int, "EDA: images per class in the sample grid.", low=1, high=100),
     "report_hide_code": Spec(bool, "Rendered HTML reports hide code cells."),
-    "baselines": Spec(list, "Models the baselines notebook trains (names from medclf.models.registry.MODELS)."),
-    "transfer_models": Spec(list, "Models the transfer notebook trains (transfer-family names from medclf.models.registry.MODELS)."),
+    "baselines": Spec(list, "Models the baselines notebook trains (names from medclf.models.registry.MODELS).",
+                      items=str),
+    "transfer_models": Spec(list, "Models the transfer notebook trains (transfer-family names from medclf.models.registry.MODELS).",
+                            items=str),
     "weights": Spec(str, "Transfer backbones' starting weights: imagenet (Keras' cache in $KERAS_HOME/models, or "
                          "downloaded), none (random), or the path of a weights file (include_top=False)."),
     "feature_cache": Spec(bool, "Transfer models: compute the frozen part's output once per image and train "
@@ -86,48 +120,56 @@ SPECS: dict[str, Spec] = {
                                 "the frozen part with its batch norm folded into the convolutions. false: the "
                                 "whole model end to end, as the studies did."),
     "fine_tune_epochs": Spec(int, "Transfer models with fine_tune > 0: epochs of the second stage, the top "
-                                  "layers unfrozen (0: head only)."),
-    "fine_tune_learning_rate": Spec(float, "Learning rate of the fine-tuning stage."),
+                                  "layers unfrozen (0: head only).", low=0),
+    "fine_tune_learning_rate": Spec(float, "Learning rate of the fine-tuning stage.",
+                                    low=0.0, high=1.0, open_low=True),
     "augmentation_models": Spec(list, "Models the augmentation notebook trains twice, with and without their "
-                                      "augmentation, to compare on the same test images."),
+                                      "augmentation, to compare on the same test images.", items=str),
     "max_epochs": Spec(int, "Cap on every model's epoch budget (the study's by default); null: no cap.",
-                       nullable=True),
+                       nullable=True, low=1),
     "max_image_size": Spec(int, "Cap on every model's input size (the study's by default); null: no cap.",
-                           nullable=True),
+                           nullable=True, low=8, high=2048),
     "model_overrides": Spec(dict, "Per-model settings that replace the study's: {model: {image_size, epochs, "
                                   "batch_size, learning_rate, fine_tune, tta_views, ensemble}} (applied before the caps)."),
     "monitor": Spec(str, "Validation metric for early stopping, LR reduction and checkpoints.",
                     choices=("val_auc", "val_loss", "val_accuracy")),
-    "patience": Spec(int, "Epochs without improvement of `monitor` before early stopping."),
+    "patience": Spec(int, "Epochs without improvement of `monitor` before early stopping.", low=0),
     "class_weight": Spec(bool, "Weight the loss by inverse class frequency (balanced)."),
-    "mixed_precision": Spec(str, "mixed_bfloat16 training: auto (native bf16 hardware and measured faster for the model), on, off.",
+    "accel": Spec(bool, "Optional CPU speed-ups (medclf.accel): fused Adam and batch norm while training, batch norm "
+                        "folded into the frozen part of transfer models, the bf16 hardware check and timing probe "
+                        "behind mixed_precision=auto, CPU-steal accounting. Off: plain Keras, float32 unless "
+                        "mixed_precision=on; results equal within float tolerance."),
+    "mixed_precision": Spec(str, "mixed_bfloat16 training: auto (with accel: native bf16 hardware and measured "
+                                 "faster for the model; without: float32), on, off.",
                             choices=("auto", "on", "off")),
     "target_sensitivity": Spec(float, "Decision threshold: chosen on validation as the highest one whose "
-                                      "disease-class recall reaches this."),
-    "bootstrap_replicates": Spec(int, "Bootstrap replicates for the 95% confidence intervals."),
-    "save_models": Spec(bool, "Save every trained model under outputs/<dataset>/models/."),
-    "lime_samples": Spec(int, "Explanations: perturbed images LIME scores per explained image (more: steadier weights)."),
-    "lime_segments": Spec(int, "Explanations: about how many SLIC superpixels LIME switches on and off."),
-    "explain_per_class": Spec(int, "Explanations: test images per class explained with LIME and Grad-CAM."),
-    "error_gallery_size": Spec(int, "Explanations: most confident false negatives and false positives shown per model."),
+                                      "disease-class recall reaches this.",
+                               low=0.0, high=1.0, open_low=True, open_high=True),
+    "bootstrap_replicates": Spec(int, "Bootstrap replicates for the 95% confidence intervals.", low=0),
+    "save_models": Spec(bool, "Save every trained model under outputs/<dataset>/<profile>/models/."),
+    "lime_samples": Spec(int, "Explanations: perturbed images LIME scores per explained image (more: steadier weights).",
+                         low=1),
+    "lime_segments": Spec(int, "Explanations: about how many SLIC superpixels LIME switches on and off.",
+                          low=2),
+    "explain_per_class": Spec(int, "Explanations: test images per class explained with LIME and Grad-CAM.",
+                              low=1),
+    "error_gallery_size": Spec(int, "Explanations: most confident false negatives and false positives shown per model.",
+                               low=0),
 }
 
+#: What a ``model_overrides.<model>`` entry may set, each checked like a parameter.
+MODEL_OVERRIDES: dict[str, Spec] = {
+    "image_size": Spec(int, "input side in pixels", low=8, high=2048),
+    "epochs": Spec(int, "epoch budget", low=1),
+    "batch_size": Spec(int, "batch size (0: the whole training set, the SVM)", low=0),
+    "learning_rate": Spec(float, "learning rate", low=0.0, high=1.0, open_low=True),
+    "fine_tune": Spec(int, "top backbone layers unfrozen after the head", low=0),
+    "tta_views": Spec(int, "test-time augmentation views", low=0, high=64),
+    "ensemble": Spec(int, "members averaged", low=1, high=20),
+}
 
-def _check_type(key: str, value: Any) -> Any:
-    spec = SPECS[key]
-    if value is None:
-        if spec.nullable:
-            return None
-        raise ParamError(f"parameter '{key}' must not be null: give a {_type_name(spec.type)}")
-    expected = spec.type
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if expected is int and isinstance(value, bool) or not isinstance(value, expected):
-        raise ParamError(f"parameter '{key}' must be {_type_name(expected)}, got {value!r} "
-                         f"({type(value).__name__})")
-    if spec.choices is not None and value not in spec.choices:
-        raise ParamError(f"parameter '{key}' must be one of {', '.join(map(str, spec.choices))}; got {value!r}")
-    return value
+#: Parameters that name registered models (checked by :func:`check_model_names`).
+MODEL_LIST_KEYS = ("baselines", "transfer_models", "augmentation_models")
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -136,13 +178,127 @@ def _type_name(t: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(x, x.__name__) for x in (t if isinstance(t, tuple) else (t,)))
 
 
+def _where(source: str | None) -> str:
+    return f" (in {source})" if source else ""
+
+
+def check_value(key: str, value: Any, spec: Spec, source: str | None = None) -> Any:
+    """``value`` checked against ``spec`` (type, null, choices, range, list items); ints widen to float.
+
+    Raises:
+        ParamError: one line naming ``key``, what is wrong and what to give instead.
+    """
+    where = _where(source)
+    if value is None:
+        if spec.nullable:
+            return None
+        raise ParamError(f"parameter '{key}' must not be null{where}: give {_type_name(spec.type)}")
+    expected = spec.type
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if (expected is int or expected is float) and isinstance(value, bool) or not isinstance(value, expected):
+        raise ParamError(f"parameter '{key}' must be {_type_name(expected)}, got {value!r} "
+                         f"({type(value).__name__}){where}")
+    if spec.choices is not None and value not in spec.choices:
+        near = datasets.closest(value, map(str, spec.choices))
+        raise ParamError(f"parameter '{key}' must be one of {', '.join(map(str, spec.choices))}; got {value!r}"
+                         f"{where}{near}")
+    if spec.low is not None or spec.high is not None:
+        too_low = spec.low is not None and (value <= spec.low if spec.open_low else value < spec.low)
+        too_high = spec.high is not None and (value >= spec.high if spec.open_high else value > spec.high)
+        if too_low or too_high:
+            raise ParamError(f"parameter '{key}' is out of range: got {value!r}{where}; give a value with "
+                             f"{spec.range_text().replace('x', key, 1)}")
+    if spec.items is not None:
+        bad = [item for item in value if not isinstance(item, spec.items) or isinstance(item, bool)]
+        if bad:
+            kind = {str: "strings", int: "integers", float: "numbers"}.get(spec.items, spec.items.__name__)
+            raise ParamError(f"parameter '{key}' must be a list of {kind}, but holds {bad[0]!r}"
+                             f"{where}: e.g. -p '{key}=[a, b]'")
+    return value
+
+
 def validate(values: dict[str, Any], source: str = "parameters") -> dict[str, Any]:
-    """Return a checked copy of ``values``; raise ParamError on an unknown key or wrong type."""
-    unknown = sorted(set(values) - set(SPECS))
-    if unknown:
-        raise ParamError(f"unknown parameter '{unknown[0]}' in {source}; valid parameters: "
-                         f"{', '.join(sorted(SPECS))}")
-    return {key: _check_type(key, value) for key, value in values.items()}
+    """A checked copy of ``values``; raise ParamError on an unknown key, wrong type or value out of range."""
+    for key in values:
+        if key not in SPECS:
+            raise ParamError(f"unknown parameter '{key}' in {source}{datasets.closest(key, SPECS)}; "
+                             f"valid parameters: {', '.join(sorted(SPECS))}")
+    return {key: check_value(key, value, SPECS[key], source) for key, value in values.items()}
+
+
+def check_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """Check a complete, merged parameter set as a whole; return it.
+
+    Every key of :data:`SPECS` must be present and valid; then the rules that tie keys together:
+    the validation and test shares leave a training set, ``positive_class`` and ``split_by_image``
+    name classes of ``class_names``, ``group_pattern`` compiles and has a group, and every
+    ``model_overrides`` entry is a mapping of :data:`MODEL_OVERRIDES` keys with valid values.
+
+    Raises:
+        ParamError: the first problem, in one line.
+    """
+    missing = [key for key in SPECS if key not in params]
+    if missing:
+        raise ParamError(f"parameter '{missing[0]}' is missing from the settings: merge them with load_params()")
+    params = validate(params, "the merged settings")
+    if params["val_fraction"] + params["test_fraction"] >= 0.9:
+        raise ParamError(f"parameters 'val_fraction' + 'test_fraction' = "
+                         f"{params['val_fraction'] + params['test_fraction']:.2f} leave almost no training images: "
+                         "keep their sum below 0.9")
+    names = params["class_names"]
+    if names is not None:
+        if len(names) != 2 or len(set(names)) != 2:
+            raise ParamError(f"parameter 'class_names' must name two distinct classes (negative, positive); got {names!r}")
+        for key, wanted in (("positive_class", [params["positive_class"]] if params["positive_class"] else []),
+                            ("split_by_image", params["split_by_image"])):
+            for name in wanted:
+                if name not in names:
+                    raise ParamError(f"parameter '{key}' names class {name!r}, which is not in class_names "
+                                     f"{names}{datasets.closest(name, names)}")
+    if params["group_pattern"] is not None:
+        try:
+            groups = re.compile(params["group_pattern"]).groups
+        except re.error as exc:
+            raise ParamError(f"parameter 'group_pattern' is not a valid regular expression ({exc}): "
+                             "fix it or set it to null") from None
+        if groups < 1:
+            raise ParamError("parameter 'group_pattern' needs a group, e.g. '^(patient\\d+)_', whose match is "
+                             "the patient id")
+    for model, changes in params["model_overrides"].items():
+        if not isinstance(changes, dict):
+            raise ParamError(f"parameter 'model_overrides.{model}' must be a mapping such as {{epochs: 10}}; "
+                             f"got {changes!r}")
+        for key, value in changes.items():
+            if key not in MODEL_OVERRIDES:
+                raise ParamError(f"parameter 'model_overrides.{model}.{key}' cannot be overridden"
+                                 f"{datasets.closest(key, MODEL_OVERRIDES)}; valid: {', '.join(MODEL_OVERRIDES)}")
+            check_value(f"model_overrides.{model}.{key}", value, MODEL_OVERRIDES[key])
+    return params
+
+
+def check_model_names(params: dict[str, Any], known: Collection[str],
+                      augmentable: Collection[str] | None = None) -> None:
+    """Every model named in :data:`MODEL_LIST_KEYS` and as a ``model_overrides`` key is in ``known``
+    (the model registry's names, passed in because the registry sits above this layer); with
+    ``augmentable``, every ``augmentation_models`` entry has an augmentation setting.
+
+    Raises:
+        ParamError: naming the key, the unknown model and the closest registered names.
+    """
+    for key in (*MODEL_LIST_KEYS, "model_overrides"):
+        for name in params[key]:
+            if name not in known:
+                raise ParamError(f"parameter '{key}' names unknown model {name!r}{datasets.closest(name, known)}: "
+                                 "use a name from medclf.models.registry.MODELS")
+    if augmentable is not None:
+        if not params["augmentation_models"]:
+            raise ParamError("parameter 'augmentation_models' is empty: name at least one model with an "
+                             f"augmentation setting, e.g. {next(iter(augmentable), '?')}")
+        for name in params["augmentation_models"]:
+            if name not in augmentable:
+                raise ParamError(f"parameter 'augmentation_models' names {name!r}, which has no augmentation "
+                                 f"setting, so both arms would be the same: use one of {', '.join(augmentable)}")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -179,28 +335,29 @@ def load_params(dataset: str | None = None, profile: str | None = None, data_roo
 
     Args:
         dataset: data set name; ``None`` keeps the default (``synthetic``).
-        profile: profile name; ``None`` means ``demo`` for synthetic data and ``quick`` otherwise.
+        profile: profile name; ``None`` means the data set's ``default_profile`` (demo for synthetic
+            data, quick otherwise).
         data_root: overrides ``data_root`` when given.
         overrides: final ``key: value`` overrides (e.g. parsed from ``-p key=value``).
         params_dir: folder holding ``default.yaml``, ``datasets/`` and ``profiles/``.
 
     Returns:
-        The merged parameters; every key of :data:`SPECS` is present.
+        The merged parameters, checked by :func:`check_settings`; every key of :data:`SPECS` is present.
 
     Raises:
-        ParamError: unknown key, wrong type, or an unknown data set or profile.
+        ParamError: unknown key, wrong type, value out of range, or an unknown data set or profile.
     """
-    params_dir = Path(params_dir or config.PARAMS_DIR)
+    params_dir = Path(params_dir or paths.PARAMS_DIR)
     overrides = validate(dict(overrides or {}), "command-line overrides")
     merged = validate(read_yaml(params_dir / "default.yaml"), str(params_dir / "default.yaml"))
     missing = sorted(set(SPECS) - set(merged))
     if missing:
         raise ParamError(f"{params_dir / 'default.yaml'} lacks parameter '{missing[0]}': add its default value")
 
-    dataset = _check_type("dataset", dataset or overrides.get("dataset") or merged["dataset"])
+    dataset = check_value("dataset", dataset or overrides.get("dataset") or merged["dataset"], SPECS["dataset"])
     merged.update(_layer(params_dir / "datasets" / f"{dataset}.yaml"))
-    profile = _check_type("profile", profile or overrides.get("profile")
-                          or ("demo" if dataset == "synthetic" else "quick"))
+    profile = check_value("profile", profile or overrides.get("profile") or datasets.get(dataset).default_profile,
+                          SPECS["profile"])
     profile_values = read_yaml(params_dir / "profiles" / f"{profile}.yaml")
     per_dataset = profile_values.pop("per_dataset", {}) or {}
     merged.update(validate(profile_values, f"profiles/{profile}.yaml"))
@@ -209,7 +366,7 @@ def load_params(dataset: str | None = None, profile: str | None = None, data_roo
     merged["dataset"], merged["profile"] = dataset, profile
     if data_root is not None:
         merged["data_root"] = data_root
-    return merged
+    return check_settings(merged)
 
 
 def _layer(path: Path) -> dict[str, Any]:
@@ -223,11 +380,13 @@ def params_hash(params: dict[str, Any]) -> str:
 
 def markdown_table() -> str:
     """The parameter reference as a Markdown table (used in the README)."""
-    defaults = read_yaml(config.PARAMS_DIR / "default.yaml")
+    defaults = read_yaml(paths.PARAMS_DIR / "default.yaml")
     rows = ["| parameter | type | default | meaning |", "|---|---|---|---|"]
     for key, spec in SPECS.items():
         kind = _type_name(spec.type) + (" or null" if spec.nullable else "")
         if spec.choices:
             kind = " \\| ".join(map(str, spec.choices))
+        if spec.range_text():
+            kind += f", {spec.range_text()}"
         rows.append(f"| `{key}` | {kind} | `{json.dumps(defaults.get(key))}` | {spec.help} |")
     return "\n".join(rows)

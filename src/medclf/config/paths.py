@@ -1,11 +1,32 @@
-"""Project paths, all rooted at the project root so notebooks work from any working directory.
+"""Project, output and cache paths: every file location medclf writes is built here.
 
+Everything is rooted at the project root so notebooks work from any working directory;
 ``MEDCLF_ROOT`` overrides the root (for an installed, non-editable package or for tests).
+
+Outputs of one data set under one profile live in their own folder (:func:`run_dir`)::
+
+    <output_dir>/<dataset>/<profile>/
+        run.json                 the runner's record (versions, settings, per-notebook status)
+        notebooks/NN_name.ipynb  executed notebooks (NN_name.failed.ipynb for a failed run)
+        reports/NN_name.html     rendered notebooks and reports/index.html
+        results/<model_id>.json  one record per trained model
+        predictions/<model_id>.csv
+        models/<model_id>.keras  (or .joblib) and models/<model_id>.json, the model card
+        figures/<notebook>/<name>.png
+        tables/<name>.csv, .md
+
+so a quick run never meets the records of a full run in a table. Caches are keyed by their
+content (data manifest, decode settings), not by profile, and are shared::
+
+    <cache_dir>/<dataset>/<key>.npz           decoded image arrays
+    <cache_dir>/features/<dataset>/<key>.npy  a transfer model's frozen-part outputs
+    <cache_dir>/precision_probe.json          measured float32 vs bfloat16 step times
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/medclf
@@ -20,16 +41,96 @@ def resolve(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-def dataset_output_dir(params: dict) -> Path:
-    """``outputs/<dataset>``: everything one data set's runs write."""
-    return resolve(params["output_dir"]) / params["dataset"]
+def run_dir(params: dict) -> Path:
+    """``<output_dir>/<dataset>/<profile>``: everything the runs of one data set under one profile write."""
+    return resolve(params["output_dir"]) / params["dataset"] / params["profile"]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The layout under one :func:`run_dir` (see the module docstring)."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, params: dict) -> RunPaths:
+        """The layout of the run folder ``params`` select."""
+        return cls(run_dir(params))
+
+    @property
+    def run_info(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    def figures(self, notebook: str | None = None) -> Path:
+        """``figures/`` or, given a notebook name (``"01_eda"``), ``figures/<notebook>``."""
+        return self.root / "figures" / notebook if notebook else self.root / "figures"
+
+    def record(self, model_id: str) -> Path:
+        return self.results / f"{model_id}.json"
+
+    def prediction(self, model_id: str) -> Path:
+        return self.predictions / f"{model_id}.csv"
+
+    def model_file(self, model_id: str, suffix: str = ".keras") -> Path:
+        return self.models / f"{model_id}{suffix}"
+
+    def notebook_outputs(self, stem: str) -> dict[str, Path]:
+        """Where the runner puts one notebook's executed copy and HTML (and their ``.failed`` twins)."""
+        return {"executed": self.notebooks / f"{stem}.ipynb",
+                "failed": self.notebooks / f"{stem}.failed.ipynb",
+                "html": self.reports / f"{stem}.html",
+                "failed_html": self.reports / f"{stem}.failed.html"}
 
 
 def figures_dir(params: dict, notebook: str) -> Path:
-    """``outputs/<dataset>/figures/<notebook>``."""
-    return dataset_output_dir(params) / "figures" / notebook
+    """``<run_dir>/figures/<notebook>``."""
+    return RunPaths.of(params).figures(notebook)
 
 
 def tables_dir(params: dict) -> Path:
-    """``outputs/<dataset>/tables``."""
-    return dataset_output_dir(params) / "tables"
+    """``<run_dir>/tables``."""
+    return RunPaths.of(params).tables
+
+
+def cache_root(params: dict) -> Path:
+    """``<cache_dir>``, resolved."""
+    return resolve(params["cache_dir"])
+
+
+def array_cache_file(params: dict, key: str) -> Path:
+    """``<cache_dir>/<dataset>/<key>.npz``: one data set's decoded arrays for one cache key."""
+    return cache_root(params) / params["dataset"] / f"{key}.npz"
+
+
+def feature_cache_dir(params: dict, dataset: str) -> Path:
+    """``<cache_dir>/features/<dataset>``: cached outputs of transfer models' frozen parts."""
+    return cache_root(params) / "features" / dataset
+
+
+def precision_probe_file(params: dict) -> Path:
+    """``<cache_dir>/precision_probe.json``: the remembered float32 / bfloat16 step-time probe."""
+    return cache_root(params) / "precision_probe.json"

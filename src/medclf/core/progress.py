@@ -5,7 +5,7 @@ finished — an hour later for a full-profile notebook on a CPU. So the kernel k
 file up to date (what it is doing, the epoch, seconds per epoch, the last validation metrics) and the
 runner prints a line whenever that file changes (:func:`watch`). The runner names the file in the
 environment variable :data:`ENV_VAR`, which the kernel inherits; without it :func:`report` writes nothing.
-In an interactive notebook the same epochs advance a tqdm bar instead (``train.fit_keras``).
+In an interactive notebook the same epochs advance a tqdm bar instead (``medclf.training.fit.fit_keras``).
 
 What is being done is a stack of labels (:func:`task`), e.g. ``cnn_ours_chest_ensemble · member 2/3``, so
 the code that trains one network need not know which model, member or stage it belongs to.

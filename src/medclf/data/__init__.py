@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medclf.config import datasets
 from medclf.config import paths as config
 from medclf.data import cache, download, synthetic
 from medclf.data.dataset import FRAME_COLUMNS, SPLITS, Dataset
@@ -47,7 +48,7 @@ def prepare(params: dict) -> Path:
         DataError: the root is missing (the message says what to download and where to put it).
     """
     root = data_root(params)
-    if params["dataset"] == "synthetic":
+    if datasets.get(params["dataset"]).layout == "generated":
         return synthetic.generate(root, params["synthetic_images_per_class"], params["synthetic_image_size"],
                                   params["seed"])
     if not root.exists():
@@ -84,7 +85,7 @@ def load_dataset(params: dict) -> Dataset:
         DataError: missing root, unknown layout, missing or empty class, or no usable images.
     """
     root = prepare(params)
-    if params["dataset"] == "pneumoniamnist":
+    if datasets.get(params["dataset"]).layout == "npz":
         frame, images, skipped = _load_npz(root, params)
     else:
         frame, images, skipped = _load_folder(root, params)
@@ -108,7 +109,7 @@ def _load_folder(root: Path, params: dict) -> tuple[pd.DataFrame, np.ndarray, pd
     candidates, skipped = discover(root, params["class_names"])
     listing = list(zip(candidates["relpath"], candidates["file_bytes"].tolist(), candidates["mtime_ns"].tolist()))
     key = cache.cache_key(listing, params["image_size"], params["color_mode"], params["resize"])
-    path = cache.cache_file(config.resolve(params["cache_dir"]), params["dataset"], key)
+    path = config.array_cache_file(params, key)
     cached = cache.load(path)
     if cached is None:
         images, records = _decode_candidates(root, candidates, params)

@@ -1,6 +1,6 @@
 """On-disk cache of decoded arrays, keyed by the file list, the image size and the colour mode.
 
-One ``.npz`` per key under ``<cache_dir>/<dataset>/``; written atomically, read without pickle.
+One ``.npz`` per key (``medclf.config.paths.array_cache_file``); written atomically, read without pickle.
 """
 
 from __future__ import annotations
@@ -23,10 +23,6 @@ def cache_key(listing: list[tuple[str, int, int]], image_size: int, color_mode: 
     """Hash of (file list with sizes and mtimes, size, colour mode, resize method, cache version)."""
     payload = json.dumps([CACHE_VERSION, image_size, color_mode, resize, listing])
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
-
-
-def cache_file(cache_dir: Path, dataset: str, key: str) -> Path:
-    return Path(cache_dir) / dataset / f"{key}.npz"
 
 
 def save(path: Path, images: np.ndarray, records: dict[str, list]) -> None:

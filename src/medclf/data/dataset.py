@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from medclf.config import datasets
 from medclf.data.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -54,7 +55,7 @@ class Dataset:
     @property
     def is_synthetic(self) -> bool:
         """True for the generated demo data; every output made from it says so."""
-        return self.name == "synthetic"
+        return datasets.get(self.name).synthetic
 
     def indices(self, split: str) -> np.ndarray:
         """Row indices of one working split."""
@@ -105,8 +106,8 @@ class Dataset:
     def tf_dataset(self, split: str, batch_size: int = 32, shuffle: bool = False, seed: int | None = None,
                    augmenter=None):
         """A batched, prefetched ``tf.data.Dataset`` of ``(uint8 image, label)`` from memory
-        (see :func:`medclf.training.train.make_dataset`)."""
-        from medclf.training.train import make_dataset
+        (see :func:`medclf.data.pipeline.make_dataset`)."""
+        from medclf.data.pipeline import make_dataset
 
         seed = self.params.get("seed", 0) if seed is None else seed
         return make_dataset(*self.arrays(split), batch_size, shuffle=shuffle, seed=seed, augmenter=augmenter)

@@ -10,52 +10,17 @@ import shutil
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from medclf.config import datasets
 from medclf.data.errors import DataError
-
-
-@dataclass(frozen=True)
-class Archive:
-    """One official download.
-
-    Attributes:
-        url: where it is published.
-        filename: name of the downloaded file.
-        checksum: ``"sha256:<hex>"`` or ``"md5:<hex>"`` as published, or ``None`` when none is published.
-        marker: folders that identify the unpacked data set root (empty for a single file).
-        source: who publishes the checksum, for the user.
-    """
-
-    url: str
-    filename: str
-    checksum: str | None
-    marker: tuple[str, ...]
-    source: str
-
-
-ARCHIVES = {
-    "malaria": Archive(
-        "https://data.lhncbc.nlm.nih.gov/public/Malaria/cell_images.zip", "cell_images.zip",
-        "sha256:0a949556b2414159b5100192609805376654c4266d8d187be9b1922fad43c668",
-        ("Parasitized", "Uninfected"), "NIH/NLM; checksum from TensorFlow Datasets' malaria checksums.tsv"),
-    "pneumoniamnist": Archive(
-        "https://zenodo.org/records/10519652/files/pneumoniamnist.npz?download=1", "pneumoniamnist.npz",
-        "md5:28209eda62fecd6e6a2d98b1501bb15f", (), "MedMNIST v2 (Zenodo record 10519652); MD5 from MedMNIST"),
-    "chest_xray": Archive(
-        "https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
-        "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded", "ChestXRay2017.zip",
-        None, ("train", "test"),
-        "Kermany et al. 2018, Mendeley Data rscbjbr9sj v2 (no checksum published; counts are checked instead)"),
-}
 
 
 def missing_data_message(dataset: str, root: Path) -> str:
     """The one-line error for a data set that is not at ``root``."""
-    archive = ARCHIVES.get(dataset)
+    archive = datasets.get(dataset).archive
     if archive is None:
         return f"data root {root} does not exist: pass --data-root PATH pointing at your data set"
     where = f"save it as {root}" if not archive.marker else f"unpack it so that {root} holds {', '.join(archive.marker)}"
@@ -115,7 +80,7 @@ def download(dataset: str, root: Path) -> Path:
         DataError: the data set has no official download, the download failed, or the archive
             does not hold the expected folders.
     """
-    archive = ARCHIVES.get(dataset)
+    archive = datasets.get(dataset).archive
     if archive is None:
         raise DataError(f"there is no official download for '{dataset}': put your data at {root}")
     if not archive.marker:

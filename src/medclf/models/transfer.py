@@ -1,24 +1,15 @@
-"""Transfer learning: ImageNet backbones with the studies' heads, a cached-feature fast path, fine-tuning.
+"""Transfer models: ImageNet backbones with the studies' heads, built as one flat graph, and where it can be cut.
 
 A transfer model is built as **one flat functional graph** — ``image`` (uint8-valued floats) →
 grayscale stem (channels repeated, or a learned 1→3 convolution) → the backbone's own
 preprocessing (as layers, so a saved model carries it) → the backbone's layers → the head → one
-float32 sigmoid. Being flat, any internal tensor can serve as the input of a sub-model, which is
-what makes the fast paths possible:
-
-* **cached features** — every layer below the first one that trains (and below any dropout) is
-  deterministic, so its output is computed once per image, kept on disk under
-  ``<cache_dir>/features/`` (keyed by backbone, weights, input size, stem, cut layer and the data
-  manifest), and only the part above the cut is trained. With the backbone frozen the cut is the
-  head's input; when fine-tuning the top ``N`` layers it moves down to just below them.
-* **end to end** — with augmentation (or a trainable stem) every image changes every epoch, so the
-  whole model runs each step, as the studies did; the frozen part below the cut runs as a copy with
-  its batch normalisation folded into the convolutions (:mod:`medclf.accel.bn_fold`), which computes the
-  same thing with fewer passes over the activations.
-
-Both give the same model: the sub-model above the cut shares its layers with the full model.
-Batch normalisation layers of the backbone stay frozen, which in Keras 3 also means inference
-mode (moving statistics, not batch statistics), in both stages.
+float32 sigmoid. Being flat, any internal tensor can serve as the input of a sub-model
+(:func:`split_at`, :func:`split_at_static`): every layer below the first one that trains (and below
+any dropout) is static, so the training layer (:mod:`medclf.training.transfer_fit`) can compute
+its output once per image and cache it, or run it batch-norm-folded, and train only the part above
+the cut; the sub-model above the cut shares its layers with the full model. Batch normalisation
+layers of the backbone stay frozen (:func:`unfreeze_top`), which in Keras 3 also means inference
+mode (moving statistics, not batch statistics).
 
 ImageNet weights come from Keras' cache (``$KERAS_HOME/models``, default ``~/.keras/models``) or
 its download; when neither works :class:`WeightsUnavailable` names the file Keras expects and
@@ -27,20 +18,18 @@ where to put it. There is no silent fallback to random weights.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+from keras import layers
 
-from medclf.core.io import atomic_path
+from medclf.models.blocks import ConvBlock, conv_block, dense_stack, sigmoid_head
 
 
 @dataclass(frozen=True)
@@ -109,8 +98,6 @@ def load_backbone(name: str, input_shape: Sequence[int], weights: str | None = "
         WeightsUnavailable: ImageNet weights not in Keras' cache and not downloadable; the message
             names the file and the folder it belongs in.
     """
-    import keras
-
     _check_choice("backbone", name, list(BACKBONES))
     constructor = getattr(keras.applications, BACKBONES[name].constructor)
     weights = weights_argument(weights)
@@ -129,9 +116,6 @@ def load_backbone(name: str, input_shape: Sequence[int], weights: str | None = "
 
 def _preprocess(x, mode: str):
     """The backbone's input preprocessing as layers (saved with the model)."""
-    import keras
-    from keras import layers
-
     if mode == "tf":
         return layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(x)
     if mode == "torch":
@@ -157,8 +141,6 @@ def _stem(inputs, gray_mode: str):
     The learned convolution starts as the repeat (weights 1, bias 0), so training begins from the
     backbone's ImageNet behaviour.
     """
-    from keras import layers
-
     if inputs.shape[-1] == 3:
         return inputs
     if gray_mode == "repeat":
@@ -168,10 +150,6 @@ def _stem(inputs, gray_mode: str):
 
 def _head(x, head: str, dense: Sequence[int], dropout: float, head_dropout: float, batch_norm: bool):
     """The studies' heads on the backbone output, ending in the float32 sigmoid."""
-    from keras import layers
-
-    from medclf.models.registry import ConvBlock, conv_block, dense_stack, sigmoid_head
-
     if batch_norm:  # S0: batch normalisation on the frozen backbone's output
         x = layers.BatchNormalization(name="head_bn")(x)
     if head == "vgg19_conv":  # S2: conv124-BN-pool ×2, conv64, conv64, conv32, flatten
@@ -210,8 +188,6 @@ def build_transfer(input_shape: Sequence[int], backbone: str, head: str = "gap",
     Returns:
         An uncompiled ``keras.Model`` whose backbone layers are frozen (``trainable=False``).
     """
-    import keras
-
     _check_choice("head", head, HEADS)
     _check_choice("gray_mode", gray_mode, GRAY_MODES)
     shape3 = (*tuple(input_shape)[:2], 3)
@@ -249,12 +225,10 @@ def unfreeze_top(model, n_layers: int) -> int:
     Returns:
         The number of layers with weights that became trainable.
     """
-    import keras
-
-    layers = backbone_layers(model)
+    backbone = backbone_layers(model)
     count = 0
-    for i, layer in enumerate(layers):
-        train_it = i >= len(layers) - n_layers and not isinstance(layer, keras.layers.BatchNormalization)
+    for i, layer in enumerate(backbone):
+        train_it = i >= len(backbone) - n_layers and not isinstance(layer, keras.layers.BatchNormalization)
         layer.trainable = train_it
         count += bool(train_it and layer.weights)
     return count
@@ -266,8 +240,6 @@ def unfreeze_top(model, n_layers: int) -> int:
 
 def _is_static(layer) -> bool:
     """A layer whose output for an image is the same in every training step (no trainable weights, no noise)."""
-    import keras
-
     stochastic = (keras.layers.Dropout, keras.layers.SpatialDropout2D, keras.layers.GaussianNoise,
                   keras.layers.GaussianDropout)
     return not layer.trainable_weights and not isinstance(layer, stochastic)
@@ -281,8 +253,6 @@ def split_at_static(model):
     other input (residual connections rule out cuts inside a block). ``upper`` shares its layers
     with ``model``: training it trains ``model``. ``lower`` is ``None`` when nothing is static.
     """
-    import keras
-
     first_dynamic = next((i for i, layer in enumerate(model.layers) if not _is_static(layer)), len(model.layers))
     for layer in reversed(model.layers[1:first_dynamic]):
         try:
@@ -298,8 +268,6 @@ def split_at(model, cut: str):
     Raises:
         ValueError: the graph above ``cut`` needs another tensor from below it (e.g. a residual).
     """
-    import keras
-
     output = model.get_layer(cut).output
     upper = keras.Model(output, model.output, name=f"{model.name}_above_{cut}")
     return keras.Model(model.input, output, name=f"{model.name}_to_{cut}"), upper
@@ -308,181 +276,3 @@ def split_at(model, cut: str):
 def has_static_base(model) -> bool:
     """Whether the layers right after the input are static (a cut below the trained part exists)."""
     return _is_static(model.layers[1])
-
-
-# --------------------------------------------------------------------------------------------
-# The feature cache
-# --------------------------------------------------------------------------------------------
-
-def feature_key(*, backbone: str, weights: str | None, image_shape: Sequence[int], gray_mode: str, cut: str,
-                manifest_hash: str, precision: str, seed: int | None = None) -> str:
-    """Cache key of one feature set; a weights file enters by its content hash, random weights by the seed."""
-    weights = weights_argument(weights)
-    weights_id = weights or f"random-seed{seed}"
-    if weights and weights != "imagenet":
-        weights_id = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
-    # "bn-folded": the features come from the batch-norm-folded copy (medclf.accel.bn_fold), equal up to rounding.
-    payload = json.dumps([backbone, weights_id, list(image_shape), gray_mode, cut, manifest_hash, precision,
-                          "bn-folded"])
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
-
-
-def cached_features(make_extractor, images: np.ndarray, path: Path, batch_size: int = 64,
-                    progress: bool = True) -> np.ndarray:
-    """``extractor(images)`` from ``path`` when present (shape checked), else computed and saved atomically
-    (float32); ``make_extractor()`` gives the model and is called only when the features are computed."""
-    path = Path(path)
-    if path.is_file():
-        try:
-            features = np.load(path, allow_pickle=False)
-            if len(features) == len(images):
-                return features
-        except (OSError, ValueError):
-            pass  # unreadable: recompute and overwrite
-    split = path.stem.rsplit("_", 1)[-1]
-    features = predict_batches(make_extractor(), images, batch_size, progress, desc=f"backbone features, {split}")
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, features)
-    return features
-
-
-def predict_batches(model, images: np.ndarray, batch_size: int = 64, progress: bool = True,
-                    desc: str = "predict") -> np.ndarray:
-    """``model(images)`` as float32 in one ``predict`` call (one predict loop, uint8 passed as is),
-    with a tqdm bar advanced per batch (where bars are wanted, :func:`medclf.core.progress.bars_wanted`)."""
-    import keras
-    from tqdm.auto import tqdm
-
-    from medclf.core.progress import bars_wanted, task
-
-    if len(images) == 0:
-        return np.zeros((0,), dtype="float32")
-    with task(desc), tqdm(total=len(images), desc=desc, disable=not (progress and bars_wanted()), leave=False,
-                          unit="img") as bar:
-        advance = keras.callbacks.LambdaCallback(
-            on_predict_batch_end=lambda batch, logs: bar.update(min(batch_size, len(images) - bar.n)))
-        out = model.predict(images, batch_size=batch_size, verbose=0, callbacks=[advance])
-    return np.asarray(out, dtype="float32")
-
-
-# --------------------------------------------------------------------------------------------
-# Training: head on (cached) features, then optional fine-tuning of the top layers
-# --------------------------------------------------------------------------------------------
-
-def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut: str | None, progress: bool):
-    """``(target, train, val, augmenter)`` for one stage: the model above the cut fed cached features;
-    with augmentation, the model fed images through a batch-norm-folded copy of its frozen part; or the
-    whole model fed images when nothing below the trained layers is static (or the cache is off).
-    ``cut`` fixes the cut (a static layer's name); by default it is just below the first trained layer."""
-    from medclf.config import paths as config
-    from medclf.training import train
-    from medclf.accel.bn_fold import fold_batch_norm
-
-    lower = None
-    if params["feature_cache"] and has_static_base(model):
-        if cut is None:
-            lower, upper, cut = split_at_static(model)
-        else:
-            lower, upper = split_at(model, cut)
-    if lower is None or augmentation:
-        from medclf.data.augment import build_augmenter
-
-        target = model if lower is None else above_folded(lower, upper)
-        return target, ds.arrays("train"), ds.selection_arrays(), build_augmenter(augmentation, seed=params["seed"])
-    key = feature_key(backbone=spec.backbone, weights=params["weights"], image_shape=model.input_shape[1:],
-                      gray_mode=spec.gray_mode, cut=cut, manifest_hash=ds.manifest_hash,
-                      precision=train.current_policy(), seed=params["seed"])
-    folder = config.resolve(params["cache_dir"]) / "features" / ds.name
-    folded, arrays = functools.cache(lambda: fold_batch_norm(lower)), {}  # folded once, and only on a cache miss
-    for split in ("train", "val"):
-        images, labels = ds.arrays(split)
-        features = cached_features(folded, images, folder / f"{key}_{split}.npy", progress=progress)
-        arrays[split] = (features, labels)
-    features, labels = arrays["val"]
-    selection = ds.selection_mask()
-    return upper, arrays["train"], (features[selection], labels[selection]), None
-
-
-def above_folded(lower, upper):
-    """``upper(fold_batch_norm(lower)(image))`` as one model: trains ``upper``'s layers (shared with the
-    full model) while the frozen part below runs with its batch norm folded."""
-    import keras
-
-    from medclf.accel.bn_fold import fold_batch_norm
-
-    inputs = keras.Input(shape=lower.input_shape[1:], name="image")
-    return keras.Model(inputs, upper(fold_batch_norm(lower)(inputs)), name=f"{upper.name}_on_folded")
-
-
-def fit_stage(model, spec, ds, params: dict, augmentation: dict | None, *, learning_rate: float, epochs: int,
-              cut: str | None = None, progress: bool = True, verbose: int = 0):
-    """Fit the trainable part of ``model`` (features cached where possible); returns a TrainResult
-    whose ``feature_seconds`` is the time spent computing features."""
-    from medclf.training import train
-
-    start = time.perf_counter()
-    target, train_arrays, val_arrays, augmenter = _stage_arrays(model, ds, params, augmentation, spec, cut, progress)
-    feature_seconds = time.perf_counter() - start  # ~0 when the cache is warm or nothing is cached
-    result = train.fit_spec(target, spec, train_arrays, val_arrays, params=params, learning_rate=learning_rate,
-                            epochs=epochs, augmenter=augmenter, verbose=verbose)
-    result.feature_seconds = round(feature_seconds, 2)
-    return result
-
-
-def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None, epochs: int, verbose: int = 0):
-    """Train a transfer model: the head with the backbone frozen, then (``spec.fine_tune`` > 0 and
-    ``params["fine_tune_epochs"]`` > 0) the top ``spec.fine_tune`` backbone layers at
-    ``params["fine_tune_learning_rate"]``.
-
-    With fine-tuning, ``augmentation`` applies to the fine-tuning stage only: the head is a warm
-    start trained on cached features (one feature pass instead of an end-to-end pass every epoch).
-    Without fine-tuning (the studies' frozen models) it applies to the head stage.
-
-    Returns:
-        ``(model, TrainResult)``; the result's ``members`` hold one entry per stage.
-    """
-    from medclf.models import registry as models
-    from medclf.core import progress
-    from medclf.training import train
-
-    train.seed_everything(params["seed"])
-    model = models.build_model(spec, input_shape, weights=params["weights"])
-    fine_tune = spec.fine_tune if params["fine_tune_epochs"] else 0
-    cut = None
-    if fine_tune and not augmentation:  # both stages start from the fine-tuning cut: one feature pass, not two
-        unfreeze_top(model, fine_tune)
-        cut = split_at_static(model)[2]
-        unfreeze_top(model, 0)
-    head_augmentation = None if fine_tune else augmentation
-    with progress.task("head"):
-        stages = [fit_stage(model, spec, ds, params, head_augmentation, learning_rate=spec.learning_rate,
-                            epochs=epochs, cut=cut, verbose=verbose)]
-    if fine_tune:
-        unfreeze_top(model, fine_tune)
-        with progress.task(f"fine-tuning top {fine_tune} layers"):
-            stages.append(fit_stage(model, spec, ds, params, augmentation,
-                                    learning_rate=params["fine_tune_learning_rate"], epochs=params["fine_tune_epochs"],
-                                    cut=cut, verbose=verbose))
-    return model, combine_stages(stages)
-
-
-def combine_stages(stages):
-    """One TrainResult for consecutive stages: times (feature extraction included) and epochs added,
-    histories joined end to end, the best epoch counted from the start of the first stage; one
-    ``members`` entry per stage."""
-    from medclf.training.train import TrainResult
-
-    keys = set.intersection(*(set(s.history) for s in stages))
-    history = {key: [v for s in stages for v in s.history[key]] for key in sorted(keys)}
-    offset = sum(s.epochs_run for s in stages[:-1])
-    last = stages[-1]
-    features = [getattr(s, "feature_seconds", 0.0) for s in stages]
-    seconds, epochs = sum(s.seconds for s in stages) + sum(features), sum(s.epochs_run for s in stages)
-    fitting = sum(s.seconds for s in stages)
-    return TrainResult(seconds=round(seconds, 2), seconds_per_epoch=round(fitting / max(epochs, 1), 2),
-                       epochs_run=epochs, best_epoch=None if last.best_epoch is None else offset + last.best_epoch,
-                       precision=last.precision, history=history,
-                       members=[{"stage": name, "epochs_run": s.epochs_run, "best_epoch": s.best_epoch,
-                                 "seconds": s.seconds, "feature_seconds": f}
-                                for name, s, f in zip(("head", "fine_tune"), stages, features)])

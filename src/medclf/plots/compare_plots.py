@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from medclf.plots import figures as plots
+from medclf.plots.common import class_colors
+from medclf.plots.evaluation import plot_roc
 
 
 def family_colors(families: Sequence[str]) -> dict[str, tuple]:
@@ -33,7 +34,7 @@ def plot_roc_overlay(ax, curves: Sequence[tuple[str, np.ndarray, np.ndarray]]):
         The figure.
     """
     for label, y, p in curves:
-        plots.plot_roc(ax, y, p, label)
+        plot_roc(ax, y, p, label)
         if label.endswith("(best)"):
             ax.lines[-1].set_linewidth(2.8)
     ax.set_title("Test ROC: best model of each family (chosen on validation)")
@@ -86,7 +87,7 @@ def plot_recall_bars(ax, recalls: pd.DataFrame, class_names: Sequence[str]):
     Returns:
         The figure.
     """
-    colors = plots.class_colors(class_names)
+    colors = class_colors(class_names)
     models = list(dict.fromkeys(recalls["model_id"]))
     x = np.arange(len(models))
     width = 0.8 / max(len(class_names), 1)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from medclf.plots.figures import show_image
+from medclf.plots.common import show_image
 
 FOR_COLOR = (0.0, 0.8, 0.0)
 AGAINST_COLOR = (0.9, 0.0, 0.9)

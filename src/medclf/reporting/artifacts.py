@@ -1,7 +1,7 @@
-"""Saving a notebook's figures and tables under ``outputs/<dataset>/``.
+"""Saving a notebook's figures and tables under ``outputs/<dataset>/<profile>/``.
 
-Figures go to ``outputs/<dataset>/figures/<notebook>/<name>.png`` and tables to
-``outputs/<dataset>/tables/<name>.csv`` and ``.md``, each written atomically. Anything made from
+Figures go to ``outputs/<dataset>/<profile>/figures/<notebook>/<name>.png`` and tables to
+``outputs/<dataset>/<profile>/tables/<name>.csv`` and ``.md``, each written atomically. Anything made from
 the synthetic demo data is marked as such (a red label on figures, a first line in Markdown
 tables), so a demo result can never be mistaken for a real one.
 """
@@ -12,21 +12,36 @@ from pathlib import Path
 
 import pandas as pd
 
+from medclf.config import datasets
 from medclf.config import paths as config
 from medclf.core import io
+from medclf.reporting.notices import SYNTHETIC_LABEL, SYNTHETIC_TABLE_NOTE, notebook_notice
 
-SYNTHETIC_LABEL = "SYNTHETIC DATA — demo only"
-SYNTHETIC_TABLE_NOTE = "> **SYNTHETIC DATA — demo only**: generated images, not a real result."
 _STAMP_GID = "medclf-synthetic-stamp"
 
 
 def is_synthetic(params: dict) -> bool:
     """True when the parameters select the generated demo data set."""
-    return params.get("dataset") == "synthetic"
+    return datasets.get(params["dataset"]).synthetic
+
+
+def show_synthetic_notice(params: dict, subject: str = "numbers") -> None:
+    """In a running notebook, show the synthetic-data warning (:func:`medclf.reporting.notices.notebook_notice`)
+    when ``params`` select generated data; nothing otherwise (or outside IPython)."""
+    if not is_synthetic(params):
+        return
+    text = notebook_notice(subject)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Markdown(text))
 
 
 def stamp_synthetic(fig) -> None:
-    """Add a red "SYNTHETIC DATA — demo only" label above the figure (once; repeated calls do nothing)."""
+    """Add the red :data:`medclf.reporting.notices.SYNTHETIC_LABEL` above the figure (once; repeated calls do nothing)."""
     if any(text.get_gid() == _STAMP_GID for text in fig.texts):
         return
     fig.text(0.5, 1.0, SYNTHETIC_LABEL, ha="center", va="bottom", color="red", fontsize=13,
@@ -35,7 +50,7 @@ def stamp_synthetic(fig) -> None:
 
 
 def save_figure(fig, params: dict, notebook: str, name: str, dpi: int = 110) -> Path:
-    """Save ``fig`` as ``outputs/<dataset>/figures/<notebook>/<name>.png`` (atomic write).
+    """Save ``fig`` as ``outputs/<dataset>/<profile>/figures/<notebook>/<name>.png`` (atomic write).
 
     Synthetic-data figures are stamped first (see :func:`stamp_synthetic`), so the figure as shown
     in the notebook carries the label too.
@@ -87,7 +102,7 @@ def _flat(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def save_table(frame: pd.DataFrame, params: dict, name: str) -> tuple[Path, Path]:
-    """Save a table as ``outputs/<dataset>/tables/<name>.csv`` and ``.md`` (atomic writes).
+    """Save a table as ``outputs/<dataset>/<profile>/tables/<name>.csv`` and ``.md`` (atomic writes).
 
     A meaningful index (a pivot table's rows) is written as the first column. For synthetic data
     the Markdown file starts with a line saying so.

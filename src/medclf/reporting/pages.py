@@ -12,10 +12,9 @@ import html
 from pathlib import Path
 from typing import Any
 
+from medclf.config import datasets, paths
 from medclf.core import io
-
-#: Shown on every report made from the generated demo data.
-SYNTHETIC_BANNER = "SYNTHETIC DATA — demo only, not a medical result"
+from medclf.reporting.notices import SYNTHETIC_BANNER  # shown on every report made from generated data
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -178,7 +177,7 @@ HEADLINE_FIGURES = (
 
 def headline_figures(dataset_dir: str | Path) -> list[tuple[str, str]]:
     """``(href relative to reports/, caption)`` of each :data:`HEADLINE_FIGURES` PNG that exists."""
-    figures = Path(dataset_dir) / "figures"
+    figures = paths.RunPaths(Path(dataset_dir)).figures()
     return [(f"../figures/{notebook}/{stem}.png", caption) for notebook, stem, caption in HEADLINE_FIGURES
             if (figures / notebook / f"{stem}.png").is_file()]
 
@@ -199,7 +198,7 @@ def index_html(run_info: dict[str, Any], rows: list[dict[str, Any]], headline: s
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
     ]
-    if dataset == "synthetic":
+    if dataset in datasets.DATASETS and datasets.get(dataset).synthetic:
         parts.append(f'<div class="banner">{_e(SYNTHETIC_BANNER)}</div>')
     status = run_info.get("status")
     if status and status != "ok":
@@ -255,11 +254,11 @@ def index_html(run_info: dict[str, Any], rows: list[dict[str, Any]], headline: s
 
 
 def write_index(dataset_dir: str | Path, run_info: dict[str, Any], order: list[str] | None = None) -> Path:
-    """Write ``<dataset_dir>/reports/index.html`` atomically for ``run_info``; return its path."""
-    dataset_dir = Path(dataset_dir)
-    rows = notebook_rows(run_info, dataset_dir, order)
-    page = index_html(run_info, rows, headline_html(dataset_dir / "tables"), headline_figures(dataset_dir))
-    return io.write_text(dataset_dir / "reports" / "index.html", page)
+    """Write ``<run_dir>/reports/index.html`` atomically for ``run_info``; return its path."""
+    layout = paths.RunPaths(Path(dataset_dir))
+    rows = notebook_rows(run_info, layout.root, order)
+    page = index_html(run_info, rows, headline_html(layout.tables), headline_figures(layout.root))
+    return io.write_text(layout.reports / "index.html", page)
 
 
 #: nbconvert template: JupyterLab's look, each code input in an open <details> (click to fold),

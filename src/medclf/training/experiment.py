@@ -11,22 +11,25 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
 
 from medclf.config import paths as config
-from medclf.evaluation import evaluate
+from medclf.config.params import MODEL_OVERRIDES
+from medclf.evaluation import metrics, records, scoring, statistics
+from medclf.evaluation.predictions import save_predictions
 from medclf.evaluation import framing
-from medclf.models import registry as models
+from medclf.models import builders, registry
+from medclf.models.files import save_model
+from medclf.models.specs import ModelSpec
 from medclf.core import progress
-from medclf.evaluation import results
-from medclf.training import train
+from medclf.accel import hardware, precision
+from medclf.training import fit
 from medclf.evaluation import tta
 from medclf.data.augment import build_augmenter
 from medclf.data import Dataset, load_dataset
-from medclf.core.io import atomic_path
+from medclf.training.transfer_fit import fit_transfer
 
 
 class DataCache:
@@ -48,10 +51,10 @@ class ModelRun:
     """A trained and scored model, with what the notebook shows."""
 
     model_id: str
-    spec: models.ModelSpec
+    spec: ModelSpec
     model: Any
     record: dict
-    training: train.TrainResult
+    training: fit.TrainResult
     y_val: np.ndarray
     p_val: np.ndarray
     y_test: np.ndarray
@@ -64,16 +67,17 @@ class ModelRun:
         return self.record["evaluation"]["threshold"]
 
 
-OVERRIDABLE = ("image_size", "epochs", "batch_size", "learning_rate", "fine_tune", "tta_views", "ensemble")
+#: Spec fields ``model_overrides`` may replace (declared, with their ranges, in :mod:`medclf.config.params`).
+OVERRIDABLE = tuple(MODEL_OVERRIDES)
 
 
-def resolve_spec(name: str, params: dict) -> models.ModelSpec:
+def resolve_spec(name: str, params: dict) -> ModelSpec:
     """The registered spec with ``params["model_overrides"][name]`` applied.
 
     Raises:
         ValueError: an override key outside :data:`OVERRIDABLE`.
     """
-    spec = models.get_spec(name)
+    spec = registry.get_spec(name)
     changes = (params.get("model_overrides") or {}).get(name) or {}
     unknown = sorted(set(changes) - set(OVERRIDABLE))
     if unknown:
@@ -81,63 +85,54 @@ def resolve_spec(name: str, params: dict) -> models.ModelSpec:
     return dataclasses.replace(spec, **changes) if changes else spec
 
 
-def input_size(spec: models.ModelSpec, params: dict) -> int:
+def input_size(spec: ModelSpec, params: dict) -> int:
     """The spec's input size, capped by ``params["max_image_size"]`` when set."""
     cap = params["max_image_size"]
     return min(spec.image_size, cap) if cap else spec.image_size
 
 
-def epochs_for(spec: models.ModelSpec, params: dict) -> int:
+def epochs_for(spec: ModelSpec, params: dict) -> int:
     """The spec's epoch budget, capped by ``params["max_epochs"]`` when set."""
     cap = params["max_epochs"]
     return min(spec.epochs, cap) if cap else spec.epochs
 
 
-def predict_scores(model: Any, images: np.ndarray) -> np.ndarray:
-    """Probability of the positive class; an SVM's decision function goes through a sigmoid."""
-    if hasattr(model, "decision_function"):
-        return evaluate.sigmoid_scores(model.decision_function(images))
-    return np.asarray(model.predict(images, batch_size=256, verbose=0), dtype=np.float64).reshape(-1)
-
-
-def precision_probe(spec: models.ModelSpec, input_shape: tuple, params: dict) -> Callable[[str], float]:
+def precision_probe(spec: ModelSpec, input_shape: tuple, params: dict) -> Callable[[str], float]:
     """Seconds of one training step of ``spec`` under a dtype policy, measured once per machine and
     remembered in ``<cache_dir>/precision_probe.json`` (random weights: speed does not depend on them)."""
     import keras
 
     options = {"weights": "none"} if spec.family == "transfer" else {}
     shape = "x".join(str(s) for s in input_shape)
-    key = f"{spec.name}|{shape}|{train.device_id()}|keras {keras.__version__}"
-    store = config.resolve(params["cache_dir"]) / "precision_probe.json"
-    return train.cached_probe(
-        lambda policy: train.step_seconds(lambda: models.build_model(spec, input_shape, **options), input_shape, policy),
+    key = f"{spec.name}|{shape}|{hardware.device_id()}|keras {keras.__version__}"
+    store = config.precision_probe_file(params)
+    return precision.cached_probe(
+        lambda policy: precision.step_seconds(lambda: registry.build_model(spec, input_shape, **options), input_shape, policy),
         store, key)
 
 
-def _fit_member(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict,
-                augmentation: dict | None, verbose: int) -> tuple[Any, train.TrainResult]:
+def _fit_member(spec: ModelSpec, input_shape: tuple, data: Dataset, params: dict,
+                augmentation: dict | None, verbose: int) -> tuple[Any, fit.TrainResult]:
     """Build and fit one Keras model seeded with ``params["seed"]`` on the training split, validating on the
     validation rows that choose epochs (:meth:`Dataset.selection_mask`): a transfer model in its stages
     (head, then fine-tuning), any other network in one fit."""
     if spec.family == "transfer":
-        from medclf.models.transfer import fit_transfer
-
         return fit_transfer(spec, input_shape, data, params, augmentation, epochs_for(spec, params), verbose)
-    train.seed_everything(params["seed"])
-    model = models.build_model(spec, input_shape)
-    result = train.fit_spec(model, spec, data.arrays("train"), data.selection_arrays(), params=params,
+    fit.seed_everything(params["seed"])
+    model = registry.build_model(spec, input_shape)
+    result = fit.fit_spec(model, spec, data.arrays("train"), data.selection_arrays(), params=params,
                             learning_rate=spec.learning_rate, epochs=epochs_for(spec, params),
                             augmenter=build_augmenter(augmentation, seed=params["seed"]), verbose=verbose)
     return model, result
 
 
-def _fit(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict, augmentation: dict | None,
-         verbose: int) -> tuple[Any, train.TrainResult]:
+def _fit(spec: ModelSpec, input_shape: tuple, data: Dataset, params: dict, augmentation: dict | None,
+         verbose: int) -> tuple[Any, fit.TrainResult]:
     """Fit the SVM, one network (transfer models included), or an ensemble of ``spec.ensemble`` networks
     (seeds seed, seed+1, ...) averaged into one model."""
     if spec.family == "svm":
-        model = models.build_model(spec, input_shape)
-        return model, train.fit_svm(model, data.arrays("train"))
+        model = registry.build_model(spec, input_shape)
+        return model, fit.fit_svm(model, data.arrays("train"))
     fitted = []
     for i in range(spec.ensemble):
         with progress.task(f"member {i + 1}/{spec.ensemble}") if spec.ensemble > 1 else contextlib.nullcontext():
@@ -146,7 +141,7 @@ def _fit(spec: models.ModelSpec, input_shape: tuple, data: Dataset, params: dict
     if spec.ensemble == 1:
         return fitted[0]
     members, member_results = zip(*fitted)
-    return models.build_ensemble(members, name=spec.name), train.combine_results(member_results)
+    return builders.build_ensemble(members, name=spec.name), fit.combine_results(member_results)
 
 
 def run_model(name: str, params: dict, data: DataCache | None = None, *, model_id: str | None = None,
@@ -165,7 +160,8 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
     Returns:
         The :class:`ModelRun`; ``results/<model_id>.json``, ``predictions/<model_id>.csv`` (test),
         ``predictions/val/<model_id>.csv`` (validation, with the ``selected`` rows) and
-        (when ``params["save_models"]``) ``models/<model_id>.keras`` are written.
+        (when ``params["save_models"]``) ``models/<model_id>.keras`` (or ``.joblib``) are written; the
+        record and the model card beside the file hold its SHA-256 as ``model_sha256``.
     """
     spec = resolve_spec(name, params)
     model_id = model_id or name
@@ -176,8 +172,9 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         augmentation = spec.augmentation
     shape = (size, size, spec.channels)
     with progress.task(model_id):
-        policy = "float64" if spec.family == "svm" else train.set_precision(params["mixed_precision"],
-                                                                            precision_probe(spec, shape, params))
+        probe = precision_probe(spec, shape, params) if params["accel"] else None  # accel off: nothing measured
+        policy = "float64" if spec.family == "svm" else precision.set_precision(params["mixed_precision"], probe,
+                                                                                accel=params["accel"])
         model, training = _fit(spec, shape, ds, params, augmentation or None, verbose)
         with progress.task("scoring"):
             (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
@@ -185,34 +182,35 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
             score, p_val, tta_choice = _choose_scorer(model, spec, augmentation, x_val, y_val, params["seed"],
                                                       selection)
             p_test = score(x_test)
-            evaluation = evaluate.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,
-                                                 target_sensitivity=params["target_sensitivity"],
-                                                 n_replicates=params["bootstrap_replicates"], seed=params["seed"])
+            evaluation = statistics.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,
+                                                   target_sensitivity=params["target_sensitivity"],
+                                                   n_replicates=params["bootstrap_replicates"], seed=params["seed"])
             evaluation["tta"] = tta_choice
             evaluation["framing"] = _framing_probe(model, x_val, y_val, ds.class_names, params["target_sensitivity"])
-            evaluation["selection"] = evaluate.selection_summary(y_val, p_val, selection, params["select_on"],
-                                                                 n_replicates=params["bootstrap_replicates"],
-                                                                 seed=params["seed"])
+            evaluation["selection"] = statistics.selection_summary(y_val, p_val, selection, params["select_on"],
+                                                                   n_replicates=params["bootstrap_replicates"],
+                                                                   seed=params["seed"])
     files_test = ds.relpaths("test")
-    out_dir = config.dataset_output_dir(params)
-    record = results.build_record(
+    out_dir = config.run_dir(params)
+    model_file, model_sha256 = _save_model(model, out_dir, model_id) if params["save_models"] else (None, None)
+    record = records.build_record(
         model_id=model_id, model=name, family=spec.family, study=spec.study, reported=spec.reported,
         params=params, spec=_spec_dict(spec, size, augmentation), data=_data_summary(ds),
-        training={**training.to_dict(), "mixed_precision": policy, "onednn": train.onednn_enabled(),
+        training={**training.to_dict(), "mixed_precision": policy, "onednn": hardware.onednn_enabled(),
                   "augmentation": augmentation or None},
-        params_count=models.count_params(model), evaluation=evaluation,
-        model_file=_save_model(model, out_dir, model_id) if params["save_models"] else None)
-    results.save_predictions(out_dir, model_id, files_test, y_test, p_test, ds.class_names)
-    results.save_predictions(out_dir, model_id, ds.relpaths("val"), y_val, p_val, ds.class_names, split="val",
-                             selected=selection)
-    results.save_record(out_dir, model_id, record)
+        params_count=builders.count_params(model), evaluation=evaluation, model_file=model_file,
+        model_sha256=model_sha256)
+    save_predictions(out_dir, model_id, files_test, y_test, p_test, ds.class_names)
+    save_predictions(out_dir, model_id, ds.relpaths("val"), y_val, p_val, ds.class_names, split="val",
+                     selected=selection)
+    records.save_record(out_dir, model_id, record)
     if record["model_file"]:
-        results.save_model_card(out_dir / record["model_file"], record)
+        records.save_model_card(out_dir / record["model_file"], record)
     return ModelRun(model_id, spec, model, record, training, y_val, p_val, y_test, p_test, ds.class_names,
                     files_test)
 
 
-def _choose_scorer(model: Any, spec: models.ModelSpec, augmentation: dict | None, x_val: np.ndarray,
+def _choose_scorer(model: Any, spec: ModelSpec, augmentation: dict | None, x_val: np.ndarray,
                    y_val: np.ndarray, seed: int, selection: np.ndarray) -> tuple[Callable, np.ndarray, dict | None]:
     """How images are scored: plain, or with test-time augmentation when the spec asks for it, the model
     was trained with augmentation, and TTA raises the AUC of the validation rows in ``selection`` —
@@ -222,10 +220,10 @@ def _choose_scorer(model: Any, spec: models.ModelSpec, augmentation: dict | None
         The scoring function (images → probabilities), the validation scores it gives, and the TTA
         decision for the record (``None``: TTA not considered).
     """
-    plain = partial(predict_scores, model)
+    plain = scoring.scorer(model)
     if not (spec.tta_views and augmentation):
         return plain, plain(x_val), None
-    augmented = partial(tta.tta_scores, plain, augmentation=augmentation, views=spec.tta_views, seed=seed)
+    augmented = scoring.scorer(model, {"augmentation": augmentation, "views": spec.tta_views, "seed": seed})
     p_plain = plain(x_val)
     p_tta = augmented(x_val, original=p_plain)
     choice = tta.choose_on_validation(y_val[selection], p_plain[selection], p_tta[selection], spec.tta_views)
@@ -238,13 +236,13 @@ def _framing_probe(model: Any, x_val: np.ndarray, y_val: np.ndarray, class_names
                    target_sensitivity: float) -> list[dict]:
     """The framing probe (:mod:`medclf.evaluation.framing`) of the network itself, on validation: plain scores (test-time
     augmentation would multiply its cost by the views) at the threshold chosen on those plain scores."""
-    score = partial(predict_scores, model)
+    score = scoring.scorer(model)
     p_val = score(x_val)
-    threshold = evaluate.choose_threshold(y_val, p_val, target_sensitivity)
+    threshold = metrics.choose_threshold(y_val, p_val, target_sensitivity)
     return framing.framing_table(score, x_val, y_val, threshold, class_names, reference=p_val).to_dict("records")
 
 
-def _spec_dict(spec: models.ModelSpec, size: int, augmentation: dict | None) -> dict:
+def _spec_dict(spec: ModelSpec, size: int, augmentation: dict | None) -> dict:
     fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "build"}
     return {**fields, "image_size_used": size, "augmentation_used": augmentation or None}
 
@@ -257,21 +255,11 @@ def _data_summary(ds: Dataset) -> dict:
             "split_counts": {f"{s}/{c}": int(n) for (s, c), n in counts.items()}}
 
 
-def _save_model(model: Any, out_dir: Path, model_id: str) -> str:
-    """Save a Keras model (``.keras``) or a scikit-learn one (``.joblib``) atomically; returns the path."""
-    if hasattr(model, "save"):
-        path = out_dir / "models" / f"{model_id}.keras"
-        with atomic_path(path) as tmp:
-            final = tmp.with_suffix(".keras")
-            model.save(final)
-            final.replace(tmp)
-    else:
-        import joblib
-
-        path = out_dir / "models" / f"{model_id}.joblib"
-        with atomic_path(path) as tmp:
-            joblib.dump(model, tmp)
-    return str(path.relative_to(out_dir))
+def _save_model(model: Any, out_dir: Path, model_id: str) -> tuple[str, str]:
+    """Save the model as ``models/<model_id>.keras`` or ``.joblib`` (:func:`medclf.models.files.save_model`);
+    returns its path relative to ``out_dir`` and its SHA-256."""
+    saved = save_model(model, config.RunPaths(out_dir).models / model_id)
+    return str(saved.path.relative_to(out_dir)), saved.sha256
 
 
 def plan_table(names: list[str], params: dict) -> "pd.DataFrame":

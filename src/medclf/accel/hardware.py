@@ -1,0 +1,77 @@
+"""Hardware detection: the CPU's model and native bf16 flags, bf16-capable GPUs, oneDNN, a device id.
+
+Read by the precision choice (:mod:`medclf.accel.precision`) and written into run provenance, so a
+timing can be read against the machine that produced it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: CPU flags (``/proc/cpuinfo``) that mean native bf16 matrix arithmetic.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def _cpuinfo(cpuinfo: str | None) -> str:
+    """``cpuinfo`` as given, else ``/proc/cpuinfo`` ("" where it cannot be read)."""
+    if cpuinfo is not None:
+        return cpuinfo
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
+    """Which of :data:`BF16_CPU_FLAGS` the CPU advertises (empty where unknown). AMX and AVX512-BF16 are
+    both native bf16 but not equally fast: oneDNN's AMX kernels are several times faster than its
+    AVX512-BF16 ones, notably for convolution weight gradients, so timings are read with this."""
+    flags = {flag for line in _cpuinfo(cpuinfo).splitlines() if line.startswith("flags") for flag in line.split()}
+    return [flag for flag in BF16_CPU_FLAGS if flag in flags]
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU advertises native bf16 (AMX or AVX512-BF16); False where unknown."""
+    return bool(cpu_bf16_flags(cpuinfo))
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name (``/proc/cpuinfo``); ``"cpu"`` where unknown."""
+    for line in _cpuinfo(cpuinfo).splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "cpu"
+
+
+def gpu_has_bf16() -> bool:
+    """True when a visible GPU has compute capability 8.0 or newer (Ampere and later)."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+        if tuple(capability) >= (8, 0):
+            return True
+    return False
+
+
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs its CPU ops through oneDNN in this process (``TF_ENABLE_ONEDNN_OPTS``, read
+    when TensorFlow starts; see ``medclf/__init__.py``); ``None`` where TensorFlow cannot say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    probe = getattr(_pywrap_util_port, "IsMklEnabled", None)
+    return bool(probe()) if probe else None
+
+
+def device_id() -> str:
+    """A short name of the compute device for probe keys: GPU names, else the CPU model with its native
+    bf16 flags and whether oneDNN is on (one model name can cover CPUs of very different speed)."""
+    import tensorflow as tf
+
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", "gpu")
+            for g in tf.config.list_physical_devices("GPU")]
+    if gpus:
+        return "+".join(gpus)
+    return "|".join([cpu_model(), *cpu_bf16_flags(), "onednn" if onednn_enabled() else "eigen"])

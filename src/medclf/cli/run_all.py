@@ -1,0 +1,218 @@
+"""``run_all.py``: run the notebooks in order with papermill, skip what is up to date, survive failures.
+
+For one data set and profile (``<output_dir>/<dataset>/<profile>/``, :func:`medclf.config.paths.run_dir`)
+it writes
+
+* ``notebooks/NN_name.ipynb``: the executed notebooks (``NN_name.failed.ipynb`` for a failed one,
+  which never replaces the last good one),
+* ``reports/NN_name.html`` (and ``NN_name.failed.html``) and ``reports/index.html``,
+* ``run.json``: versions, git commit, settings and, per notebook, status, time and fingerprint.
+
+The settings are merged and checked once here (:func:`medclf.pipeline.plan.resolve_settings`),
+before any notebook starts, and every notebook receives exactly those (its ``settings`` parameter).
+Planning lives in :mod:`medclf.pipeline.plan`, execution in :mod:`medclf.pipeline.execute`, the run
+record in :mod:`medclf.pipeline.provenance`. TensorFlow is never imported in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import medclf.data as data
+from medclf.config import paths
+from medclf.config.params import ParamError, params_hash, parse_override
+from medclf.data import DataError
+from medclf.pipeline import execute, plan, provenance
+from medclf.pipeline.execute import say
+from medclf.pipeline.plan import Notebook, OrchestrationError
+
+#: Errors that are the user's to fix: ``error: <one line>`` and exit code 2, no traceback.
+USER_ERRORS = (ParamError, OrchestrationError, DataError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``run_all.py`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="run_all.py",
+        description="Execute the notebooks in order (papermill), skipping those that are up to date, "
+                    "and write outputs/<dataset>/<profile>/{notebooks,reports,run.json}.")
+    parser.add_argument("--dataset", help="data set: synthetic (default), chest_xray, malaria, "
+                                          "pneumoniamnist, folder")
+    parser.add_argument("--data-root", help="folder (or .npz) holding the data; overrides the data set's default")
+    parser.add_argument("--profile", help="demo | quick | full (default: demo for synthetic, else quick)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one parameter (repeatable), e.g. -p seed=1 -p image_size=224")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="run only this notebook (repeatable): eda or 01_eda")
+    parser.add_argument("--list", action="store_true", help="print the plan and run nothing")
+    parser.add_argument("--force", action="store_true", help="run even notebooks that are up to date")
+    parser.add_argument("--download", action="store_true",
+                        help="fetch the data set into data_root when missing (same as -p download=true)")
+    return parser
+
+
+def _label(i: int, n: int, nb: Notebook, width: int) -> str:
+    return f"[{i}/{n}] {nb.stem} ".ljust(width + len(f"[{i}/{n}] ") + 4, ".")
+
+
+def main(argv: list[str] | None = None, *, registry: tuple[Notebook, ...] | list[Notebook] | None = None,
+         notebooks_dir: str | Path | None = None) -> int:
+    """Command-line entry point of ``run_all.py``; returns the exit code.
+
+    0: every selected notebook ok or up to date; 1: a notebook failed; 2: bad parameters or data
+    (``error: <message>`` on stderr); 130: interrupted (Ctrl-C); 143: terminated (SIGTERM).
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    registry = tuple(registry if registry is not None else plan.REGISTRY)
+    notebooks_dir = Path(notebooks_dir or paths.NOTEBOOKS_DIR)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kernels inherit it: no TensorFlow start-up noise
+    if os.environ.get("KERAS_HOME"):  # kernels run in the notebooks' folder: a relative path would miss
+        os.environ["KERAS_HOME"] = os.path.abspath(os.environ["KERAS_HOME"])
+    try:
+        with execute.sigterm_as_interrupt():
+            return _run(args, registry, notebooks_dir)
+    except USER_ERRORS as exc:
+        print(f"error: {execute.one_line(exc, 1000)}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir: Path) -> int:
+    started_wall, started = time.monotonic(), provenance.now()
+    overrides = dict(parse_override(text) for text in args.param)
+    if args.download:
+        overrides["download"] = True
+    settings = plan.resolve_settings(args.dataset, args.profile, args.data_root, overrides)
+    params = settings.as_params()
+    p_hash = params_hash(params)
+    out_dir = paths.run_dir(params)
+    available = plan.available_notebooks(registry, notebooks_dir)
+    selected = plan.select_notebooks(available, args.only, registry)
+    if not selected:
+        raise OrchestrationError(f"no notebooks to run: none of the registered files exist in {notebooks_dir}")
+
+    if args.list:
+        return _list(args, params, p_hash, out_dir, selected, available, notebooks_dir)
+
+    data.prepare(params)
+    data_hash = data.manifest_fingerprint(params)
+    previous = provenance.read_run_info(out_dir)
+    steps = plan.make_plan(selected, available, notebooks_dir, out_dir, p_hash, data_hash, previous,
+                           force=args.force)
+    run_info = provenance.new_run_info(params, p_hash, data_hash, ["run_all.py", *_argv_of(args)], started,
+                                       [s.notebook.name for s in steps],
+                                       steps[0].inputs["source"] if steps else None, previous)
+    order = [nb.name for nb in registry]
+    layout = paths.RunPaths(out_dir)
+    say(f"medclf: dataset {params['dataset']}, profile {params['profile']}, params {p_hash}, outputs {out_dir}")
+
+    failed: set[str] = set()  # failed, or skipped because a dependency failed
+    width = max(len(s.notebook.stem) for s in steps)
+    try:
+        for i, step in enumerate(steps, 1):
+            nb = step.notebook
+            prev = run_info["notebooks"].get(nb.name) or {}
+            entry = {key: prev[key] for key in ("ok_fingerprint", "ok_inputs", "ok_wall_s", "ok_finished", "ok_cpu")
+                     if key in prev}
+            entry.update({"file": nb.file, "deps": list(nb.deps), "fingerprint": step.fingerprint,
+                          "inputs": step.inputs, "params_hash": prev.get("params_hash"),
+                          "wall_s": None, "error": None, "cell": None, "reason": step.reason})
+            bad_deps = [d for d in nb.deps if d in failed]
+            outputs = layout.notebook_outputs(nb.stem)
+            if bad_deps and step.run:
+                failed.add(nb.name)
+                entry.update(status="skipped", reason=f"depends on failed {', '.join(bad_deps)}")
+                text = f"skipped (depends on failed {', '.join(bad_deps)})"
+            elif not step.run:
+                entry.update(status="up to date", params_hash=p_hash)
+                for stale in (outputs["failed"], outputs["failed_html"]):
+                    stale.unlink(missing_ok=True)
+                text = "skipped (up to date)"
+            else:
+                result = execute.execute_notebook(step, out_dir, params, notebooks_dir,
+                                                  hide_code=settings.report.report_hide_code)
+                entry.update(status=result["status"], wall_s=result["wall_s"], steal_s=result["steal_s"],
+                             error=result["error"], cell=result["cell"], finished=provenance.now())
+                if result["status"] == "ok":
+                    entry.update(ok_fingerprint=step.fingerprint, ok_inputs=step.inputs,
+                                 ok_wall_s=result["wall_s"], ok_finished=entry["finished"], params_hash=p_hash,
+                                 ok_cpu=run_info["machine"]["cpu"])
+                    stolen = f" (CPU steal {result['steal_s']:.0f} s)" if (result["steal_s"] or 0) >= 0.5 else ""
+                    text = f"ok  {result['wall_s']:.1f} s{stolen}"
+                else:
+                    failed.add(nb.name)
+                    where = f"at cell {result['cell']}: " if result["cell"] else ""
+                    text = f"FAILED  {where}{result['error']}"
+            entry["executed"] = os.path.relpath(outputs["executed"], out_dir)
+            entry["html"] = os.path.relpath(outputs["html"], out_dir)
+            run_info["notebooks"][nb.name] = entry
+            say(f"{_label(i, len(steps), nb, width)} {text}")
+            provenance.write_run_info(out_dir, run_info)
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, execute.Terminated)
+        run_info.update(status="interrupted", interrupted_by="SIGTERM" if terminated else "SIGINT",
+                        ended=provenance.now())
+        provenance.write_run_info(out_dir, run_info)
+        provenance.write_index(out_dir, run_info, order)
+        print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: finished notebooks are recorded in "
+              "run.json; nothing half-written was kept", file=sys.stderr, flush=True)
+        return 143 if terminated else 130
+
+    run_info.update(status="failed" if failed else "ok", ended=provenance.now())
+    provenance.write_run_info(out_dir, run_info)
+    index = provenance.write_index(out_dir, run_info, order)
+    counts: dict[str, int] = {}
+    for step in steps:
+        status = run_info["notebooks"][step.notebook.name]["status"]
+        counts[status] = counts.get(status, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    say(f"done in {time.monotonic() - started_wall:.1f} s: {summary}")
+    for step in steps:
+        if run_info["notebooks"][step.notebook.name]["status"] == "failed":
+            say(f"  {step.notebook.stem} failed; executed notebook kept at "
+                f"{layout.notebook_outputs(step.notebook.stem)['failed']}")
+    if index:
+        say(f"report: {index}")
+    return 1 if failed else 0
+
+
+def _list(args: argparse.Namespace, params: dict[str, Any], p_hash: str, out_dir: Path,
+          selected: list[Notebook], available: list[Notebook], notebooks_dir: Path) -> int:
+    """``--list``: print the plan (what would run, and why) and run nothing."""
+    try:
+        data_hash, data_note = data.manifest_fingerprint(params), None
+    except USER_ERRORS as exc:
+        data_hash, data_note = None, execute.one_line(exc)
+    previous = provenance.read_run_info(out_dir)
+    steps = plan.make_plan(selected, available, notebooks_dir, out_dir, p_hash, data_hash, previous,
+                           force=args.force)
+    say(f"plan: dataset {params['dataset']}, profile {params['profile']}, params {p_hash}, outputs {out_dir}")
+    if data_note:
+        say(f"data not available yet ({data_note}); run_all.py prepares it before running")
+    width = max(len(s.notebook.stem) for s in steps)
+    for i, step in enumerate(steps, 1):
+        deps = ", ".join(step.notebook.deps) or "-"
+        verdict = (f"would run ({step.reason}{provenance.last_took(previous, step.notebook.name)})" if step.run
+                   else f"skip ({step.reason})")
+        say(f"{_label(i, len(steps), step.notebook, width)} {verdict}   [deps: {deps}]")
+    return 0
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    for flag, value in (("--dataset", args.dataset), ("--data-root", args.data_root), ("--profile", args.profile)):
+        if value is not None:
+            out += [flag, str(value)]
+    for text in args.param:
+        out += ["-p", text]
+    for name in args.only:
+        out += ["--only", name]
+    out += [flag for flag, on in (("--force", args.force), ("--download", args.download)) if on]
+    return out

@@ -1,0 +1,133 @@
+"""Dataset registry: one record per data set (layout, grouping, synthetic or not, download, chest-like).
+
+Every decision that depends on *which* data set runs reads a field of its :class:`DatasetInfo`
+(``registry.get(params["dataset"]).synthetic``), never a comparison with its name. The data set's
+parameter values (data root, class names, group pattern, image size) stay in
+``params/datasets/<name>.yaml``; the fields here are facts about the data set that no parameter changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+#: Layout kinds: ``split-folders`` ROOT/{train,val,test}/<class>/*; ``class-folders`` ROOT/<class>/*
+#: (no official split); ``any-folders`` either of the two; ``npz`` one MedMNIST ``.npz`` file with its
+#: official splits; ``generated`` written by :mod:`medclf.data.synthetic` (in the split-folders layout).
+LAYOUTS = ("split-folders", "class-folders", "any-folders", "npz", "generated")
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One official download.
+
+    Attributes:
+        url: where it is published.
+        filename: name of the downloaded file.
+        checksum: ``"sha256:<hex>"`` or ``"md5:<hex>"`` as published, or ``None`` when none is published.
+        marker: folders that identify the unpacked data set root (empty for a single file).
+        source: who publishes the checksum, for the user.
+    """
+
+    url: str
+    filename: str
+    checksum: str | None
+    marker: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is fixed about one data set.
+
+    Attributes:
+        name: the ``dataset`` parameter's value (and ``params/datasets/<name>.yaml``).
+        description: one line for people.
+        layout: one of :data:`LAYOUTS`.
+        grouping: how images are grouped so that no group sits on both sides of a split (the
+            pattern itself is the ``group_pattern`` parameter).
+        synthetic: generated demo data: every output made from it is labelled as such.
+        chest_like: chest X-rays, or images standing in for them.
+        models_for: the data set whose registered models (``ModelSpec.dataset``) suit this one, or
+            ``None`` when no model was designed for it.
+        studies: studies (``docs/STUDIES.md``) whose published numbers on this data set the model
+            registry carries as ``ModelSpec.reported``.
+        archive: the official download, or ``None``.
+        default_profile: the profile used when none is given.
+    """
+
+    name: str
+    description: str
+    layout: str
+    grouping: str
+    synthetic: bool = False
+    chest_like: bool = False
+    models_for: str | None = None
+    studies: tuple[str, ...] = ()
+    archive: Archive | None = None
+    default_profile: str = "quick"
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"dataset {self.name!r}: layout must be one of {', '.join(LAYOUTS)}; got {self.layout!r}")
+
+
+_RECORDS = (
+    DatasetInfo(
+        "synthetic", "Generated, seeded chest-X-ray-like images (NORMAL / PNEUMONIA) for the demo and tests.",
+        "generated", "patient id from the file name, as chest_xray", synthetic=True, chest_like=True,
+        models_for="chest_xray", default_profile="demo"),
+    DatasetInfo(
+        "chest_xray", "Kermany et al. 2018 chest X-rays (Kaggle chest-xray-pneumonia): NORMAL / PNEUMONIA.",
+        "split-folders", "patient id from the file name (personNNN_, IM-NNNN, NORMAL2-IM-NNNN)",
+        chest_like=True, models_for="chest_xray", studies=("S0", "S1", "S2", "S4"),
+        archive=Archive(
+            "https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
+            "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded", "ChestXRay2017.zip",
+            None, ("train", "test"),
+            "Kermany et al. 2018, Mendeley Data rscbjbr9sj v2 (no checksum published; counts are checked instead)")),
+    DatasetInfo(
+        "malaria", "NIH/NLM thin-smear cell images: Uninfected / Parasitized.",
+        "class-folders", "slide/patient id at the start of the file name (C100P61ThinF_... -> C100P61)",
+        models_for="malaria", studies=("S3",),
+        archive=Archive(
+            "https://data.lhncbc.nlm.nih.gov/public/Malaria/cell_images.zip", "cell_images.zip",
+            "sha256:0a949556b2414159b5100192609805376654c4266d8d187be9b1922fad43c668",
+            ("Parasitized", "Uninfected"), "NIH/NLM; checksum from TensorFlow Datasets' malaria checksums.tsv")),
+    DatasetInfo(
+        "pneumoniamnist", "MedMNIST v2 PneumoniaMNIST (28x28 chest X-rays) with its official splits.",
+        "npz", "none: each image is its own group (official splits kept)", chest_like=True, models_for="chest_xray",
+        archive=Archive(
+            "https://zenodo.org/records/10519652/files/pneumoniamnist.npz?download=1", "pneumoniamnist.npz",
+            "md5:28209eda62fecd6e6a2d98b1501bb15f", (), "MedMNIST v2 (Zenodo record 10519652); MD5 from MedMNIST")),
+    DatasetInfo(
+        "folder", "Any user data set: ROOT/<class>/* or ROOT/<split>/<class>/*.",
+        "any-folders", "group_pattern if set, else each file its own group"),
+)
+
+#: Every registered data set by name, in a fixed order.
+DATASETS: dict[str, DatasetInfo] = {record.name: record for record in _RECORDS}
+
+
+def names() -> tuple[str, ...]:
+    """The registered data set names."""
+    return tuple(DATASETS)
+
+
+def closest(name: str, known) -> str:
+    """``" (did you mean a or b?)"`` for the known names nearest to ``name`` (difflib), or ``""``."""
+    near = difflib.get_close_matches(str(name), [str(k) for k in known], n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(near)}?)" if near else ""
+
+
+def get(name: str) -> DatasetInfo:
+    """The record of ``name``.
+
+    Raises:
+        KeyError: an unknown name; the message lists the registered ones and the closest.
+    """
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}{closest(name, DATASETS)} (registered: "
+                       f"{', '.join(DATASETS)})") from None

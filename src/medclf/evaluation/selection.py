@@ -1,0 +1,69 @@
+"""The one "best on validation" rule: which model of a family, and of all, the notebooks and the report pick.
+
+Every choice of a model — the headline and McNemar reference of the comparison, the models the
+explanations show, any default model — goes through :func:`rank_on_validation`, so two notebooks given
+the same records pick the same models. The rule looks at **validation** only; test numbers are
+reported, never used to choose:
+
+1. the validation ROC AUC of the rows that choose models (:func:`selection_auc`), highest first;
+2. then the validation accuracy at the record's validation-chosen threshold, highest first;
+3. then ``model_id`` alphabetically, so a tie is broken the same way everywhere.
+
+A missing value counts as −inf (ranked last). Callers narrow the candidates first (e.g. only records
+with a saved Keras model can be explained), never the rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from medclf.models.specs import FAMILIES
+
+
+def selection_auc(record: Mapping) -> float | None:
+    """Validation ROC AUC of the rows that choose models (``evaluation.selection``: with ``select_on:
+    new_patients`` only the images of patients outside training); all validation rows for records
+    written before it existed."""
+    evaluation = record["evaluation"]
+    chosen = evaluation.get("selection")
+    return chosen["roc_auc"] if chosen else evaluation["val"]["at_threshold"].get("roc_auc")
+
+
+def selection_auc_ci(record: Mapping) -> tuple[float | None, float | None]:
+    """95% bootstrap interval of :func:`selection_auc`; ``(None, None)`` for records written without one."""
+    chosen = record["evaluation"].get("selection") or {}
+    low, high = chosen.get("roc_auc_ci") or (None, None)
+    return low, high
+
+
+def _finite(value) -> float:
+    return float(value) if value is not None and math.isfinite(value) else -math.inf
+
+
+def validation_scores(record: Mapping) -> tuple[float, float]:
+    """``(selection ROC AUC, val accuracy at the record's threshold)``; a missing value counts as −inf."""
+    return _finite(selection_auc(record)), _finite(record["evaluation"]["val"]["at_threshold"].get("accuracy"))
+
+
+def rank_on_validation(records: Sequence[Mapping]) -> list[Mapping]:
+    """Records best first: validation AUC, then validation accuracy (descending), then ``model_id``."""
+    return sorted(records, key=lambda r: (*(-s for s in validation_scores(r)), r["model_id"]))
+
+
+def family_order(records: Sequence[Mapping]) -> list[str]:
+    """The families present: those of :data:`medclf.models.specs.FAMILIES` in that order, then any other, sorted."""
+    present = {str(r.get("family")) for r in records}
+    return [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES))
+
+
+def family_bests(records: Sequence[Mapping]) -> dict[str, Mapping]:
+    """The validation-best record of each family, in :func:`family_order`."""
+    ranked = rank_on_validation(records)
+    return {family: next(r for r in ranked if str(r.get("family")) == family) for family in family_order(records)}
+
+
+def overall_best(records: Sequence[Mapping]) -> Mapping | None:
+    """The validation-best record of all (``None`` when there are none)."""
+    ranked = rank_on_validation(records)
+    return ranked[0] if ranked else None

@@ -1,0 +1,165 @@
+"""Notebook execution: papermill into a temporary file, HTML rendering, atomic moves, SIGTERM as Ctrl-C.
+
+Every file is written to a temporary file beside its destination and moved into place, so an
+interrupted run (Ctrl-C, or SIGTERM from ``kill`` or a job scheduler's time limit) never leaves a
+truncated file behind, and the running kernel is shut down.
+
+papermill and nbformat are imported by the functions that use them, not at
+module level: the runner's start-up (``--help``, ``--list``, a bad parameter) stays free of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from medclf.accel import cpu_steal
+from medclf.config import paths
+from medclf.core import io, progress
+from medclf.reporting import pages
+from medclf.pipeline.plan import Step
+
+#: Kernel the notebooks run in.
+KERNEL_NAME = "python3"
+
+#: How often (seconds) the runner looks at a running notebook's progress (:mod:`medclf.core.progress`).
+PROGRESS_INTERVAL_S = 5.0
+
+#: The one papermill parameter the runner injects: the merged, checked settings as a flat dict
+#: (:meth:`medclf.config.settings.Settings.as_params`); the notebooks' ``notebook_setup`` reads it.
+SETTINGS_PARAMETER = "settings"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived. Raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs: the
+    kernel is shut down, temporary files are removed and run.json records the interruption. Python's
+    default for SIGTERM is to die on the spot, leaving the kernel training on as an orphan."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block SIGTERM raises :class:`Terminated` (main thread only; the previous handler
+    comes back afterwards, so callers embedding the runner keep theirs)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def say(line: str = "") -> None:
+    """Print one progress line for the user, flushed at once."""
+    print(line, flush=True)
+
+
+def one_line(text: Any, limit: int = 300) -> str:
+    """The first non-empty line of ``text``, cut to ``limit`` characters."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    line = lines[0] if lines else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _failed_cell_number(executed: Path, fallback_index: int | None) -> int | None:
+    """1-based position of the failed cell in the *source* notebook (injected/error cells not counted)."""
+    try:
+        import nbformat
+
+        node = nbformat.read(str(executed), as_version=4)
+        position = 0
+        for cell in node.cells:
+            tags = cell.get("metadata", {}).get("tags", [])
+            if "injected-parameters" in tags or "papermill-error-cell-tag" in tags:
+                continue
+            position += 1
+            if cell.get("metadata", {}).get("papermill", {}).get("status") == "failed":
+                return position
+    except Exception:
+        pass
+    return None if fallback_index is None else fallback_index  # index incl. the injected cell ≈ 1-based
+
+
+def _respect_umask(path: Path) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the permissions a normally created file would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def write_html(notebook_file: Path, html_path: Path, hide_code: bool) -> None:
+    """Render an executed notebook as a standalone HTML page (atomic write)."""
+    io.write_text(html_path, pages.notebook_html(notebook_file, hide_code))
+
+
+def execute_notebook(step: Step, out_dir: str | Path, settings: dict[str, Any], cwd: str | Path,
+                     hide_code: bool = False) -> dict[str, Any]:
+    """Execute one planned notebook into ``out_dir`` with
+    ``settings`` injected as its :data:`SETTINGS_PARAMETER`; return
+    ``{"status", "wall_s", "steal_s", "error", "cell"}`` (``steal_s``: CPU seconds the hypervisor
+    took meanwhile, see :mod:`medclf.accel.cpu_steal`; ``None`` with the ``accel`` setting off).
+
+    The notebook is executed into a temporary file beside the destination. On success the HTML
+    is rendered and both are moved into place, and stale ``.failed`` files are removed. On
+    failure the executed notebook becomes ``NN_name.failed.ipynb`` (plus ``.failed.html``) and
+    the last good executed notebook and HTML are left untouched.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    outputs = paths.RunPaths(Path(out_dir)).notebook_outputs(step.notebook.stem)
+    outputs["executed"].parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{step.notebook.stem}.", suffix=".tmp.ipynb",
+                                    dir=outputs["executed"].parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    _respect_umask(tmp)
+    steal_counted = settings.get("accel", True)  # CPU-steal accounting is one of the optional accel features
+    start, steal_start = time.monotonic(), cpu_steal.steal_seconds() if steal_counted else None
+    error, cell = None, None
+    status_file = outputs["executed"].parent / f".{step.notebook.stem}.progress.json"
+    try:
+        try:
+            with progress.watch(status_file, lambda line: say(f"      {step.notebook.stem} {line}"),
+                                interval=PROGRESS_INTERVAL_S):
+                papermill.execute_notebook(
+                    str(step.path), str(tmp), parameters={SETTINGS_PARAMETER: settings}, kernel_name=KERNEL_NAME,
+                    language="python", cwd=str(cwd), progress_bar=False, log_output=False,
+                    request_save_on_cell_execute=False,
+                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+        except PapermillExecutionError as exc:
+            cell = _failed_cell_number(tmp, exc.cell_index)
+            error = f"{exc.ename}: {one_line(exc.evalue)}" if exc.evalue else str(exc.ename)
+        except Exception as exc:  # kernel died, missing kernel, unreadable notebook, ...
+            error = f"{type(exc).__name__}: {one_line(exc)}"
+        wall, steal = round(time.monotonic() - start, 2), cpu_steal.stolen_since(steal_start)
+        if error is None:
+            try:
+                write_html(tmp, outputs["html"], hide_code)
+            except Exception as exc:
+                error = f"HTML report failed: {type(exc).__name__}: {one_line(exc)}"
+            else:
+                os.replace(tmp, outputs["executed"])
+                for stale in (outputs["failed"], outputs["failed_html"]):
+                    stale.unlink(missing_ok=True)
+                return {"status": "ok", "wall_s": wall, "steal_s": steal, "error": None, "cell": None}
+        if tmp.is_file() and tmp.stat().st_size > 0:
+            os.replace(tmp, outputs["failed"])
+            try:
+                write_html(outputs["failed"], outputs["failed_html"], hide_code=False)
+            except Exception:
+                outputs["failed_html"].unlink(missing_ok=True)
+        return {"status": "failed", "wall_s": wall, "steal_s": steal, "error": error, "cell": cell}
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,185 @@
+"""Staged training of transfer models: cached backbone features, the batch-norm-folded frozen base, head then fine-tuning.
+
+A transfer model (:mod:`medclf.models.transfer`) is one flat graph, so it can be cut below the first
+layer that trains (:func:`medclf.models.transfer.split_at_static`) and trained in two ways that give the
+same model (the sub-model above the cut shares its layers with the full model):
+
+* **cached features** — everything below the cut is deterministic, so its output is computed once per
+  image, kept on disk under ``<cache_dir>/features/`` (keyed by backbone, weights, input size, stem, cut
+  layer and the data manifest, :func:`feature_key`), and only the part above the cut is trained. With
+  the backbone frozen the cut is the head's input; when fine-tuning the top ``N`` layers it moves down
+  to just below them.
+* **end to end** — with augmentation (or a trainable stem) every image changes every epoch, so the
+  whole model runs each step, as the studies did; with the ``accel`` setting on, the frozen part below
+  the cut runs as a copy with its batch normalisation folded into the convolutions
+  (:mod:`medclf.accel.bn_fold`), which computes the same thing with fewer passes over the activations
+  (cached features are computed through that copy too).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from medclf.accel.bn_fold import fold_batch_norm
+from medclf.config import paths
+from medclf.core.io import atomic_path
+from medclf.core.progress import task
+from medclf.data.augment import build_augmenter
+from medclf.evaluation.scoring import predict_outputs
+from medclf.models import registry
+from medclf.models.transfer import has_static_base, split_at, split_at_static, unfreeze_top, weights_argument
+from medclf.accel.precision import current_policy
+from medclf.training import fit
+
+
+# --------------------------------------------------------------------------------------------
+# The feature cache
+# --------------------------------------------------------------------------------------------
+
+def feature_key(*, backbone: str, weights: str | None, image_shape: Sequence[int], gray_mode: str, cut: str,
+                manifest_hash: str, precision: str, seed: int | None = None, folded: bool = True) -> str:
+    """Cache key of one feature set; a weights file enters by its content hash, random weights by the seed;
+    ``folded``: computed through the batch-norm-folded copy (``accel`` on), equal to the plain ones up to rounding."""
+    weights = weights_argument(weights)
+    weights_id = weights or f"random-seed{seed}"
+    if weights and weights != "imagenet":
+        weights_id = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    # "bn-folded": the features come from the batch-norm-folded copy (medclf.accel.bn_fold), equal up to rounding.
+    payload = json.dumps([backbone, weights_id, list(image_shape), gray_mode, cut, manifest_hash, precision,
+                          *(["bn-folded"] if folded else [])])
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def cached_features(make_extractor, images: np.ndarray, path: Path, batch_size: int = 64,
+                    progress: bool = True) -> np.ndarray:
+    """``extractor(images)`` from ``path`` when present (shape checked), else computed and saved atomically
+    (float32); ``make_extractor()`` gives the model and is called only when the features are computed."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            features = np.load(path, allow_pickle=False)
+            if len(features) == len(images):
+                return features
+        except (OSError, ValueError):
+            pass  # unreadable: recompute and overwrite
+    split = path.stem.rsplit("_", 1)[-1]
+    features = predict_outputs(make_extractor(), images, batch_size, progress, desc=f"backbone features, {split}")
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, features)
+    return features
+
+
+# --------------------------------------------------------------------------------------------
+# Training: head on (cached) features, then optional fine-tuning of the top layers
+# --------------------------------------------------------------------------------------------
+
+def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut: str | None, progress: bool):
+    """``(target, train, val, augmenter)`` for one stage: the model above the cut fed cached features;
+    with augmentation, the model fed images through a batch-norm-folded copy of its frozen part; or the
+    whole model fed images when nothing below the trained layers is static (or the cache is off).
+    ``cut`` fixes the cut (a static layer's name); by default it is just below the first trained layer.
+    With ``params["accel"]`` off nothing is folded: the augmented stage fits the whole model and the
+    features come from the plain frozen part."""
+    lower, fold = None, params["accel"]
+    if params["feature_cache"] and has_static_base(model):
+        if cut is None:
+            lower, upper, cut = split_at_static(model)
+        else:
+            lower, upper = split_at(model, cut)
+    if lower is None or augmentation:
+        target = model if lower is None or not fold else above_folded(lower, upper)
+        return target, ds.arrays("train"), ds.selection_arrays(), build_augmenter(augmentation, seed=params["seed"])
+    key = feature_key(backbone=spec.backbone, weights=params["weights"], image_shape=model.input_shape[1:],
+                      gray_mode=spec.gray_mode, cut=cut, manifest_hash=ds.manifest_hash,
+                      precision=current_policy(), seed=params["seed"], folded=fold)
+    folder = paths.feature_cache_dir(params, ds.name)
+    # folded once, and only on a cache miss
+    extractor, arrays = functools.cache(lambda: fold_batch_norm(lower) if fold else lower), {}
+    for split in ("train", "val"):
+        images, labels = ds.arrays(split)
+        features = cached_features(extractor, images, folder / f"{key}_{split}.npy", progress=progress)
+        arrays[split] = (features, labels)
+    features, labels = arrays["val"]
+    selection = ds.selection_mask()
+    return upper, arrays["train"], (features[selection], labels[selection]), None
+
+
+def above_folded(lower, upper):
+    """``upper(fold_batch_norm(lower)(image))`` as one model: trains ``upper``'s layers (shared with the
+    full model) while the frozen part below runs with its batch norm folded."""
+    inputs = keras.Input(shape=lower.input_shape[1:], name="image")
+    return keras.Model(inputs, upper(fold_batch_norm(lower)(inputs)), name=f"{upper.name}_on_folded")
+
+
+def fit_stage(model, spec, ds, params: dict, augmentation: dict | None, *, learning_rate: float, epochs: int,
+              cut: str | None = None, progress: bool = True, verbose: int = 0):
+    """Fit the trainable part of ``model`` (features cached where possible); returns a TrainResult
+    whose ``feature_seconds`` is the time spent computing features."""
+    start = time.perf_counter()
+    target, train_arrays, val_arrays, augmenter = _stage_arrays(model, ds, params, augmentation, spec, cut, progress)
+    feature_seconds = time.perf_counter() - start  # ~0 when the cache is warm or nothing is cached
+    result = fit.fit_spec(target, spec, train_arrays, val_arrays, params=params, learning_rate=learning_rate,
+                            epochs=epochs, augmenter=augmenter, verbose=verbose)
+    result.feature_seconds = round(feature_seconds, 2)
+    return result
+
+
+def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None, epochs: int, verbose: int = 0):
+    """Train a transfer model: the head with the backbone frozen, then (``spec.fine_tune`` > 0 and
+    ``params["fine_tune_epochs"]`` > 0) the top ``spec.fine_tune`` backbone layers at
+    ``params["fine_tune_learning_rate"]``.
+
+    With fine-tuning, ``augmentation`` applies to the fine-tuning stage only: the head is a warm
+    start trained on cached features (one feature pass instead of an end-to-end pass every epoch).
+    Without fine-tuning (the studies' frozen models) it applies to the head stage.
+
+    Returns:
+        ``(model, TrainResult)``; the result's ``members`` hold one entry per stage.
+    """
+    fit.seed_everything(params["seed"])
+    model = registry.build_model(spec, input_shape, weights=params["weights"])
+    fine_tune = spec.fine_tune if params["fine_tune_epochs"] else 0
+    cut = None
+    if fine_tune and not augmentation:  # both stages start from the fine-tuning cut: one feature pass, not two
+        unfreeze_top(model, fine_tune)
+        cut = split_at_static(model)[2]
+        unfreeze_top(model, 0)
+    head_augmentation = None if fine_tune else augmentation
+    with task("head"):
+        stages = [fit_stage(model, spec, ds, params, head_augmentation, learning_rate=spec.learning_rate,
+                            epochs=epochs, cut=cut, verbose=verbose)]
+    if fine_tune:
+        unfreeze_top(model, fine_tune)
+        with task(f"fine-tuning top {fine_tune} layers"):
+            stages.append(fit_stage(model, spec, ds, params, augmentation,
+                                    learning_rate=params["fine_tune_learning_rate"], epochs=params["fine_tune_epochs"],
+                                    cut=cut, verbose=verbose))
+    return model, combine_stages(stages)
+
+
+def combine_stages(stages):
+    """One TrainResult for consecutive stages: times (feature extraction included) and epochs added,
+    histories joined end to end, the best epoch counted from the start of the first stage; one
+    ``members`` entry per stage."""
+    keys = set.intersection(*(set(s.history) for s in stages))
+    history = {key: [v for s in stages for v in s.history[key]] for key in sorted(keys)}
+    offset = sum(s.epochs_run for s in stages[:-1])
+    last = stages[-1]
+    features = [getattr(s, "feature_seconds", 0.0) for s in stages]
+    seconds, epochs = sum(s.seconds for s in stages) + sum(features), sum(s.epochs_run for s in stages)
+    fitting = sum(s.seconds for s in stages)
+    return fit.TrainResult(seconds=round(seconds, 2), seconds_per_epoch=round(fitting / max(epochs, 1), 2),
+                           epochs_run=epochs, best_epoch=None if last.best_epoch is None else offset + last.best_epoch,
+                           precision=last.precision, history=history,
+                           members=[{"stage": name, "epochs_run": s.epochs_run, "best_epoch": s.best_epoch,
+                                     "seconds": s.seconds, "feature_seconds": f}
+                                    for name, s, f in zip(("head", "fine_tune"), stages, features)])
