@@ -70,9 +70,9 @@ def test_profile_defaults_to_demo_for_synthetic_and_quick_for_real_data():
     assert load_params("chest_xray")["profile"] == "quick"
 
 
-def test_readme_parameter_table_is_current():
-    readme = (config.PROJECT_ROOT / "README.md").read_text()
-    assert markdown_table() in readme, "regenerate with: python -m medclf params --markdown"
+def test_parameter_reference_is_current():
+    reference = (config.PROJECT_ROOT / "docs" / "parameters.md").read_text(encoding="utf-8")
+    assert markdown_table() in reference, "regenerate docs/parameters.md's table with: python -m medclf params --markdown"
 
 
 # --------------------------------------------------------------------------- ranges and cross-key rules

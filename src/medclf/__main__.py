@@ -1,7 +1,7 @@
 """Command line: ``python -m medclf <command>``.
 
 Commands:
-    params [--markdown]   print the parameter reference (Markdown table for the README)
+    params [--markdown]   print the parameter reference (Markdown table for docs/parameters.md)
     data DATASET [--data-root PATH] [-p key=value ...]
                           load (decode + cache) a data set and print its counts and data report
     predict --model PATH IMAGE_OR_FOLDER... [--out CSV] [--threshold T] [--gradcam DIR]
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     params_cmd = commands.add_parser("params", help="print the parameter reference")
-    params_cmd.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
+    params_cmd.add_argument("--markdown", action="store_true", help="as the Markdown table of docs/parameters.md")
     data_cmd = commands.add_parser("data", help="load a data set and print its counts and data report")
     data_cmd.add_argument("dataset")
     data_cmd.add_argument("--data-root")

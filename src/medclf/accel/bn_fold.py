@@ -4,7 +4,7 @@ A frozen backbone's batch norm is a fixed per-channel affine map, ``gamma * (y -
 + beta``, applied to the output ``y`` of the convolution right before it. Folded into that
 convolution's kernel and bias it costs nothing: the graph loses two element-wise passes (multiply,
 add) over every activation map, and the convolution can fuse with its bias and activation. The
-cached-feature pass of a frozen MobileNetV2 gets markedly cheaper (README, Benchmarks). The result
+cached-feature pass of a frozen MobileNetV2 gets markedly cheaper (``docs/benchmarks.md``). The result
 equals the original up to float rounding.
 
 Only used where nothing below the cut trains: the cached-feature pass and the frozen lower part of

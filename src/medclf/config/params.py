@@ -379,7 +379,7 @@ def params_hash(params: dict[str, Any]) -> str:
 
 
 def markdown_table() -> str:
-    """The parameter reference as a Markdown table (used in the README)."""
+    """The parameter reference as a Markdown table (the one in ``docs/parameters.md``)."""
     defaults = read_yaml(paths.PARAMS_DIR / "default.yaml")
     rows = ["| parameter | type | default | meaning |", "|---|---|---|---|"]
     for key, spec in SPECS.items():
