@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""What the optional CPU speed-ups (``accel``) save on a whole notebook, and that they change no result.
+"""What the optional CPU speed-ups (``accel``) save on a whole notebook, and how far they move the results.
 
 Runs ``run_all.py`` twice on the same data with the same seeds, each into its own temporary output
-root and with ``--force``: once with ``-p accel=true`` (fused Adam and batch norm while training,
-batch norm folded into frozen transfer bases, the bf16 probe behind ``mixed_precision=auto``, CPU-steal
-accounting) and once with ``-p accel=false`` (plain Keras, float32 unless ``mixed_precision=on``).
+root and with ``--force``: once with ``-p accel=true`` (the bf16 probe behind ``mixed_precision=auto``,
+CPU-steal accounting) and once with ``-p accel=false`` (float32 unless ``mixed_precision=on``). Extra
+``-p`` settings apply to both runs (e.g. ``-p mixed_precision=off`` to compare at one precision).
 It prints each run's wall time (and each notebook's, from ``run.json``) and the largest difference
 between the two runs' test metrics (``results/*.json``: ``evaluation.test``, every number but counts).
 

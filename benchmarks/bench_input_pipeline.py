@@ -6,7 +6,7 @@
     TensorFlow's own choice of CPU kernels (oneDNN only on CPUs with AVX512 deep-learning features);
 (b) this workspace: decoded once into cached uint8 arrays, fed from memory by tf.data, with
     mixed_bfloat16 where ``mixed_precision=auto`` picks it (native bf16, measured faster for the model),
-    the workspace's Adam (``medclf.accel.fused_adam``: one fused update kernel per weight) and oneDNN kernels
+    Keras' Adam and oneDNN kernels
     on every x86 CPU (``medclf/__init__.py``).
 
 Same model, same images (every file of the official ``train`` folder), same batch size, one run;
@@ -75,7 +75,7 @@ def studies_way(root: str, batch_size: int, epochs: int,
 def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], list[float], float | None, bool | None,
                                                                    str]:
     from medclf.training import experiment
-    from medclf.accel import precision, swap
+    from medclf.accel import precision
     from medclf.data.pipeline import make_dataset
     from medclf.models import builders, registry
     from medclf.training import fit
@@ -89,7 +89,7 @@ def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float],
     ds = load_dataset(params)
     rows = (ds.frame["source_split"] == "train").to_numpy()
     data = make_dataset(ds.images[rows], ds.frame["label"].to_numpy()[rows], batch_size, shuffle=True, seed=0)
-    optimizer = swap.faster_optimizer(builders.make_optimizer(spec.optimizer, spec.learning_rate))  # accel on
+    optimizer = builders.make_optimizer(spec.optimizer, spec.learning_rate)
     return (*timed_fit(data, epochs, optimizer), policy)
 
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     kernels = {True: "oneDNN", False: "Eigen", None: "TensorFlow's kernels"}
     print(f"cnn_deeper 128x128, batch {args.batch_size}: (a) directory loader + float32 + Keras Adam + "
           f"{kernels[onednn_a]} {a:.1f} s/epoch; "
-          f"(b) cached arrays + tf.data + {policy} + fused Adam + {kernels[onednn_b]} {b:.1f} s/epoch; ratio (a)/(b) = {a / b:.1f}x; by CPU time "
+          f"(b) cached arrays + tf.data + {policy} + {kernels[onednn_b]} {b:.1f} s/epoch; ratio (a)/(b) = {a / b:.1f}x; by CPU time "
           f"{a_cpu:.1f} / {b_cpu:.1f} CPU-s per epoch = {a_cpu / b_cpu:.1f}x "
           f"(CPU steal over all epochs: {steal_a} s in (a), {steal_b} s in (b); CPU {result['cpu']}, native bf16: "
           f"{', '.join(result['cpu_bf16']) or 'none'})")

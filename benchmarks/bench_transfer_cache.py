@@ -9,7 +9,7 @@
 
 Same model, same images, same batch size, same epochs (early stopping off), one run; each variant
 runs in a fresh process (see ``isolated.py``). (b)'s time includes computing the features (a cold
-cache, through the batch-norm-folded copy of the backbone, see ``medclf.accel.bn_fold``); a second (b)
+cache); a second (b)
 process with the cache filled shows what a rerun costs. Besides wall time each side's CPU time
 (its process, all threads) is reported: it does not grow with CPU steal, so it compares the two
 sides fairly when the host of a virtual machine is busy.

@@ -1,5 +1,4 @@
-"""The optional CPU speed-ups (medclf.accel): hardware detection, the precision choice, and the fused
-kernels swapped in for training only — with ``accel`` off or on, the same model trains to the same predictions."""
+"""The optional CPU speed-ups (medclf.accel): hardware detection and the precision choice behind ``accel``."""
 
 from __future__ import annotations
 
@@ -112,91 +111,6 @@ def test_step_seconds_times_a_training_step_and_restores_the_policy():
     assert precision.current_policy() == "float32"
 
 
-
-
-# --------------------------------------------------------------------------- fused kernels, for training only
-
-
-def _tiny_cnn(seed: int):
-    """Two conv blocks with batch norm before and after the activation, dropout, a dense head: every layer
-    kind the fused swap touches or must leave alone."""
-    from medclf.models.blocks import ConvBlock
-    from medclf.models.builders import build_cnn
-    from medclf.training.fit import seed_everything
-
-    seed_everything(seed)
-    return build_cnn((12, 12, 1), [ConvBlock(4, batch_norm="before_activation"),
-                                   ConvBlock(6, batch_norm="after_activation", dropout=0.1,
-                                             dropout_at="after_activation")],
-                     dense=(4,), dense_dropout=0.1, name="tiny")
-
-
-def test_training_copy_swaps_trainable_batch_norms_and_shares_every_other_layer():
-    import keras
-
-    from medclf.accel import swap
-    from medclf.accel.fused_adam import FusedAdam
-    from medclf.accel.fused_bn import FusedBatchNormalization
-
-    model = _tiny_cnn(0)
-    copy = swap.training_copy(model)
-    fused = [layer for layer in copy.layers if isinstance(layer, FusedBatchNormalization)]
-    assert [layer.name for layer in fused] == ["bn1", "bn2"]
-    assert all(copy.get_layer(layer.name) is layer for layer in model.layers
-               if not isinstance(layer, (keras.layers.BatchNormalization, keras.layers.InputLayer)))
-    assert all(type(layer) is keras.layers.BatchNormalization for layer in model.layers if "bn" in layer.name)
-    model.get_layer("bn1").trainable = False  # frozen batch norms run in inference mode: nothing to fuse
-    model.get_layer("bn2").trainable = False
-    assert swap.training_copy(model) is model
-    adam = keras.optimizers.Adam(learning_rate=3e-3, beta_2=0.99)
-    faster = swap.faster_optimizer(adam)
-    assert type(faster) is FusedAdam and faster.get_config() == {**adam.get_config(), "name": faster.name}
-    sgd = keras.optimizers.SGD(1e-2)
-    assert swap.faster_optimizer(sgd) is sgd
-
-
-@pytest.mark.parametrize("accel", [False, True])
-def test_fit_spec_leaves_the_model_plain_keras(accel):
-    from medclf.training import fit
-
-    rng = np.random.default_rng(0)
-    x, y = rng.integers(0, 256, (16, 12, 12, 1), dtype=np.uint8), np.arange(16) % 2
-    spec = __import__("types").SimpleNamespace(optimizer="adam", callbacks=(), batch_size=8)
-    params = {"class_weight": False, "seed": 0, "monitor": "val_auc", "patience": 1, "accel": accel}
-    model = _tiny_cnn(0)
-    fit.fit_spec(model, spec, (x, y), (x, y), params=params, learning_rate=1e-2, epochs=1)
-    assert all(type(layer).__module__.startswith("keras.") for layer in model.layers)
-    assert int(model.get_layer("bn1").moving_mean.numpy().any())  # the trained statistics reached the plain model
-
-
-@pytest.mark.parametrize("optimizer, learning_rate, tolerance", [("sgd", 0.05, 1e-5), ("adam", 1e-3, 1e-3)])
-def test_accel_off_and_on_train_the_same_model_to_the_same_predictions(optimizer, learning_rate, tolerance):
-    """float32 both sides, fit_spec with accel off (plain Keras) and on (fused Adam + fused batch norm).
-
-    With SGD the two agree to float rounding. Adam divides each step by the gradient's running size, so
-    rounding-level differences in near-zero gradients (batch norm's backward pass reorders its sums) grow
-    to ~1e-4 here: still far below how much training moved the predictions."""
-    import keras
-
-    from medclf.training import fit
-
-    keras.mixed_precision.set_global_policy(precision.set_precision("auto", accel=False))
-    assert precision.current_policy() == "float32"
-    rng = np.random.default_rng(1)
-    x, y = rng.integers(0, 256, (48, 12, 12, 1), dtype=np.uint8), np.arange(48) % 2
-    spec = __import__("types").SimpleNamespace(optimizer=optimizer, callbacks=(), batch_size=16)
-    predictions = {}
-    for accel in (False, True):
-        params = {"class_weight": True, "seed": 0, "monitor": "val_auc", "patience": 1, "accel": accel}
-        model = _tiny_cnn(3)
-        initial = model.predict(x.astype("float32"), verbose=0)[:, 0]
-        fit.fit_spec(model, spec, (x, y), (x[:16], y[:16]), params=params, learning_rate=learning_rate, epochs=3)
-        predictions[accel] = model.predict(x.astype("float32"), verbose=0)[:, 0]
-    difference = np.abs(predictions[True] - predictions[False]).max()
-    moved = np.abs(predictions[False] - initial).max()
-    assert difference < tolerance and difference < moved / 20, (difference, moved)
-
-
 def test_without_accel_auto_precision_is_float32_without_asking_the_hardware(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("hardware asked")
@@ -206,11 +120,3 @@ def test_without_accel_auto_precision_is_float32_without_asking_the_hardware(mon
     assert precision.precision_policy("auto", refuse, accel=False) == "float32"
     assert precision.precision_policy("on", refuse, accel=False) == "mixed_bfloat16"
     assert precision.precision_policy("off", refuse, accel=False) == "float32"
-
-
-def test_feature_cache_keys_say_whether_the_features_were_folded():
-    from medclf.training.transfer_fit import feature_key
-
-    common = dict(backbone="mobilenet_v2", weights="none", image_shape=(32, 32, 3), gray_mode="repeat", cut="x",
-                  manifest_hash="h", precision="float32", seed=0)
-    assert feature_key(**common) == feature_key(**common, folded=True) != feature_key(**common, folded=False)

@@ -23,8 +23,6 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from conftest import synthetic_params  # noqa: E402
-from medclf.accel.fused_adam import FusedAdam  # noqa: E402
-from medclf.accel.fused_bn import FusedBatchNormalization  # noqa: E402
 from medclf.cli import predict  # noqa: E402
 from medclf.evaluation import tta  # noqa: E402
 from medclf.models import files  # noqa: E402
@@ -73,32 +71,42 @@ def _force_tta(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tta, "choose_on_validation", lambda *args, **kwargs: {**choose(*args, **kwargs), "used": True})
 
 
-def fused_model(tmp_path: Path) -> keras.Model:
-    """A tiny CNN with FusedBatchNormalization layers, trained two steps with FusedAdam."""
+def fused_model(tmp_path: Path, batch_norm=keras.layers.BatchNormalization) -> keras.Model:
+    """A tiny CNN with batch normalisation, compiled with Adam and trained one epoch."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 16, 1), name="image")
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(inputs)
-    x = FusedBatchNormalization(name="bn1")(x)
+    x = batch_norm(name="bn1")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="output")(x), name="fused")
-    model.compile(FusedAdam(1e-2), "binary_crossentropy")
+    model.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
     x = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 1)).astype("float32")
     model.fit(x, np.arange(8) % 2, batch_size=4, epochs=1, verbose=0)
     return model
 
 
-def test_a_model_trained_with_fused_layers_and_optimizer_saves_as_plain_keras(tmp_path):
+def test_a_trained_model_saves_as_plain_uncompiled_keras(tmp_path):
     model = fused_model(tmp_path)
     saved = files.save_model(model, tmp_path / "fused")
     assert saved.path == tmp_path / "fused.keras" and saved.sha256 == hashlib.sha256(saved.path.read_bytes()).hexdigest()
     config = zipfile.ZipFile(saved.path).read("config.json").decode()
-    assert "medclf" not in config and "Fused" not in config
+    assert "medclf" not in config and "optimizer" not in config
     loaded = files.load_model(saved.path)
     assert type(loaded.get_layer("bn1")) is keras.layers.BatchNormalization and not loaded.compiled
     x = np.random.default_rng(1).integers(0, 256, (5, 16, 16, 1)).astype("float32")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    assert type(model.get_layer("bn1")) is FusedBatchNormalization  # the trained model itself is untouched
+    assert model.compiled  # the trained model itself is untouched
     assert [p.name for p in tmp_path.iterdir()] == ["fused.keras"]  # written atomically: no temporary left
+
+
+class _OwnNorm(keras.layers.BatchNormalization):
+    """A layer class outside Keras: a file holding it would not load without the code defining it."""
+
+
+def test_a_model_with_a_class_outside_keras_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"bn1 \(.*_OwnNorm\)"):
+        files.save_model(fused_model(tmp_path, batch_norm=_OwnNorm), tmp_path / "own")
+    assert not list(tmp_path.iterdir())
 
 
 def test_model_files_reject_the_wrong_suffix(tmp_path):

@@ -116,9 +116,8 @@ SPECS: dict[str, Spec] = {
     "weights": Spec(str, "Transfer backbones' starting weights: imagenet (Keras' cache in $KERAS_HOME/models, or "
                          "downloaded), none (random), or the path of a weights file (include_top=False)."),
     "feature_cache": Spec(bool, "Transfer models: compute the frozen part's output once per image and train "
-                                "only the layers above it (when no augmentation runs); with augmentation, run "
-                                "the frozen part with its batch norm folded into the convolutions. false: the "
-                                "whole model end to end, as the studies did."),
+                                "only the layers above it (when no augmentation runs). false: the whole model "
+                                "end to end, as the studies did."),
     "fine_tune_epochs": Spec(int, "Transfer models with fine_tune > 0: epochs of the second stage, the top "
                                   "layers unfrozen (0: head only).", low=0),
     "fine_tune_learning_rate": Spec(float, "Learning rate of the fine-tuning stage.",
@@ -135,10 +134,9 @@ SPECS: dict[str, Spec] = {
                     choices=("val_auc", "val_loss", "val_accuracy")),
     "patience": Spec(int, "Epochs without improvement of `monitor` before early stopping.", low=0),
     "class_weight": Spec(bool, "Weight the loss by inverse class frequency (balanced)."),
-    "accel": Spec(bool, "Optional CPU speed-ups (medclf.accel): fused Adam and batch norm while training, batch norm "
-                        "folded into the frozen part of transfer models, the bf16 hardware check and timing probe "
-                        "behind mixed_precision=auto, CPU-steal accounting. Off: plain Keras, float32 unless "
-                        "mixed_precision=on; results equal within float tolerance."),
+    "accel": Spec(bool, "Optional CPU speed-ups (medclf.accel): the bf16 hardware check and timing probe behind "
+                        "mixed_precision=auto, and CPU-steal accounting. Off: float32 unless mixed_precision=on, "
+                        "no probe."),
     "mixed_precision": Spec(str, "mixed_bfloat16 training: auto (with accel: native bf16 hardware and measured "
                                  "faster for the model; without: float32), on, off.",
                             choices=("auto", "on", "off")),

@@ -63,7 +63,6 @@ class TrainingSettings:
     max_image_size: int | None
     accel: bool
     mixed_precision: str
-    accel: bool
     save_models: bool
 
 

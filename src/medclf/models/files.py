@@ -1,11 +1,10 @@
 """Model files: the one place a trained model is written to disk and read back (``.keras`` or ``.joblib``).
 
-A Keras model is saved as a **portable** ``.keras`` file: a copy of the network made of plain Keras
-classes only, uncompiled (no optimizer state), so ``keras.saving.load_model(path)`` in a Python process
-that never imported medclf — safe mode on, the default — gives the same network. Training may use drop-in
-subclasses that compute the same thing faster (e.g. a fused batch normalisation layer and a fused Adam,
-:mod:`medclf.accel`); the copy maps any ``BatchNormalization`` subclass back to
-``keras.layers.BatchNormalization`` with the same config and weights, and the optimizer is left out.
+A Keras model is saved as a **portable** ``.keras`` file: an uncompiled copy of the network (no optimizer
+state, whatever the training used), so ``keras.saving.load_model(path)`` in a Python process that never
+imported medclf — safe mode on, the default — gives the same network. A model holding a layer of a class
+outside Keras is refused with a message naming it: such a file would not load without medclf.
+
 A scikit-learn model is pickled with joblib (loading it needs medclf: the SVM pipeline's flatten step
 is a medclf function).
 
@@ -53,12 +52,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _plain_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
-    """A new layer of ``layer``'s config: a ``BatchNormalization`` subclass becomes ``keras.layers.BatchNormalization``,
-    a sub-model (an ensemble member) its :func:`plain_copy`."""
+    """A new layer of ``layer``'s config; a sub-model (an ensemble member) becomes its :func:`plain_copy`."""
     if isinstance(layer, keras.Model):
         return plain_copy(layer)
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return keras.layers.BatchNormalization.from_config(layer.get_config())
     return layer.__class__.from_config(layer.get_config())
 
 
@@ -75,7 +71,7 @@ def _foreign_classes(model: keras.Model) -> list[str]:
 
 
 def plain_copy(model: keras.Model) -> keras.Model:
-    """An uncompiled copy of ``model`` built from plain Keras classes, with ``model``'s weights.
+    """An uncompiled copy of ``model`` (Keras classes only), with ``model``'s weights.
 
     ``keras.models.clone_model`` compiles its copy like the original, so it clones an uncompiled view
     of ``model`` (a new functional model over the same graph); sub-models are copied the same way.

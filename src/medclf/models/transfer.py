@@ -6,7 +6,7 @@ preprocessing (as layers, so a saved model carries it) → the backbone's layers
 float32 sigmoid. Being flat, any internal tensor can serve as the input of a sub-model
 (:func:`split_at`, :func:`split_at_static`): every layer below the first one that trains (and below
 any dropout) is static, so the training layer (:mod:`medclf.training.transfer_fit`) can compute
-its output once per image and cache it, or run it batch-norm-folded, and train only the part above
+its output once per image and cache it, and train only the part above
 the cut; the sub-model above the cut shares its layers with the full model. Batch normalisation
 layers of the backbone stay frozen (:func:`unfreeze_top`), which in Keras 3 also means inference
 mode (moving statistics, not batch statistics).

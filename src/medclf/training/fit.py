@@ -1,13 +1,12 @@
 """Fitting: seeds, class weights, compile, fit a network (or the SVM) and record time, history and best epoch.
 
 Models are trained from the cached uint8 arrays through ``tf.data`` (:mod:`medclf.data.pipeline`),
-never by decoding files each epoch. With the ``accel`` setting on, a network is fitted with the
-faster drop-in kernels of :mod:`medclf.accel.swap` (fused Adam, fused batch norm); the model handed
-in keeps its plain Keras layers and ends up with the trained weights either way.
+never by decoding files each epoch, with plain Keras layers and optimizers.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 
 from medclf.core import progress
 from medclf.data.pipeline import make_dataset
+from medclf.models.builders import make_optimizer
 from medclf.training.callbacks import callback_classes, make_callbacks
 
 
@@ -91,28 +91,13 @@ def fit_keras(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray
 def fit_spec(model, spec, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
              params: dict, learning_rate: float, epochs: int, augmenter=None, verbose: int = 0) -> TrainResult:
     """Compile ``model`` with ``spec``'s optimizer at ``learning_rate`` and fit it with ``spec``'s callbacks
-    (a checkpoint, if asked for, lives in a temporary folder) and batch size.
-
-    With ``params["accel"]`` the fit runs the fused Adam and fused batch norm (:mod:`medclf.accel.swap`)
-    on a training copy that shares every other layer with ``model``; the trained batch-norm weights are
-    copied back, so ``model`` itself stays plain Keras and holds the result either way."""
-    import tempfile
-
-    from medclf.models.builders import make_optimizer
-
-    optimizer, target = make_optimizer(spec.optimizer, learning_rate), model
-    if params["accel"]:
-        from medclf.accel import swap
-
-        optimizer, target = swap.faster_optimizer(optimizer), swap.training_copy(model)
-    compile_model(target, optimizer, metrics_for_two_target="two_target_stop" in spec.callbacks)
+    (a checkpoint, if asked for, lives in a temporary folder) and batch size."""
+    compile_model(model, make_optimizer(spec.optimizer, learning_rate),
+                  metrics_for_two_target="two_target_stop" in spec.callbacks)
     with tempfile.TemporaryDirectory() as tmp:
         callbacks = make_callbacks(spec.callbacks, params, learning_rate, Path(tmp) / "best.keras")
-        result = fit_keras(target, train, val, epochs=epochs, batch_size=spec.batch_size, callbacks=callbacks,
-                           params=params, augmenter=augmenter, verbose=verbose)
-    if target is not model:
-        swap.copy_back(target, model)
-    return result
+        return fit_keras(model, train, val, epochs=epochs, batch_size=spec.batch_size, callbacks=callbacks,
+                         params=params, augmenter=augmenter, verbose=verbose)
 
 
 def best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:

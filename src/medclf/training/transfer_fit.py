@@ -1,4 +1,4 @@
-"""Staged training of transfer models: cached backbone features, the batch-norm-folded frozen base, head then fine-tuning.
+"""Staged training of transfer models: cached backbone features, head then fine-tuning.
 
 A transfer model (:mod:`medclf.models.transfer`) is one flat graph, so it can be cut below the first
 layer that trains (:func:`medclf.models.transfer.split_at_static`) and trained in two ways that give the
@@ -10,15 +10,11 @@ same model (the sub-model above the cut shares its layers with the full model):
   the backbone frozen the cut is the head's input; when fine-tuning the top ``N`` layers it moves down
   to just below them.
 * **end to end** — with augmentation (or a trainable stem) every image changes every epoch, so the
-  whole model runs each step, as the studies did; with the ``accel`` setting on, the frozen part below
-  the cut runs as a copy with its batch normalisation folded into the convolutions
-  (:mod:`medclf.accel.bn_fold`), which computes the same thing with fewer passes over the activations
-  (cached features are computed through that copy too).
+  whole model runs each step, as the studies did.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -28,7 +24,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from medclf.accel.bn_fold import fold_batch_norm
 from medclf.config import paths
 from medclf.core.io import atomic_path
 from medclf.core.progress import task
@@ -45,23 +40,20 @@ from medclf.training import fit
 # --------------------------------------------------------------------------------------------
 
 def feature_key(*, backbone: str, weights: str | None, image_shape: Sequence[int], gray_mode: str, cut: str,
-                manifest_hash: str, precision: str, seed: int | None = None, folded: bool = True) -> str:
-    """Cache key of one feature set; a weights file enters by its content hash, random weights by the seed;
-    ``folded``: computed through the batch-norm-folded copy (``accel`` on), equal to the plain ones up to rounding."""
+                manifest_hash: str, precision: str, seed: int | None = None) -> str:
+    """Cache key of one feature set; a weights file enters by its content hash, random weights by the seed."""
     weights = weights_argument(weights)
     weights_id = weights or f"random-seed{seed}"
     if weights and weights != "imagenet":
         weights_id = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
-    # "bn-folded": the features come from the batch-norm-folded copy (medclf.accel.bn_fold), equal up to rounding.
-    payload = json.dumps([backbone, weights_id, list(image_shape), gray_mode, cut, manifest_hash, precision,
-                          *(["bn-folded"] if folded else [])])
+    payload = json.dumps([backbone, weights_id, list(image_shape), gray_mode, cut, manifest_hash, precision])
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def cached_features(make_extractor, images: np.ndarray, path: Path, batch_size: int = 64,
+def cached_features(extractor, images: np.ndarray, path: Path, batch_size: int = 64,
                     progress: bool = True) -> np.ndarray:
     """``extractor(images)`` from ``path`` when present (shape checked), else computed and saved atomically
-    (float32); ``make_extractor()`` gives the model and is called only when the features are computed."""
+    (float32)."""
     path = Path(path)
     if path.is_file():
         try:
@@ -71,7 +63,7 @@ def cached_features(make_extractor, images: np.ndarray, path: Path, batch_size: 
         except (OSError, ValueError):
             pass  # unreadable: recompute and overwrite
     split = path.stem.rsplit("_", 1)[-1]
-    features = predict_outputs(make_extractor(), images, batch_size, progress, desc=f"backbone features, {split}")
+    features = predict_outputs(extractor, images, batch_size, progress, desc=f"backbone features, {split}")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, features)
@@ -83,41 +75,30 @@ def cached_features(make_extractor, images: np.ndarray, path: Path, batch_size: 
 # --------------------------------------------------------------------------------------------
 
 def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut: str | None, progress: bool):
-    """``(target, train, val, augmenter)`` for one stage: the model above the cut fed cached features;
-    with augmentation, the model fed images through a batch-norm-folded copy of its frozen part; or the
-    whole model fed images when nothing below the trained layers is static (or the cache is off).
-    ``cut`` fixes the cut (a static layer's name); by default it is just below the first trained layer.
-    With ``params["accel"]`` off nothing is folded: the augmented stage fits the whole model and the
-    features come from the plain frozen part."""
-    lower, fold = None, params["accel"]
+    """``(target, train, val, augmenter)`` for one stage: the model above the cut fed cached features; or
+    the whole model fed images, with augmentation or when nothing below the trained layers is static (or
+    the cache is off). ``cut`` fixes the cut (a static layer's name); by default it is just below the first
+    trained layer."""
+    lower = None
     if params["feature_cache"] and has_static_base(model):
         if cut is None:
             lower, upper, cut = split_at_static(model)
         else:
             lower, upper = split_at(model, cut)
     if lower is None or augmentation:
-        target = model if lower is None or not fold else above_folded(lower, upper)
-        return target, ds.arrays("train"), ds.selection_arrays(), build_augmenter(augmentation, seed=params["seed"])
+        return model, ds.arrays("train"), ds.selection_arrays(), build_augmenter(augmentation, seed=params["seed"])
     key = feature_key(backbone=spec.backbone, weights=params["weights"], image_shape=model.input_shape[1:],
                       gray_mode=spec.gray_mode, cut=cut, manifest_hash=ds.manifest_hash,
-                      precision=current_policy(), seed=params["seed"], folded=fold)
+                      precision=current_policy(), seed=params["seed"])
     folder = paths.feature_cache_dir(params, ds.name)
-    # folded once, and only on a cache miss
-    extractor, arrays = functools.cache(lambda: fold_batch_norm(lower) if fold else lower), {}
+    arrays = {}
     for split in ("train", "val"):
         images, labels = ds.arrays(split)
-        features = cached_features(extractor, images, folder / f"{key}_{split}.npy", progress=progress)
+        features = cached_features(lower, images, folder / f"{key}_{split}.npy", progress=progress)
         arrays[split] = (features, labels)
     features, labels = arrays["val"]
     selection = ds.selection_mask()
     return upper, arrays["train"], (features[selection], labels[selection]), None
-
-
-def above_folded(lower, upper):
-    """``upper(fold_batch_norm(lower)(image))`` as one model: trains ``upper``'s layers (shared with the
-    full model) while the frozen part below runs with its batch norm folded."""
-    inputs = keras.Input(shape=lower.input_shape[1:], name="image")
-    return keras.Model(inputs, upper(fold_batch_norm(lower)(inputs)), name=f"{upper.name}_on_folded")
 
 
 def fit_stage(model, spec, ds, params: dict, augmentation: dict | None, *, learning_rate: float, epochs: int,
