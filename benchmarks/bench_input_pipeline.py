@@ -81,10 +81,12 @@ def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float],
     from medclf.training import fit
     from medclf.data import load_dataset
     from medclf.config.params import load_params
+    from medclf.config import paths
 
     params = load_params("chest_xray", "quick", root, {"image_size": 128, "color_mode": "rgb"})
     spec = registry.get_spec(MODEL)
-    policy = precision.set_precision(params["mixed_precision"], experiment.precision_probe(spec, (128, 128, 3), params))
+    policy = precision.set_precision(params["mixed_precision"], experiment.precision_probe(
+        spec, (128, 128, 3), paths.precision_probe_file(params)))
     fit.seed_everything(0)
     ds = load_dataset(params)
     rows = (ds.frame["source_split"] == "train").to_numpy()

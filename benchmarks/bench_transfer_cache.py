@@ -111,29 +111,33 @@ def timed_workspace_way(params: dict, data: Subset, spec, epochs: int, image_siz
     features computed inside (once, into the cache) unless the cache already holds them."""
     import keras
 
-    from medclf.training import fit
+    from medclf.config import paths
+    from medclf.config.settings import TrainingSettings, TransferSettings
     from medclf.models import transfer
-    from medclf.training import transfer_fit
+    from medclf.training import fit, transfer_fit
 
     keras.mixed_precision.set_global_policy(policy)
     fit.seed_everything(0)
     start = clocks()
     model = transfer.build_transfer((image_size, image_size, 1), spec.backbone, head_dropout=0.2,
                                     weights=params["weights"])
-    transfer_fit.fit_stage(model, spec, data, params, None, learning_rate=spec.learning_rate, epochs=epochs,
-                       progress=False)
+    transfer_fit.fit_stage(model, spec, data, None, training=TrainingSettings.of(params),
+                           transfer=TransferSettings.of(params), feature_dir=paths.feature_cache_dir(params, data.name),
+                           learning_rate=spec.learning_rate, epochs=epochs, progress=False)
     return since(start)
 
 
 def probe_policy(params: dict, image_size: int) -> tuple[str, float]:
     """The policy ``mixed_precision=auto`` picks for the frozen model (a probe, once per cache dir) and
     the probe's seconds; run in its own process so this one never imports TensorFlow."""
-    from medclf.training import experiment
     from medclf.accel import precision
+    from medclf.config import paths
     from medclf.models import registry
+    from medclf.training import experiment
 
     start = time.perf_counter()
-    probe = experiment.precision_probe(registry.get_spec("mobilenet_v2_frozen"), (image_size, image_size, 1), params)
+    probe = experiment.precision_probe(registry.get_spec("mobilenet_v2_frozen"), (image_size, image_size, 1),
+                                       paths.precision_probe_file(params))
     return precision.precision_policy(params["mixed_precision"], probe), time.perf_counter() - start
 
 

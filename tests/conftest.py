@@ -57,6 +57,29 @@ def freeze_random_batch_norm(model, seed: int = 0):
     return model
 
 
+def _tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """``{relative path: (size, mtime_ns)}`` of every file and folder under ``root`` (empty when absent)."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else 0, p.stat().st_mtime_ns)
+            for p in [root, *root.rglob("*")]}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repo_outputs_untouched():
+    """Tests never touch the user's files: the repository's ``outputs/`` tree (names, sizes, modification
+    times) is the same at the end of the session as at its start. Every test writes under a tmp dir
+    (pass ``output_dir``, ``cache_dir`` and ``data_root``: their defaults point into ``outputs/``)."""
+    root = config.PROJECT_ROOT / "outputs"
+    before = _tree_state(root)
+    yield
+    after = _tree_state(root)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        pytest.fail(f"the test session changed the repository's outputs/ ({len(changed)} paths): "
+                    + ", ".join(changed[:20]), pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def _reset_dtype_policy():
     """Every test ends with Keras' global dtype policy back at float32: training code (run_model's

@@ -178,7 +178,7 @@ def test_selection_mask_keeps_validation_images_of_new_patients():
 
     def dataset(frame: pd.DataFrame, rule: str) -> Dataset:
         return Dataset("t", frame, np.zeros((len(frame), 2, 2, 1), np.uint8), ["N", "P"], "P", pd.DataFrame(), "h",
-                       {"select_on": rule})
+                       select_on=rule)
 
     frame = pd.DataFrame({"group": ["a", "a", "b", "c", "c", "d"], "split": ["train", "val", "train", "val", "val", "val"],
                           "class_name": ["P", "P", "N", "P", "N", "N"], "label": [1, 1, 0, 1, 0, 0]})

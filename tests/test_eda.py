@@ -28,7 +28,7 @@ ROWS = [
 ]
 
 
-def make_dataset(rows=ROWS, channels: int = 1, size: int = 4, params: dict | None = None) -> Dataset:
+def make_dataset(rows=ROWS, channels: int = 1, size: int = 4, **settings) -> Dataset:
     """NORMAL images: left half 0, right half 100. PNEUMONIA: all 200, except the one in val all 100."""
     frame = pd.DataFrame([{
         "relpath": f"{src or 'x'}/{cls}/{group}_{i}.png", "class_name": cls, "label": CLASSES.index(cls),
@@ -45,7 +45,7 @@ def make_dataset(rows=ROWS, channels: int = 1, size: int = 4, params: dict | Non
                    positive_class="PNEUMONIA",
                    skipped=pd.DataFrame({"relpath": ["a.txt", "b.png", "c.png"],
                                          "reason": ["not an image", "corrupt", "corrupt"]}),
-                   manifest_hash="0" * 16, params=params or {"seed": 0, "eda_samples_per_class": 2})
+                   manifest_hash="0" * 16, **{"seed": 0, **settings})
 
 
 @pytest.fixture
@@ -139,11 +139,11 @@ def test_mean_images(ds):
 
 
 def test_sample_indices_seeded(ds):
-    picks = eda.sample_indices(ds)
+    picks = eda.sample_indices(ds, n=2)
     assert list(picks) == CLASSES
     assert [len(v) for v in picks.values()] == [2, 2]
     assert set(ds.frame.loc[picks["NORMAL"], "class_name"]) == {"NORMAL"}
-    assert all(np.array_equal(a, b) for a, b in zip(picks.values(), eda.sample_indices(ds).values()))
+    assert all(np.array_equal(a, b) for a, b in zip(picks.values(), eda.sample_indices(ds, n=2).values()))
     assert [len(v) for v in eda.sample_indices(ds, n=10).values()] == [5, 7]
     val = eda.sample_indices(ds, n=5, split="val")
     assert val["NORMAL"].tolist() == [7] and val["PNEUMONIA"].tolist() == [8]
@@ -165,7 +165,7 @@ def test_group_leaks(ds):
     leaks = patients.group_leaks(make_dataset(rows))
     assert leaks.to_dict("records") == [{"group": "p1", "splits": "train, val", "official": False, "images": 3,
                                          "by_image": False}]
-    by_image = make_dataset(rows, params={"seed": 0, "split_by_image": ["NORMAL"]})
+    by_image = make_dataset(rows, split_by_image=["NORMAL"])
     assert patients.group_leaks(by_image)["by_image"].tolist() == [True]
 
 
@@ -255,7 +255,7 @@ def test_leak_report_sorts_leaks_by_cause_and_checks_patient_splits():
     rows = [("train", "NORMAL", "train", "a", 1), ("val", "NORMAL", "train", "a", 1),       # carved leak
             ("train", "PNEUMONIA", "train", "b", 1), ("val", "PNEUMONIA", "train", "b", 1),  # per-image class
             ("train", "NORMAL", "train", "c", 1), ("test", "NORMAL", "test", "c", 1)]       # official folders
-    ds = make_dataset(rows, params={"split_by_image": ["PNEUMONIA"]})
+    ds = make_dataset(rows, split_by_image=["PNEUMONIA"])
     report = patients.leak_report(ds)
     assert (report.official["group"].tolist(), report.by_image["group"].tolist(), report.carved["group"].tolist()) \
         == (["c"], ["b"], ["a"])

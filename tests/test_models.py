@@ -146,14 +146,17 @@ def test_fit_spec_trains_with_the_specs_optimizer():
     (accel off: the model itself is fitted; with it on, see tests/test_accel.py)."""
     from medclf.training import fit
 
-    params = {"class_weight": False, "seed": 0, "monitor": "val_auc", "patience": 1, "accel": False}
+    from medclf.config.settings import TrainingSettings
+
+    training = TrainingSettings(seed=0, class_weight=False, monitor="val_auc", patience=1, max_epochs=None,
+                                max_image_size=None, accel=False, mixed_precision="off", save_models=False)
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8), np.arange(8) % 2
     for name, expected in [("ann_10_adam", keras.optimizers.Adam), ("cnn_baseline_8", keras.optimizers.Adam),
                            ("ann_10_sgd", keras.optimizers.SGD)]:
         spec = get_spec(name)
         model = build_model(spec, (8, 8, 3))
-        fit.fit_spec(model, spec, data, data, params=params, learning_rate=1e-3, epochs=1)
+        fit.fit_spec(model, spec, data, data, training=training, learning_rate=1e-3, epochs=1)
         assert isinstance(model.optimizer, expected) and int(model.optimizer.iterations) == 1
 
 

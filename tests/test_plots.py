@@ -33,7 +33,7 @@ def make_dataset(channels: int) -> Dataset:
         "orig_mode": "RGB"}, columns=list(FRAME_COLUMNS))
     images = rng.integers(0, 256, (10, 8, 8, channels), dtype=np.uint8)
     return Dataset("malaria", frame, images, CLASSES, "Parasitized", pd.DataFrame(columns=["relpath", "reason"]),
-                   "0" * 16, {"seed": 1, "eda_samples_per_class": 3})
+                   "0" * 16, seed=1)
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +58,7 @@ def test_plot_helpers_return_figures(channels, tmp_path):
     figures.append(plots.plot_counts_bar(ax, counts))
     _, ax = plt.subplots()
     figures.append(plots.plot_class_pie(ax, counts, "val"))
-    samples = eda.sample_indices(ds)
+    samples = eda.sample_indices(ds, n=3)
     _, axes = plt.subplots(2, 3, squeeze=False)
     figures.append(plots.plot_sample_grid(axes, ds.images, samples, titles=ds.frame["relpath"].tolist()))
     _, ax = plt.subplots()

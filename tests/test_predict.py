@@ -177,3 +177,40 @@ def test_gradcam_writes_one_png_per_image(trained, tmp_path, capsys):
     pngs = sorted((tmp_path / "cams").rglob("*.png"))
     assert len(pngs) == len(frame)
     assert {p.relative_to(tmp_path / "cams").parts[0] for p in pngs} == {"NORMAL", "PNEUMONIA"}
+    # <name>.png, not <name>.<suffix>.png
+    assert sorted(p.relative_to(tmp_path / "cams").as_posix() for p in pngs) == sorted(
+        Path(f).with_suffix(".png").as_posix() for f in frame["file"].map(lambda f: Path(f).relative_to(
+            Path(f).parents[1]).as_posix()))
+    assert not any(p.name.count(".") > 1 for p in pngs)
+    from PIL import Image
+
+    width, height = Image.open(pngs[0]).size
+    assert width > height  # the square overlay (titled: taller than wide) plus its colour bar
+
+
+def test_gradcam_paths_drop_the_image_suffix_unless_two_inputs_would_share_one(tmp_path):
+    root, out, taken = tmp_path / "in", tmp_path / "cams", set()
+    (root / "NORMAL").mkdir(parents=True)
+    for name in ("IM-1.jpeg", "IM-1.png", "IM-2.jpeg"):
+        (root / "NORMAL" / name).touch()
+    paths_ = [predict.gradcam_path(out, root / "NORMAL" / name, root.resolve(), taken)
+              for name in ("IM-1.jpeg", "IM-1.png", "IM-2.jpeg")]
+    assert [p.relative_to(out).as_posix() for p in paths_] == ["NORMAL/IM-1.png", "NORMAL/IM-1.png.png",
+                                                               "NORMAL/IM-2.png"]
+
+
+def test_plot_gradcam_can_draw_its_colour_bar():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medclf.plots.explain_plots import plot_gradcam
+
+    image, cam = np.zeros((8, 8, 1), np.uint8), np.linspace(0, 1, 64).reshape(8, 8)
+    fig, ax = plt.subplots()
+    assert len(plot_gradcam(ax, image, cam, "plain").axes) == 1
+    fig, ax = plt.subplots()
+    with_bar = plot_gradcam(ax, image, cam, "with bar", colorbar=True)
+    assert len(with_bar.axes) == 2 and "Grad-CAM" in with_bar.axes[1].get_ylabel()
+    plt.close("all")

@@ -33,7 +33,7 @@ def test_chest_xray_official_counts_and_patient_split(tmp_path):
     carved = ds.frame[ds.frame["split"] != "test"]
     normal = carved[carved["class_name"] == "NORMAL"]
     assert leaking_groups(normal).empty  # no normal patient in both train and the carved validation
-    assert ds.params["split_by_image"] == ["PNEUMONIA"]  # pneumonia validation images carved one by one
+    assert ds.split_by_image == ["PNEUMONIA"]  # pneumonia validation images carved one by one
     folders = ds.frame.assign(split=ds.frame["source_split"].replace({"val": "train"}))
     official = leaking_groups(folders)  # the official test shares 170 (pneumonia) patients with the train folder
     assert official["official"].all() and len(official) == 170
@@ -65,7 +65,8 @@ def test_malaria_counts_and_patient_split(malaria):
 
 def test_malaria_cell_split_is_available(malaria):
     frame = malaria.frame.copy()
-    frame["split"] = assign_splits(frame, {**malaria.params, "split_mode": "cell"})
+    params = load_params("malaria", data_root=str(real_data("malaria/cell_images")), overrides={"image_size": 16})
+    frame["split"] = assign_splits(frame, {**params, "split_mode": "cell"})
     assert not leaking_groups(frame).empty
 
 

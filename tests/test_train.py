@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from medclf.config.settings import TrainingSettings
 from medclf.data.augment import build_augmenter, check_augmentation
 from medclf.data.pipeline import make_dataset
 from medclf.training import callbacks, fit
@@ -27,13 +28,13 @@ def test_best_epoch_follows_the_monitor_direction():
 
 
 def test_make_callbacks_by_name():
-    params = {"monitor": "val_auc", "patience": 4}
-    made = callbacks.make_callbacks(("early_stopping", "reduce_lr", "step_decay", "two_target_stop"), params, 1e-3)
+    made = callbacks.make_callbacks(("early_stopping", "reduce_lr", "step_decay", "two_target_stop"), 1e-3,
+                                    monitor="val_auc", patience=4)
     assert [type(c).__name__ for c in made] == ["EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler",
                                                 "TwoTargetEarlyStopping"]
     assert made[0].restore_best_weights and made[0].monitor == "val_auc"
     with pytest.raises(ValueError, match="unknown callback 'warp'"):
-        callbacks.make_callbacks(("warp",), params, 1e-3)
+        callbacks.make_callbacks(("warp",), 1e-3, monitor="val_auc", patience=4)
 
 
 class FakeModel:
@@ -142,10 +143,11 @@ def test_fit_reports_each_epoch_to_the_progress_file(tmp_path, monkeypatch):
     x, y = rng.integers(0, 256, (32, 8, 8, 1), dtype=np.uint8), np.arange(32) % 2
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
     fit.compile_model(model, keras.optimizers.SGD())
-    params = {"class_weight": False, "seed": 0, "monitor": "val_auc"}
+    training = TrainingSettings(seed=0, class_weight=False, monitor="val_auc", patience=1, max_epochs=None,
+                                max_image_size=None, accel=False, mixed_precision="off", save_models=False)
     with progress.task("tiny"):
-        result = fit.fit_keras(model, (x, y), (x, y), epochs=3, batch_size=8, callbacks=[Peek()], params=params,
-                                 verbose=0)
+        result = fit.fit_keras(model, (x, y), (x, y), epochs=3, batch_size=8, callbacks=[Peek()], training=training,
+                               verbose=0)
     assert result.epochs_run == 3
     assert [state["epoch"] for state in seen] == [1, 2, 3] and {state["epochs"] for state in seen} == {3}
     assert all(state["task"] == "tiny" and state["seconds_per_epoch"] > 0 for state in seen)

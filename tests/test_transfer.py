@@ -52,6 +52,58 @@ def test_imagenet_weights_missing_offline_gives_one_line_naming_the_file(tmp_pat
     assert "weights=none" in message
 
 
+MOBILENET_224 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def _offline(monkeypatch, keras_home):
+    """Keras' cache at ``keras_home/models`` and no network (as in the test above)."""
+    import urllib.error
+
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    monkeypatch.setattr(transfer, "_SUBSTITUTES", {})
+
+
+def test_missing_size_specific_imagenet_weights_load_the_224_px_file(tmp_path, monkeypatch, capsys):
+    """MobileNetV2 at 96 px offline with only the 224-px no-top file cached: its weights are loaded (they do
+    not depend on the input size), one line says so, and weights_file names the file for the record."""
+    from conftest import SHARED_DATA
+
+    source = SHARED_DATA.parent / "keras" / "models" / MOBILENET_224
+    if not source.is_file():
+        pytest.skip(f"the 224-px MobileNetV2 ImageNet file is not present: {source}")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / MOBILENET_224).symlink_to(source)
+    _offline(monkeypatch, tmp_path)
+    assert transfer.weights_file("mobilenet_v2", (96, 96, 3), "imagenet") == "imagenet"
+    small = transfer.load_backbone("mobilenet_v2", (96, 96, 3), "imagenet")
+    lines = [line for line in capsys.readouterr().out.splitlines() if "224-px file" in line]
+    assert len(lines) == 1 and MOBILENET_224 in lines[0] and "96×96" in lines[0]
+    reference = keras.applications.MobileNetV2(include_top=False, weights=str(source), input_shape=(224, 224, 3))
+    assert all(np.array_equal(a, b) for a, b in zip(small.get_weights(), reference.get_weights()))
+    assert small.output_shape == (None, 3, 3, 1280)
+    used = str(tmp_path / "models" / MOBILENET_224)
+    assert transfer.weights_file("mobilenet_v2", (96, 96, 3), "imagenet") == used
+    assert transfer.weights_file("mobilenet_v2", (96, 96, 1), "none") is None
+    key = dict(backbone="mobilenet_v2", image_shape=(96, 96, 3), gray_mode="repeat", cut="out_relu",
+               manifest_hash="m", precision="float32")
+    assert transfer_fit.feature_key(weights="imagenet", **key) == transfer_fit.feature_key(weights=used, **key)
+    model = registry.build_model("mobilenet_v2_frozen", (96, 96, 1), weights="imagenet")  # again: no second line
+    assert "224-px file" not in capsys.readouterr().out and model.output_shape == (None, 1)
+
+
+def test_no_imagenet_weights_file_at_all_is_still_an_error(tmp_path, monkeypatch):
+    _offline(monkeypatch, tmp_path)
+    with pytest.raises(transfer.WeightsUnavailable, match="1.0_96_no_top.h5"):
+        transfer.load_backbone("mobilenet_v2", (96, 96, 3), "imagenet")
+    assert transfer.weights_file("mobilenet_v2", (96, 96, 3), "imagenet") == "imagenet"
+
+
 def test_missing_weights_file_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         registry.build_model("mobilenet_v2_frozen", (32, 32, 1), weights=str(tmp_path / "nope.h5"))
@@ -153,7 +205,8 @@ def run_fine_tuned(tmp_path, name, **overrides):
     from medclf.config.params import load_params
 
     params = load_params("synthetic", "demo", None, {
-        "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_images_per_class": 40,
+        "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "data_root": str(tmp_path / "syn"),
+        "synthetic_images_per_class": 40,
         "bootstrap_replicates": 20, "max_image_size": 32, "mixed_precision": "off", "fine_tune_epochs": 1,
         "model_overrides": {name: {"fine_tune": 10, "epochs": 1}}, **overrides})
     return experiment.run_model(name, params)
@@ -168,6 +221,12 @@ def test_fit_transfer_on_synthetic_data_caches_features_and_fine_tunes_only_the_
     cached = sorted((tmp_path / "cache" / "features").rglob("*.npy"))
     assert len(cached) == 2  # both stages train from the fine-tuning cut: (train, val)
     assert run.record["evaluation"]["test"]["at_threshold"]["accuracy"] >= 0
+
+
+def test_max_epochs_caps_the_fine_tuning_stage_too(tmp_path):
+    run = run_fine_tuned(tmp_path, "mobilenet_v2_finetune", fine_tune_epochs=3, max_epochs=1, patience=5)
+    assert [(s["stage"], s["epochs_run"]) for s in run.record["training"]["members"]] == [("head", 1), ("fine_tune", 1)]
+    assert run.record["training"]["weights_file"] is None  # the demo profile: random weights
 
 
 def test_fine_tuning_with_augmentation_warm_starts_the_head_on_cached_features(tmp_path):

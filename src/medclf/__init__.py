@@ -10,4 +10,9 @@ import os as _os
 # turns them off. Runs record whether they were on (``training.onednn``).
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+# No TensorFlow/absl/CUDA start-up lines unless MEDCLF_VERBOSE=1 (run_all.py --verbose): see medclf.core.quiet.
+from medclf.core import quiet as _quiet  # noqa: E402
+
+_quiet.install()
+
 __version__ = "0.1.0"

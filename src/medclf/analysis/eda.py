@@ -222,21 +222,20 @@ def mean_images(ds) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- samples
 
 
-def sample_indices(ds, n: int | None = None, seed: int | None = None,
+def sample_indices(ds, n: int = 8, seed: int | None = None,
                    split: str | None = None) -> dict[str, np.ndarray]:
     """Pick a reproducible random sample of row indices per class.
 
     Args:
         ds: the data set.
-        n: images per class; defaults to ``ds.params["eda_samples_per_class"]``.
-        seed: defaults to ``ds.params["seed"]``.
+        n: images per class (notebook 01 passes the ``eda_samples_per_class`` setting).
+        seed: defaults to the seed the data set was split with (``ds.seed``).
         split: restrict to one working split; ``None`` samples from all.
 
     Returns:
         ``{class_name: row indices}`` in label order, each of length ``min(n, images of class)``.
     """
-    n = ds.params.get("eda_samples_per_class", 8) if n is None else n
-    seed = ds.params.get("seed", 0) if seed is None else seed
+    seed = ds.seed if seed is None else seed
     rng = np.random.default_rng(seed)
     mask = np.ones(len(ds.frame), bool) if split is None else ds.frame["split"].to_numpy() == split
     labels = ds.frame["class_name"].to_numpy()

@@ -49,7 +49,7 @@ def group_leaks(ds) -> pd.DataFrame:
     frame = ds.frame
     leaks = leaking_groups(frame)
     leaks["images"] = leaks["group"].map(frame["group"].value_counts()).astype(int)
-    per_image = frame["class_name"].isin(ds.params.get("split_by_image") or [])
+    per_image = frame["class_name"].isin(ds.split_by_image)
     leaks["by_image"] = leaks["group"].map(per_image.groupby(frame["group"]).all()).astype(bool)
     return leaks.reset_index(drop=True)
 
@@ -152,7 +152,7 @@ def leak_report(ds) -> LeakReport:
 def selection_line(ds) -> str:
     """How many validation images choose epochs and models under ``select_on`` (:meth:`Dataset.selection_mask`)."""
     selection = ds.selection_mask()
-    return (f"select_on: {ds.params.get('select_on', 'all')}; validation images that choose epochs and models: "
+    return (f"select_on: {ds.select_on}; validation images that choose epochs and models: "
             f"{int(selection.sum())} of {selection.size} (with new_patients: per class, images − patient_in_train "
             "of the val rows above)")
 

@@ -270,10 +270,18 @@ def format_table(frame: pd.DataFrame, max_rows: int = MAX_PRINTED_ROWS) -> str:
 # Grad-CAM overlays
 # ---------------------------------------------------------------------------------------------
 
-def gradcam_path(out_dir: Path, file: Path, root: Path) -> Path:
-    """``out_dir/<file relative to root>.png`` (e.g. ``NORMAL/IM-1.jpeg.png``): unique per input file."""
+def gradcam_path(out_dir: Path, file: Path, root: Path, taken: set[Path] | None = None) -> Path:
+    """``out_dir/<file relative to root, suffix .png>`` (``NORMAL/IM-1.jpeg`` → ``NORMAL/IM-1.png``).
+
+    A path already in ``taken`` (``IM-1.png`` beside ``IM-1.jpeg``) keeps the input's suffix instead
+    (``IM-1.jpeg.png``), so every input file gets its own overlay; the chosen path is added to ``taken``."""
     relative = file.resolve().relative_to(root)
-    return out_dir / relative.with_name(relative.name + ".png")
+    path = out_dir / relative.with_suffix(".png")
+    if taken is not None:
+        if path in taken:
+            path = out_dir / relative.with_name(relative.name + ".png")
+        taken.add(path)
+    return path
 
 
 def gradcam_unsupported(model: Any) -> str | None:
@@ -288,8 +296,9 @@ def gradcam_unsupported(model: Any) -> str | None:
 
 
 def save_gradcams(model: Any, chunk: ScoredChunk, card: ModelCard, threshold: float, out_dir: Path,
-                  root: Path, batch_size: int = GRADCAM_BATCH) -> list[tuple[str, str]]:
-    """Write one Grad-CAM overlay PNG per image of ``chunk`` (:func:`gradcam_path`).
+                  root: Path, batch_size: int = GRADCAM_BATCH, taken: set[Path] | None = None) -> list[tuple[str, str]]:
+    """Write one Grad-CAM overlay PNG (with its colour bar) per image of ``chunk`` (:func:`gradcam_path`;
+    ``taken``: the overlays written so far in this run).
 
     Returns:
         ``(file, reason)`` for images whose heat map could not be computed (the rest are written).
@@ -312,9 +321,10 @@ def save_gradcams(model: Any, chunk: ScoredChunk, card: ModelCard, threshold: fl
             continue
         for path, image, heatmap, p in zip(chunk.files[part], chunk.images[part], heatmaps,
                                            chunk.probabilities[part]):
-            fig, ax = plt.subplots(figsize=(4, 4))
-            plot_gradcam(ax, image, heatmap, f"{path.name}\np={p:.3f} → {card.labels([p], threshold)[0]}")
-            io.save_figure(fig, gradcam_path(out_dir, path, root))
+            fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
+            plot_gradcam(ax, image, heatmap, f"{path.name}\np={p:.3f} → {card.labels([p], threshold)[0]}",
+                         colorbar=True)
+            io.save_figure(fig, gradcam_path(out_dir, path, root, taken))
             plt.close(fig)
     return failed
 
@@ -361,12 +371,12 @@ def run(args: argparse.Namespace) -> int:
     files, skipped = find_images(args.inputs)
     _report(skipped)
     root = Path(os.path.commonpath([f.resolve().parent for f in files])) if files else Path.cwd()
-    scored_files, probabilities = [], []
+    scored_files, probabilities, overlays = [], [], set()
     for chunk in iter_scored(model, card, files, workers=args.workers):
         _report(chunk.skipped)
         skipped += chunk.skipped
         if gradcam_dir and chunk.files:
-            failed = save_gradcams(model, chunk, card, threshold, gradcam_dir, root)
+            failed = save_gradcams(model, chunk, card, threshold, gradcam_dir, root, taken=overlays)
             _report(failed)
         scored_files += chunk.files
         probabilities.append(chunk.probabilities)

@@ -25,6 +25,7 @@ from typing import Any
 
 import medclf.data as data
 from medclf.config import paths
+from medclf.core import quiet
 from medclf.config.params import ParamError, params_hash, parse_override
 from medclf.data import DataError
 from medclf.pipeline import execute, plan, provenance
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="run even notebooks that are up to date")
     parser.add_argument("--download", action="store_true",
                         help="fetch the data set into data_root when missing (same as -p download=true)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up log lines in the terminal and the notebooks "
+                             "(hidden by default: medclf.core.quiet)")
     return parser
 
 
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None, *, registry: tuple[Notebook, ...] | list
         return int(exc.code or 0)
     registry = tuple(registry if registry is not None else plan.REGISTRY)
     notebooks_dir = Path(notebooks_dir or paths.NOTEBOOKS_DIR)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kernels inherit it: no TensorFlow start-up noise
+    if args.verbose:  # the kernels inherit the environment: medclf.core.quiet is off there too
+        quiet.make_verbose()
     if os.environ.get("KERAS_HOME"):  # kernels run in the notebooks' folder: a relative path would miss
         os.environ["KERAS_HOME"] = os.path.abspath(os.environ["KERAS_HOME"])
     try:
@@ -214,5 +219,6 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
         out += ["-p", text]
     for name in args.only:
         out += ["--only", name]
-    out += [flag for flag, on in (("--force", args.force), ("--download", args.download)) if on]
+    out += [flag for flag, on in (("--force", args.force), ("--download", args.download),
+                                  ("--verbose", args.verbose)) if on]
     return out

@@ -15,8 +15,22 @@ from typing import Any
 from medclf.config import params as params_module
 
 
+class _Group:
+    """A settings group; :meth:`of` picks its fields from an already checked parameter dict."""
+
+    @classmethod
+    def of(cls, params: dict[str, Any]):
+        """This group's fields taken from ``params`` as they are (no checking: the runner and
+        :meth:`Settings.from_params` check once; inner calls only pick).
+
+        Raises:
+            KeyError: a field of this group missing from ``params``.
+        """
+        return cls(**{f.name: params[f.name] for f in dataclasses.fields(cls)})
+
+
 @dataclass(frozen=True)
-class DataSettings:
+class DataSettings(_Group):
     """Which data, how it is decoded, split and cached."""
 
     dataset: str
@@ -42,7 +56,7 @@ class DataSettings:
 
 
 @dataclass(frozen=True)
-class ModelSelection:
+class ModelSelection(_Group):
     """The models each training notebook trains, and per-model replacements of their study settings."""
 
     baselines: list
@@ -52,7 +66,7 @@ class ModelSelection:
 
 
 @dataclass(frozen=True)
-class TrainingSettings:
+class TrainingSettings(_Group):
     """How every model is fitted."""
 
     seed: int
@@ -67,7 +81,7 @@ class TrainingSettings:
 
 
 @dataclass(frozen=True)
-class TransferSettings:
+class TransferSettings(_Group):
     """Transfer models: starting weights, feature cache, fine-tuning stage."""
 
     weights: str
@@ -77,7 +91,7 @@ class TransferSettings:
 
 
 @dataclass(frozen=True)
-class EvaluationSettings:
+class EvaluationSettings(_Group):
     """Threshold choice, the validation rows that choose, confidence intervals."""
 
     target_sensitivity: float
@@ -87,7 +101,7 @@ class EvaluationSettings:
 
 
 @dataclass(frozen=True)
-class ExplainSettings:
+class ExplainSettings(_Group):
     """Explanations (05): LIME, Grad-CAM examples, error galleries."""
 
     lime_samples: int
@@ -98,7 +112,7 @@ class ExplainSettings:
 
 
 @dataclass(frozen=True)
-class ReportSettings:
+class ReportSettings(_Group):
     """Where outputs go and how they are shown."""
 
     output_dir: str

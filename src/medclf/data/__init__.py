@@ -20,6 +20,7 @@ import pandas as pd
 
 from medclf.config import datasets
 from medclf.config import paths as config
+from medclf.config.settings import DataSettings
 from medclf.data import cache, download, synthetic
 from medclf.data.dataset import FRAME_COLUMNS, SPLITS, Dataset
 from medclf.data.decode import CHANNELS, decode_files, to_array
@@ -85,8 +86,9 @@ def load_dataset(params: dict) -> Dataset:
         DataError: missing root, unknown layout, missing or empty class, or no usable images.
     """
     root = prepare(params)
-    if datasets.get(params["dataset"]).layout == "npz":
-        frame, images, skipped = _load_npz(root, params)
+    data = DataSettings.of(params)  # checked once by the runner: only picked here
+    if datasets.get(data.dataset).layout == "npz":
+        frame, images, skipped = _load_npz(root, data)
     else:
         frame, images, skipped = _load_folder(root, params)
     class_names = list(params["class_names"] or sorted(frame["class_name"].unique()))
@@ -101,7 +103,9 @@ def load_dataset(params: dict) -> Dataset:
         positive_class=params["positive_class"] or class_names[-1],
         skipped=skipped.reset_index(drop=True),
         manifest_hash=manifest_fingerprint(params),
-        params=dict(params),
+        seed=params["seed"],
+        select_on=params["select_on"],
+        split_by_image=list(params["split_by_image"] or []),
     )
 
 
@@ -112,7 +116,7 @@ def _load_folder(root: Path, params: dict) -> tuple[pd.DataFrame, np.ndarray, pd
     path = config.array_cache_file(params, key)
     cached = cache.load(path)
     if cached is None:
-        images, records = _decode_candidates(root, candidates, params)
+        images, records = _decode_candidates(root, candidates, DataSettings.of(params))
         cache.save(path, images, records)
     else:
         images, records = cached
@@ -128,11 +132,11 @@ def _load_folder(root: Path, params: dict) -> tuple[pd.DataFrame, np.ndarray, pd
     return frame, images, skipped.sort_values("relpath")
 
 
-def _decode_candidates(root: Path, candidates: pd.DataFrame, params: dict) -> tuple[np.ndarray, dict]:
-    decoded = decode_files([root / p for p in candidates["relpath"]], params["image_size"], params["color_mode"],
-                           params["resize"], params["workers"], desc=f"decoding {params['dataset']}")
+def _decode_candidates(root: Path, candidates: pd.DataFrame, data: DataSettings) -> tuple[np.ndarray, dict]:
+    decoded = decode_files([root / p for p in candidates["relpath"]], data.image_size, data.color_mode,
+                           data.resize, data.workers, desc=f"decoding {data.dataset}")
     ok = [d.array for d in decoded if d.error is None]
-    shape = (0, params["image_size"], params["image_size"], CHANNELS[params["color_mode"]])
+    shape = (0, data.image_size, data.image_size, CHANNELS[data.color_mode])
     images = np.stack(ok) if ok else np.zeros(shape, np.uint8)
     records = {
         "relpath": candidates["relpath"].tolist(),
@@ -145,22 +149,22 @@ def _decode_candidates(root: Path, candidates: pd.DataFrame, params: dict) -> tu
     return images, records
 
 
-def _load_npz(path: Path, params: dict) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+def _load_npz(path: Path, data: DataSettings) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """MedMNIST ``.npz``: official splits, labels 0/1 in ``<split>_labels``."""
-    class_names = params["class_names"] or ["normal", "pneumonia"]
+    class_names = data.class_names or ["normal", "pneumonia"]
     try:
-        data = np.load(path, allow_pickle=False)
+        npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path} is not a readable .npz file ({exc}): download the official MedMNIST file") from None
     frames, arrays = [], []
-    with data:
+    with npz:
         for split in SPLITS:
-            if f"{split}_images" not in data or f"{split}_labels" not in data:
+            if f"{split}_images" not in npz or f"{split}_labels" not in npz:
                 raise DataError(f"{path} lacks '{split}_images'/'{split}_labels': is it the MedMNIST file?")
-            images, labels = data[f"{split}_images"], data[f"{split}_labels"].reshape(-1).astype(int)
+            images, labels = npz[f"{split}_images"], npz[f"{split}_labels"].reshape(-1).astype(int)
             rows = [_npz_row(split, i, img, class_names[label]) for i, (img, label) in enumerate(zip(images, labels))]
             frames.append(pd.DataFrame(rows))
-            arrays.append(_resize_arrays(images, params))
+            arrays.append(_resize_arrays(images, data))
     return pd.concat(frames, ignore_index=True), np.concatenate(arrays), pd.DataFrame(columns=["relpath", "reason"])
 
 
@@ -170,13 +174,13 @@ def _npz_row(split: str, index: int, image: np.ndarray, class_name: str) -> dict
             "orig_width": image.shape[1], "orig_height": image.shape[0], "orig_mode": "L" if image.ndim == 2 else "RGB"}
 
 
-def _resize_arrays(images: np.ndarray, params: dict) -> np.ndarray:
+def _resize_arrays(images: np.ndarray, data: DataSettings) -> np.ndarray:
     from PIL import Image
 
-    size, mode = params["image_size"], params["color_mode"]
+    size, mode = data.image_size, data.color_mode
     if images.shape[1:3] == (size, size) and (images.ndim == 3) == (mode == "grayscale"):
         return images.reshape(len(images), size, size, CHANNELS[mode])
-    return np.stack([to_array(Image.fromarray(image), size, mode, params["resize"]) for image in images])
+    return np.stack([to_array(Image.fromarray(image), size, mode, data.resize) for image in images])
 
 
 def duplicate_groups(ds: Dataset) -> pd.DataFrame:

@@ -40,7 +40,9 @@ class Dataset:
         positive_class: the disease class.
         skipped: files that were not used, columns ``relpath``, ``reason``.
         manifest_hash: fingerprint of the file list (names, sizes, mtimes) and decode settings.
-        params: the parameters the data set was loaded with.
+        seed: the seed it was split with (and the default shuffle seed of :meth:`tf_dataset`).
+        select_on: which validation rows choose (the ``select_on`` setting, :meth:`selection_mask`).
+        split_by_image: classes whose validation images were carved one by one (``split_by_image``).
     """
 
     name: str
@@ -50,7 +52,9 @@ class Dataset:
     positive_class: str
     skipped: pd.DataFrame
     manifest_hash: str
-    params: dict = field(repr=False, default_factory=dict)
+    seed: int = 0
+    select_on: str = "all"
+    split_by_image: list[str] = field(default_factory=list)
 
     @property
     def is_synthetic(self) -> bool:
@@ -79,7 +83,7 @@ class Dataset:
     def selection_mask(self) -> np.ndarray:
         """Which validation rows choose epochs, test-time augmentation and the best model.
 
-        All of them, unless ``params["select_on"]`` is ``"new_patients"``: then only the images whose
+        All of them, unless :attr:`select_on` is ``"new_patients"``: then only the images whose
         patient has no training image. A validation set that shares patients with training (chest
         X-ray pneumonia, ``split_by_image``) rewards memorising those patients; its own share of them
         still sets the threshold, where matching the test set's share matters.
@@ -88,7 +92,7 @@ class Dataset:
             DataError: the new patients' images lack a class (choose on all with ``-p select_on=all``).
         """
         rows = self.indices("val")
-        if self.params.get("select_on", "all") != "new_patients":
+        if self.select_on != "new_patients":
             return np.ones(len(rows), dtype=bool)
         val, mask = self.frame.iloc[rows], ~self.patient_in_training()[rows]
         missing = sorted(set(self.class_names) - set(val.loc[mask, "class_name"]))
@@ -109,5 +113,5 @@ class Dataset:
         (see :func:`medclf.data.pipeline.make_dataset`)."""
         from medclf.data.pipeline import make_dataset
 
-        seed = self.params.get("seed", 0) if seed is None else seed
+        seed = self.seed if seed is None else seed
         return make_dataset(*self.arrays(split), batch_size, shuffle=shuffle, seed=seed, augmenter=augmenter)

@@ -12,8 +12,12 @@ layers of the backbone stay frozen (:func:`unfreeze_top`), which in Keras 3 also
 mode (moving statistics, not batch statistics).
 
 ImageNet weights come from Keras' cache (``$KERAS_HOME/models``, default ``~/.keras/models``) or
-its download; when neither works :class:`WeightsUnavailable` names the file Keras expects and
-where to put it. There is no silent fallback to random weights.
+its download. A backbone whose ImageNet file depends on the input size (MobileNetV2: 96, 128, 160,
+192, 224 px) falls back, when its own file can be neither found nor downloaded, to the 224-px file
+in the cache: the convolution weights do not depend on the input size, so they load into any size
+(one printed line says so, and :func:`weights_file` tells the record). When nothing works
+:class:`WeightsUnavailable` names the file Keras expects and where to put it. There is no silent
+fallback to random weights.
 """
 
 from __future__ import annotations
@@ -91,8 +95,42 @@ def weights_argument(weights: str | None) -> str | None:
     return str(path)
 
 
+#: ImageNet weights a backbone was built with in this process when they were not Keras' own file for
+#: its size: ``{(backbone, (h, w)): path of the substitute}`` (see :func:`load_backbone`).
+_SUBSTITUTES: dict[tuple[str, tuple[int, int]], str] = {}
+
+#: The input size whose ImageNet file substitutes for a missing size-specific one.
+SUBSTITUTE_SIZE = 224
+
+
+def _substitute_file(file_name: str, input_shape: Sequence[int]) -> Path | None:
+    """The cached ``SUBSTITUTE_SIZE``-px version of a size-specific ImageNet file Keras wants, if present.
+
+    Keras names a size-specific file by its input size (``…_1.0_96_no_top.h5``); the same name with
+    ``224`` is the same network's weights for 224-px input."""
+    size_part = f"_{input_shape[0]}_no_top.h5"
+    if input_shape[0] == SUBSTITUTE_SIZE or not file_name.endswith(size_part):
+        return None
+    candidate = keras_cache_dir() / (file_name[: -len(size_part)] + f"_{SUBSTITUTE_SIZE}_no_top.h5")
+    return candidate if candidate.is_file() else None
+
+
+def weights_file(name: str, input_shape: Sequence[int], weights: str | None) -> str | None:
+    """The weights a backbone built by :func:`load_backbone` in this process started from, for the record:
+    ``None`` (random), ``"imagenet"`` (Keras' own file for this input size), or a file path (the
+    ``weights`` path given, or the 224-px ImageNet file that substituted for a missing size-specific one)."""
+    weights = weights_argument(weights)
+    if weights != "imagenet":
+        return weights
+    return _SUBSTITUTES.get((name, tuple(input_shape)[:2]), "imagenet")
+
+
 def load_backbone(name: str, input_shape: Sequence[int], weights: str | None = "imagenet"):
     """``keras.applications.<Backbone>(include_top=False)`` on ``(h, w, 3)`` with ``weights``.
+
+    With ``weights="imagenet"``, when Keras' file for this input size is neither cached nor
+    downloadable but its 224-px file is cached, that file's weights are loaded (one line printed,
+    :func:`weights_file` records it).
 
     Raises:
         WeightsUnavailable: ImageNet weights not in Keras' cache and not downloadable; the message
@@ -101,6 +139,10 @@ def load_backbone(name: str, input_shape: Sequence[int], weights: str | None = "
     _check_choice("backbone", name, list(BACKBONES))
     constructor = getattr(keras.applications, BACKBONES[name].constructor)
     weights = weights_argument(weights)
+    size = tuple(input_shape)[:2]
+    substitute = _SUBSTITUTES.get((name, size)) if weights == "imagenet" else None
+    if substitute:  # decided before in this process: no second failed download
+        return constructor(include_top=False, weights=substitute, input_shape=tuple(input_shape))
     try:
         return constructor(include_top=False, weights=weights, input_shape=tuple(input_shape))
     except Exception as exc:  # Keras raises a bare Exception("URL fetch failure on <url> ...") offline
@@ -108,6 +150,13 @@ def load_backbone(name: str, input_shape: Sequence[int], weights: str | None = "
         if weights != "imagenet" or url is None:
             raise
         file_name = url.group(0).rsplit("/", 1)[-1]
+        substitute_path = _substitute_file(file_name, input_shape)
+        if substitute_path is not None:
+            _SUBSTITUTES[(name, size)] = str(substitute_path)
+            print(f"{name}: no ImageNet file for {size[0]}×{size[1]} px ({file_name} neither cached nor "
+                  f"downloadable); using the {SUBSTITUTE_SIZE}-px file {substitute_path} (convolution weights "
+                  "do not depend on the input size)", flush=True)
+            return constructor(include_top=False, weights=str(substitute_path), input_shape=tuple(input_shape))
         raise WeightsUnavailable(
             f"ImageNet weights for {name} ({input_shape[0]}×{input_shape[1]}) are not available: Keras expects "
             f"{keras_cache_dir() / file_name} — download {url.group(0)} into {keras_cache_dir()} (or point "

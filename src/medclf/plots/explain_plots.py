@@ -134,7 +134,7 @@ def plot_superpixel_weights(ax, weights: np.ndarray, title: str | None = None, c
 
 
 def plot_gradcam(ax, image: np.ndarray, cam: np.ndarray, title: str | None = None, alpha: float = 0.4,
-                 cmap: str = "jet"):
+                 cmap: str = "jet", colorbar: bool = False):
     """The image with its Grad-CAM heat map (0..1) laid over it.
 
     Args:
@@ -144,12 +144,19 @@ def plot_gradcam(ax, image: np.ndarray, cam: np.ndarray, title: str | None = Non
         title: axes title.
         alpha: opacity of the heat map.
         cmap: colour map of the heat map.
+        colorbar: draw a colour bar beside the axes saying what the colours mean (one overlay per
+            figure, as ``predict --gradcam`` writes; grids leave it off).
 
     Returns:
         The figure.
     """
     show_image(ax, image, title)
-    ax.imshow(cam, cmap=cmap, vmin=0, vmax=1, alpha=alpha)
+    heat = ax.imshow(cam, cmap=cmap, vmin=0, vmax=1, alpha=alpha)
+    if colorbar:
+        bar = ax.figure.colorbar(heat, ax=ax, fraction=0.046, pad=0.04)
+        bar.solids.set_alpha(1)  # the scale in full colour, not at the overlay's opacity
+        bar.set_label("Grad-CAM: weight of the region for the prediction (0-1)", fontsize=8)
+        bar.ax.tick_params(labelsize=8)
     return ax.figure
 
 

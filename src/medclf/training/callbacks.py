@@ -108,15 +108,15 @@ def step_decay(initial_rate: float, drop: float = 0.5, every: int = 10):
     return lambda epoch, rate=None: float(initial_rate * drop ** (epoch // every))
 
 
-def make_callbacks(names: tuple[str, ...], params: dict, learning_rate: float,
-                   checkpoint_path: Path | None = None) -> list:
+def make_callbacks(names: tuple[str, ...], learning_rate: float, checkpoint_path: Path | None = None, *,
+                   monitor: str, patience: int) -> list:
     """Keras callbacks by name: early_stopping, reduce_lr, step_decay, two_target_stop, checkpoint.
 
-    All monitor ``params["monitor"]`` (default ``val_auc``) except the two-target rule.
+    All watch ``monitor`` (the ``monitor`` setting, default ``val_auc``) except the two-target rule;
+    ``patience`` is the early-stopping patience (reduce_lr waits half of it).
     """
     keras = _keras()
     _, TwoTargetEarlyStopping = callback_classes()
-    monitor, patience = params["monitor"], params["patience"]
     mode = "min" if monitor.endswith("loss") else "max"
     made = []
     for name in names:

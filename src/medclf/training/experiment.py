@@ -17,11 +17,13 @@ import numpy as np
 
 from medclf.config import paths as config
 from medclf.config.params import MODEL_OVERRIDES
+from medclf.config.settings import EvaluationSettings, TrainingSettings, TransferSettings
 from medclf.evaluation import metrics, records, scoring, statistics
 from medclf.evaluation.predictions import save_predictions
 from medclf.evaluation import framing
 from medclf.models import builders, registry
 from medclf.models.files import save_model
+from medclf.models.transfer import weights_file
 from medclf.models.specs import ModelSpec
 from medclf.core import progress
 from medclf.accel import hardware, precision
@@ -97,36 +99,51 @@ def epochs_for(spec: ModelSpec, params: dict) -> int:
     return min(spec.epochs, cap) if cap else spec.epochs
 
 
-def precision_probe(spec: ModelSpec, input_shape: tuple, params: dict) -> Callable[[str], float]:
+def precision_probe(spec: ModelSpec, input_shape: tuple, store: Path) -> Callable[[str], float]:
     """Seconds of one training step of ``spec`` under a dtype policy, measured once per machine and
-    remembered in ``<cache_dir>/precision_probe.json`` (random weights: speed does not depend on them)."""
+    remembered in ``store`` (:func:`medclf.config.paths.precision_probe_file`; random weights: speed does
+    not depend on them)."""
     import keras
 
     options = {"weights": "none"} if spec.family == "transfer" else {}
     shape = "x".join(str(s) for s in input_shape)
     key = f"{spec.name}|{shape}|{hardware.device_id()}|keras {keras.__version__}"
-    store = config.precision_probe_file(params)
     return precision.cached_probe(
         lambda policy: precision.step_seconds(lambda: registry.build_model(spec, input_shape, **options), input_shape, policy),
         store, key)
 
 
-def _fit_member(spec: ModelSpec, input_shape: tuple, data: Dataset, params: dict,
+@dataclass(frozen=True)
+class _FitSettings:
+    """What fitting one model needs, taken from the parameters once per :func:`run_model` call."""
+
+    epochs: int
+    training: TrainingSettings
+    transfer: TransferSettings
+    feature_dir: Path
+
+    def with_seed(self, seed: int) -> _FitSettings:
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, seed=seed))
+
+
+def _fit_member(spec: ModelSpec, input_shape: tuple, data: Dataset, settings: _FitSettings,
                 augmentation: dict | None, verbose: int) -> tuple[Any, fit.TrainResult]:
-    """Build and fit one Keras model seeded with ``params["seed"]`` on the training split, validating on the
-    validation rows that choose epochs (:meth:`Dataset.selection_mask`): a transfer model in its stages
+    """Build and fit one Keras model seeded with ``settings.training.seed`` on the training split, validating
+    on the validation rows that choose epochs (:meth:`Dataset.selection_mask`): a transfer model in its stages
     (head, then fine-tuning), any other network in one fit."""
+    training = settings.training
     if spec.family == "transfer":
-        return fit_transfer(spec, input_shape, data, params, augmentation, epochs_for(spec, params), verbose)
-    fit.seed_everything(params["seed"])
+        return fit_transfer(spec, input_shape, data, augmentation, settings.epochs, training=training,
+                            transfer=settings.transfer, feature_dir=settings.feature_dir, verbose=verbose)
+    fit.seed_everything(training.seed)
     model = registry.build_model(spec, input_shape)
-    result = fit.fit_spec(model, spec, data.arrays("train"), data.selection_arrays(), params=params,
-                            learning_rate=spec.learning_rate, epochs=epochs_for(spec, params),
-                            augmenter=build_augmenter(augmentation, seed=params["seed"]), verbose=verbose)
+    result = fit.fit_spec(model, spec, data.arrays("train"), data.selection_arrays(), training=training,
+                          learning_rate=spec.learning_rate, epochs=settings.epochs,
+                          augmenter=build_augmenter(augmentation, seed=training.seed), verbose=verbose)
     return model, result
 
 
-def _fit(spec: ModelSpec, input_shape: tuple, data: Dataset, params: dict, augmentation: dict | None,
+def _fit(spec: ModelSpec, input_shape: tuple, data: Dataset, settings: _FitSettings, augmentation: dict | None,
          verbose: int) -> tuple[Any, fit.TrainResult]:
     """Fit the SVM, one network (transfer models included), or an ensemble of ``spec.ensemble`` networks
     (seeds seed, seed+1, ...) averaged into one model."""
@@ -136,8 +153,8 @@ def _fit(spec: ModelSpec, input_shape: tuple, data: Dataset, params: dict, augme
     fitted = []
     for i in range(spec.ensemble):
         with progress.task(f"member {i + 1}/{spec.ensemble}") if spec.ensemble > 1 else contextlib.nullcontext():
-            fitted.append(_fit_member(spec, input_shape, data, {**params, "seed": params["seed"] + i}, augmentation,
-                                      verbose))
+            fitted.append(_fit_member(spec, input_shape, data, settings.with_seed(settings.training.seed + i),
+                                      augmentation, verbose))
     if spec.ensemble == 1:
         return fitted[0]
     members, member_results = zip(*fitted)
@@ -171,33 +188,39 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
     if augmentation is True:
         augmentation = spec.augmentation
     shape = (size, size, spec.channels)
+    train_settings, scoring_settings = TrainingSettings.of(params), EvaluationSettings.of(params)
+    fit_settings = _FitSettings(epochs=epochs_for(spec, params), training=train_settings,
+                                transfer=TransferSettings.of(params),
+                                feature_dir=config.feature_cache_dir(params, ds.name))
     with progress.task(model_id):
-        probe = precision_probe(spec, shape, params) if params["accel"] else None  # accel off: nothing measured
-        policy = "float64" if spec.family == "svm" else precision.set_precision(params["mixed_precision"], probe,
-                                                                                accel=params["accel"])
-        model, training = _fit(spec, shape, ds, params, augmentation or None, verbose)
+        accel = train_settings.accel  # off: nothing measured
+        probe = precision_probe(spec, shape, config.precision_probe_file(params)) if accel else None
+        policy = "float64" if spec.family == "svm" else precision.set_precision(train_settings.mixed_precision,
+                                                                                probe, accel=accel)
+        model, training = _fit(spec, shape, ds, fit_settings, augmentation or None, verbose)
         with progress.task("scoring"):
             (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
             selection = ds.selection_mask()
-            score, p_val, tta_choice = _choose_scorer(model, spec, augmentation, x_val, y_val, params["seed"],
-                                                      selection)
+            seed, target = scoring_settings.seed, scoring_settings.target_sensitivity
+            replicates = scoring_settings.bootstrap_replicates
+            score, p_val, tta_choice = _choose_scorer(model, spec, augmentation, x_val, y_val, seed, selection)
             p_test = score(x_test)
             evaluation = statistics.evaluate_model(y_val, p_val, y_test, p_test, ds.class_names,
-                                                   target_sensitivity=params["target_sensitivity"],
-                                                   n_replicates=params["bootstrap_replicates"], seed=params["seed"])
+                                                   target_sensitivity=target, n_replicates=replicates, seed=seed)
             evaluation["tta"] = tta_choice
-            evaluation["framing"] = _framing_probe(model, x_val, y_val, ds.class_names, params["target_sensitivity"])
-            evaluation["selection"] = statistics.selection_summary(y_val, p_val, selection, params["select_on"],
-                                                                   n_replicates=params["bootstrap_replicates"],
-                                                                   seed=params["seed"])
+            evaluation["framing"] = _framing_probe(model, x_val, y_val, ds.class_names, target)
+            evaluation["selection"] = statistics.selection_summary(y_val, p_val, selection, scoring_settings.select_on,
+                                                                   n_replicates=replicates, seed=seed)
     files_test = ds.relpaths("test")
     out_dir = config.run_dir(params)
-    model_file, model_sha256 = _save_model(model, out_dir, model_id) if params["save_models"] else (None, None)
+    model_file, model_sha256 = _save_model(model, out_dir, model_id) if train_settings.save_models else (None, None)
     record = records.build_record(
         model_id=model_id, model=name, family=spec.family, study=spec.study, reported=spec.reported,
         params=params, spec=_spec_dict(spec, size, augmentation), data=_data_summary(ds),
         training={**training.to_dict(), "mixed_precision": policy, "onednn": hardware.onednn_enabled(),
-                  "augmentation": augmentation or None},
+                  "augmentation": augmentation or None,
+                  "weights_file": (weights_file(spec.backbone, shape, fit_settings.transfer.weights)
+                                   if spec.family == "transfer" else None)},
         params_count=builders.count_params(model), evaluation=evaluation, model_file=model_file,
         model_sha256=model_sha256)
     save_predictions(out_dir, model_id, files_test, y_test, p_test, ds.class_names)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from medclf.config.settings import TrainingSettings
 from medclf.core import progress
 from medclf.data.pipeline import make_dataset
 from medclf.models.builders import make_optimizer
@@ -64,40 +65,45 @@ def compile_model(model, optimizer, metrics_for_two_target: bool = False) -> Non
 
 
 def fit_keras(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
-              epochs: int, batch_size: int, callbacks: list, params: dict, augmenter=None,
+              epochs: int, batch_size: int, callbacks: list, training: TrainingSettings, augmenter=None,
               verbose: int = 2) -> TrainResult:
-    """Fit a compiled model on uint8 arrays; returns timing, history and the best epoch."""
+    """Fit a compiled model on uint8 arrays; returns timing, history and the best epoch.
+
+    ``training`` gives the shuffle seed, whether classes are weighted and the monitored metric."""
     import keras
 
     EpochTimer, _ = callback_classes()
     timer = EpochTimer(epochs, bar=verbose == 0 and progress.bars_wanted())  # verbose: Keras prints its own lines
-    weights = class_weights(train[1]) if params["class_weight"] else None
-    train_ds = make_dataset(*train, batch_size, shuffle=True, seed=params["seed"], augmenter=augmenter)
-    val_ds = make_dataset(*val, batch_size=max(batch_size, 64), shuffle=False, seed=params["seed"])
+    weights = class_weights(train[1]) if training.class_weight else None
+    train_ds = make_dataset(*train, batch_size, shuffle=True, seed=training.seed, augmenter=augmenter)
+    val_ds = make_dataset(*val, batch_size=max(batch_size, 64), shuffle=False, seed=training.seed)
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
+    # shuffle=False: train_ds shuffles itself; Keras ignores (and warns about) shuffle=True with a tf.data.Dataset
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights, shuffle=False,
                         callbacks=[timer, *callbacks], verbose=verbose)
     seconds = time.perf_counter() - start
     return TrainResult(
         seconds=round(seconds, 2),
         seconds_per_epoch=round(float(np.mean(timer.seconds)), 2) if timer.seconds else 0.0,
         epochs_run=len(timer.seconds),
-        best_epoch=best_epoch(history.history, params["monitor"]),
+        best_epoch=best_epoch(history.history, training.monitor),
         precision=keras.mixed_precision.global_policy().name,
         history={k: [float(v) for v in values] for k, values in history.history.items()},
     )
 
 
 def fit_spec(model, spec, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
-             params: dict, learning_rate: float, epochs: int, augmenter=None, verbose: int = 0) -> TrainResult:
+             training: TrainingSettings, learning_rate: float, epochs: int, augmenter=None,
+             verbose: int = 0) -> TrainResult:
     """Compile ``model`` with ``spec``'s optimizer at ``learning_rate`` and fit it with ``spec``'s callbacks
     (a checkpoint, if asked for, lives in a temporary folder) and batch size."""
     compile_model(model, make_optimizer(spec.optimizer, learning_rate),
                   metrics_for_two_target="two_target_stop" in spec.callbacks)
     with tempfile.TemporaryDirectory() as tmp:
-        callbacks = make_callbacks(spec.callbacks, params, learning_rate, Path(tmp) / "best.keras")
+        callbacks = make_callbacks(spec.callbacks, learning_rate, Path(tmp) / "best.keras",
+                                   monitor=training.monitor, patience=training.patience)
         return fit_keras(model, train, val, epochs=epochs, batch_size=spec.batch_size, callbacks=callbacks,
-                         params=params, augmenter=augmenter, verbose=verbose)
+                         training=training, augmenter=augmenter, verbose=verbose)
 
 
 def best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:

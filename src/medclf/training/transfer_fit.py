@@ -24,13 +24,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from medclf.config import paths
+from medclf.config.settings import TrainingSettings, TransferSettings
 from medclf.core.io import atomic_path
 from medclf.core.progress import task
 from medclf.data.augment import build_augmenter
 from medclf.evaluation.scoring import predict_outputs
 from medclf.models import registry
-from medclf.models.transfer import has_static_base, split_at, split_at_static, unfreeze_top, weights_argument
+from medclf.models.transfer import has_static_base, split_at, split_at_static, unfreeze_top, weights_file
 from medclf.accel.precision import current_policy
 from medclf.training import fit
 
@@ -41,8 +41,9 @@ from medclf.training import fit
 
 def feature_key(*, backbone: str, weights: str | None, image_shape: Sequence[int], gray_mode: str, cut: str,
                 manifest_hash: str, precision: str, seed: int | None = None) -> str:
-    """Cache key of one feature set; a weights file enters by its content hash, random weights by the seed."""
-    weights = weights_argument(weights)
+    """Cache key of one feature set; a weights file enters by its content hash, random weights by the seed.
+    (ImageNet weights that came from another input size's file count as that file: :func:`weights_file`.)"""
+    weights = weights_file(backbone, image_shape, weights)
     weights_id = weights or f"random-seed{seed}"
     if weights and weights != "imagenet":
         weights_id = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
@@ -74,23 +75,24 @@ def cached_features(extractor, images: np.ndarray, path: Path, batch_size: int =
 # Training: head on (cached) features, then optional fine-tuning of the top layers
 # --------------------------------------------------------------------------------------------
 
-def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut: str | None, progress: bool):
-    """``(target, train, val, augmenter)`` for one stage: the model above the cut fed cached features; or
-    the whole model fed images, with augmentation or when nothing below the trained layers is static (or
-    the cache is off). ``cut`` fixes the cut (a static layer's name); by default it is just below the first
-    trained layer."""
+def _stage_arrays(model, ds, augmentation: dict | None, spec, cut: str | None, progress: bool, *,
+                  seed: int, transfer: TransferSettings, feature_dir: Path):
+    """``(target, train, val, augmenter)`` for one stage: the model above the cut fed cached features
+    (files under ``feature_dir``); or the whole model fed images, with augmentation or when nothing below
+    the trained layers is static (or the cache is off). ``cut`` fixes the cut (a static layer's name); by
+    default it is just below the first trained layer."""
     lower = None
-    if params["feature_cache"] and has_static_base(model):
+    if transfer.feature_cache and has_static_base(model):
         if cut is None:
             lower, upper, cut = split_at_static(model)
         else:
             lower, upper = split_at(model, cut)
     if lower is None or augmentation:
-        return model, ds.arrays("train"), ds.selection_arrays(), build_augmenter(augmentation, seed=params["seed"])
-    key = feature_key(backbone=spec.backbone, weights=params["weights"], image_shape=model.input_shape[1:],
+        return model, ds.arrays("train"), ds.selection_arrays(), build_augmenter(augmentation, seed=seed)
+    key = feature_key(backbone=spec.backbone, weights=transfer.weights, image_shape=model.input_shape[1:],
                       gray_mode=spec.gray_mode, cut=cut, manifest_hash=ds.manifest_hash,
-                      precision=current_policy(), seed=params["seed"])
-    folder = paths.feature_cache_dir(params, ds.name)
+                      precision=current_policy(), seed=seed)
+    folder = Path(feature_dir)
     arrays = {}
     for split in ("train", "val"):
         images, labels = ds.arrays(split)
@@ -101,23 +103,28 @@ def _stage_arrays(model, ds, params: dict, augmentation: dict | None, spec, cut:
     return upper, arrays["train"], (features[selection], labels[selection]), None
 
 
-def fit_stage(model, spec, ds, params: dict, augmentation: dict | None, *, learning_rate: float, epochs: int,
+def fit_stage(model, spec, ds, augmentation: dict | None, *, training: TrainingSettings,
+              transfer: TransferSettings, feature_dir: Path, learning_rate: float, epochs: int,
               cut: str | None = None, progress: bool = True, verbose: int = 0):
-    """Fit the trainable part of ``model`` (features cached where possible); returns a TrainResult
-    whose ``feature_seconds`` is the time spent computing features."""
+    """Fit the trainable part of ``model`` (features cached under ``feature_dir`` where possible); returns
+    a TrainResult whose ``feature_seconds`` is the time spent computing features."""
     start = time.perf_counter()
-    target, train_arrays, val_arrays, augmenter = _stage_arrays(model, ds, params, augmentation, spec, cut, progress)
+    target, train_arrays, val_arrays, augmenter = _stage_arrays(model, ds, augmentation, spec, cut, progress,
+                                                                seed=training.seed, transfer=transfer,
+                                                                feature_dir=feature_dir)
     feature_seconds = time.perf_counter() - start  # ~0 when the cache is warm or nothing is cached
-    result = fit.fit_spec(target, spec, train_arrays, val_arrays, params=params, learning_rate=learning_rate,
-                            epochs=epochs, augmenter=augmenter, verbose=verbose)
+    result = fit.fit_spec(target, spec, train_arrays, val_arrays, training=training, learning_rate=learning_rate,
+                          epochs=epochs, augmenter=augmenter, verbose=verbose)
     result.feature_seconds = round(feature_seconds, 2)
     return result
 
 
-def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None, epochs: int, verbose: int = 0):
-    """Train a transfer model: the head with the backbone frozen, then (``spec.fine_tune`` > 0 and
-    ``params["fine_tune_epochs"]`` > 0) the top ``spec.fine_tune`` backbone layers at
-    ``params["fine_tune_learning_rate"]``.
+def fit_transfer(spec, input_shape, ds, augmentation: dict | None, epochs: int, *, training: TrainingSettings,
+                 transfer: TransferSettings, feature_dir: Path, verbose: int = 0):
+    """Train a transfer model seeded with ``training.seed``: the head with the backbone frozen, then
+    (``spec.fine_tune`` > 0 and ``transfer.fine_tune_epochs`` > 0) the top ``spec.fine_tune`` backbone
+    layers at ``transfer.fine_tune_learning_rate``. Cached features live under ``feature_dir``
+    (:func:`medclf.config.paths.feature_cache_dir`).
 
     With fine-tuning, ``augmentation`` applies to the fine-tuning stage only: the head is a warm
     start trained on cached features (one feature pass instead of an end-to-end pass every epoch).
@@ -126,9 +133,12 @@ def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None,
     Returns:
         ``(model, TrainResult)``; the result's ``members`` hold one entry per stage.
     """
-    fit.seed_everything(params["seed"])
-    model = registry.build_model(spec, input_shape, weights=params["weights"])
-    fine_tune = spec.fine_tune if params["fine_tune_epochs"] else 0
+    fit.seed_everything(training.seed)
+    model = registry.build_model(spec, input_shape, weights=transfer.weights)
+    fine_tune = spec.fine_tune if transfer.fine_tune_epochs else 0
+    # max_epochs caps every training stage, the fine-tuning stage too
+    fine_tune_epochs = min(transfer.fine_tune_epochs, training.max_epochs or transfer.fine_tune_epochs)
+    settings = {"training": training, "transfer": transfer, "feature_dir": feature_dir}
     cut = None
     if fine_tune and not augmentation:  # both stages start from the fine-tuning cut: one feature pass, not two
         unfreeze_top(model, fine_tune)
@@ -136,13 +146,13 @@ def fit_transfer(spec, input_shape, ds, params: dict, augmentation: dict | None,
         unfreeze_top(model, 0)
     head_augmentation = None if fine_tune else augmentation
     with task("head"):
-        stages = [fit_stage(model, spec, ds, params, head_augmentation, learning_rate=spec.learning_rate,
+        stages = [fit_stage(model, spec, ds, head_augmentation, **settings, learning_rate=spec.learning_rate,
                             epochs=epochs, cut=cut, verbose=verbose)]
     if fine_tune:
         unfreeze_top(model, fine_tune)
         with task(f"fine-tuning top {fine_tune} layers"):
-            stages.append(fit_stage(model, spec, ds, params, augmentation,
-                                    learning_rate=params["fine_tune_learning_rate"], epochs=params["fine_tune_epochs"],
+            stages.append(fit_stage(model, spec, ds, augmentation, **settings,
+                                    learning_rate=transfer.fine_tune_learning_rate, epochs=fine_tune_epochs,
                                     cut=cut, verbose=verbose))
     return model, combine_stages(stages)
 
