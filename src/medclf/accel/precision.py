@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from medclf.accel import hardware
+from medclf.core.io import write_json
 
 MODES = ("auto", "on", "off")
 
@@ -88,8 +89,6 @@ def step_seconds(build: Callable[[], Any], input_shape: Sequence[int], policy: s
 def cached_probe(probe: Callable[[str], float], store: str | Path, key: str) -> Callable[[str], float]:
     """``probe`` memoised in the JSON file ``store`` under ``key`` and the policy, so a model's
     precision is measured once per machine (``key`` should name the model, input shape and device)."""
-    from medclf.core.io import write_json
-
     def measured(policy: str) -> float:
         path = Path(store)
         try:

@@ -34,6 +34,7 @@ from medclf.evaluation.predictions import align_predictions, decisions, load_pre
 from medclf.evaluation.statistics import paired_bootstrap_delta
 from medclf.models import registry
 from medclf.data.augment import AUGMENTATION_KEYS, check_augmentation
+from medclf.training import experiment
 
 #: The two arms, in table order: the reference first.
 ARMS = ("no_aug", "aug")
@@ -109,8 +110,6 @@ def run_pair(name: str, params: dict, data=None, verbose: int = 0) -> dict[str, 
 
     Both runs write their records and predictions (:func:`medclf.training.experiment.run_model`).
     """
-    from medclf.training import experiment
-
     data = data or experiment.DataCache(params)
     return {arm: experiment.run_model(name, params, data, model_id=arm_model_id(name, arm == "aug"),
                                       augmentation=arm == "aug", verbose=verbose)

@@ -18,7 +18,9 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from medclf.core.progress import bars_wanted, task
 from medclf.evaluation.metrics import sigmoid_scores
 from medclf.evaluation import tta as tta_module
 
@@ -39,10 +41,6 @@ def predict_outputs(model: Any, images: np.ndarray, batch_size: int = 64, progre
 
     if desc is None and not progress:
         return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=dtype)
-
-    from tqdm.auto import tqdm
-
-    from medclf.core.progress import bars_wanted, task
 
     label = desc or "predict"
     with task(label), tqdm(total=len(images), desc=label, disable=not (progress and bars_wanted()), leave=False,

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from medclf.analysis.explain.feature_maps import conv_layer_names
 from medclf.config import paths
 from medclf.evaluation.predictions import load_predictions
 from medclf.models.files import load_model as load_model_file
@@ -168,8 +169,6 @@ def feature_map_subject(best: Mapping[str, LoadedModel], examples: pd.DataFrame)
     """The model and test file whose feature maps to show: the best CNN (else the first chosen model with
     convolution layers) and the first example of the disease class (else the first example); ``None``
     when no chosen model has convolution layers."""
-    from medclf.analysis.explain.feature_maps import conv_layer_names
-
     subject = best.get("cnn") or next((m for m in best.values() if conv_layer_names(m.model)), None)
     if subject is None:
         return None
