@@ -124,7 +124,7 @@ def test_cross_key_rules(overrides, match):
 
 def test_model_names_are_checked_against_the_registry_with_the_closest_names():
     params = load_params(overrides={"model_overrides": {"cnn_deepr": {"epochs": 2}}})
-    known = ["cnn_deeper", "cnn_deeper_aug", "svm_pixels", "ann_deep", "cnn_ours_chest", "mobilenet_v2_frozen",
+    known = ["cnn_deeper", "cnn_deeper_aug", "svm_pixels", "ann_deep", "ann_deep_lr5e-4", "cnn_ours_chest", "mobilenet_v2_frozen",
              "mobilenet_v2_finetune"]
     with pytest.raises(ParamError, match="'model_overrides' names unknown model 'cnn_deepr' \\(did you mean cnn_deeper"):
         check_model_names(params, known)

@@ -103,3 +103,51 @@ def test_a_record_without_a_profile_is_not_comparable_with_one_that_has_it():
     assert records.comparable_settings(base)["profile"] is None
     assert records.comparable_settings(base) != records.comparable_settings(
         {"params": {**base["params"], "profile": "quick"}})
+
+
+def flag_constant(found, *model_ids):
+    """Copies of the records with ``model_ids`` flagged for constant predictions (validation AUC made the best,
+    so only the flag can keep them from being chosen)."""
+    flagged = copy.deepcopy(found)
+    for record in flagged:
+        if record["model_id"] in model_ids:
+            record["evaluation"]["constant_predictions"] = {"flag": True, "spread": 2e-5, "tolerance": 1e-3}
+            record["evaluation"]["val"]["at_threshold"]["roc_auc"] = 0.99
+    return flagged
+
+
+def test_a_model_with_constant_predictions_is_never_chosen(tied):
+    flagged = flag_constant(tied, "cnn_z")
+    assert picks_of_06(flagged) == picks_of_05(flagged) == {"ann": "ann_a", "cnn": "cnn_y"}
+    assert selection.overall_best(flagged)["model_id"] == "ann_a"  # cnn_y ties with it; the id decides
+    assert selection.rank_on_validation(flagged)[-1]["model_id"] == "cnn_z"  # listed, last
+    assert "cnn_z" not in [r["model_id"] for r in explain.comparison_pair(flagged)]
+    table = explain.selection_table(flagged)
+    assert table.set_index("model_id").loc["cnn_z", "selection"] == "constant predictions (flagged)"
+    full = compare.all_models_table(flagged)
+    assert full.set_index("model_id")["constant_predictions"].to_dict() == {
+        "ann_a": False, "ann_b": False, "cnn_y": False, "cnn_z": True}
+    notes = compare.compare_records(flagged, {}).flagged
+    assert len(notes) == 1 and notes[0].startswith("cnn_z: constant predictions")
+
+
+def test_a_family_of_constant_models_has_no_headline_row_and_a_note(tied):
+    flagged = flag_constant(tied, "cnn_z", "cnn_y")
+    assert picks_of_06(flagged) == picks_of_05(flagged) == {"ann": "ann_a"}
+    assert selection.unchoosable_families(flagged) == ["cnn"]
+    assert compare.compare_records(flagged, {}).flagged[-1] == (
+        "cnn: no headline row — every model of this family gave constant predictions")
+    assert selection.overall_best(flag_constant(tied, *[r["model_id"] for r in tied])) is None
+
+
+def test_evaluate_model_flags_near_constant_probabilities():
+    from medclf.evaluation import metrics, statistics
+
+    y = [0, 1, 0, 1, 0, 1]
+    constant = statistics.evaluate_model(y, [0.5001] * 6, y, [0.50012] * 6, ["a", "b"], n_replicates=5)
+    assert constant["constant_predictions"]["flag"] is True
+    informative = statistics.evaluate_model(y, [0.49, 0.53, 0.5, 0.51, 0.48, 0.52], y, [0.5, 0.6] * 3, ["a", "b"],
+                                            n_replicates=5)
+    assert informative["constant_predictions"]["flag"] is False  # a small but real spread ranks images
+    assert informative["constant_predictions"]["spread"] == pytest.approx(0.12)
+    assert metrics.constant_predictions([0.3], [0.3 + metrics.CONSTANT_SPREAD])["flag"] is False

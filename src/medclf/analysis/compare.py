@@ -33,10 +33,12 @@ from medclf.evaluation.records import load_comparable
 from medclf.evaluation.selection import (
     family_bests,
     family_order,
+    has_constant_predictions,
     overall_best,
     rank_on_validation,
     selection_auc,
     selection_auc_ci,
+    unchoosable_families,
 )
 
 
@@ -70,6 +72,7 @@ def _with_validation(records: Sequence[Mapping]) -> pd.DataFrame:
     for side, column in enumerate(("val_roc_auc_ci_low", "val_roc_auc_ci_high")):
         table.insert(6 + side, column, [np.nan if ci[side] is None else ci[side] for ci in intervals])
     table.insert(8, "val_accuracy", [r["evaluation"]["val"]["at_threshold"]["accuracy"] for r in records])
+    table["constant_predictions"] = [has_constant_predictions(r) for r in records]
     best = overall_best(records)
     table["overall_best"] = [best is not None and r["model_id"] == best["model_id"] for r in records]
     return table
@@ -78,7 +81,8 @@ def _with_validation(records: Sequence[Mapping]) -> pd.DataFrame:
 def all_models_table(records: Sequence[Mapping]) -> pd.DataFrame:
     """Every model: :func:`medclf.evaluation.tables.records_table` plus ``val_roc_auc`` (with its bootstrap interval
     ``val_roc_auc_ci_low`` / ``_ci_high``; NaN for records written without one), ``val_accuracy``,
-    ``family_best`` and ``overall_best``; rows by family, best on validation first."""
+    ``constant_predictions`` (flagged: never chosen), ``family_best`` and ``overall_best``; rows by family,
+    best on validation first."""
     if not records:
         return _with_validation([]).assign(family_best=pd.Series(dtype=bool))
     order = {f: i for i, f in enumerate(family_order(records))}
@@ -90,23 +94,23 @@ def all_models_table(records: Sequence[Mapping]) -> pd.DataFrame:
 
 
 def headline_table(records: Sequence[Mapping]) -> pd.DataFrame:
-    """One row per family: its validation-best model, with the test numbers of its record.
+    """One row per family: its validation-best model, with the test numbers of its record — the few columns a
+    reader needs first (the full table, :func:`all_models_table`, has the rest).
 
-    Columns: ``family, model_id, study, image_size, val_roc_auc`` (+ its ``_ci_low`` / ``_ci_high``),
-    ``val_accuracy``, test ``accuracy``,
-    each class's ``recall_<class>`` and ``roc_auc`` — each with ``_ci_low`` / ``_ci_high`` (95%
-    bootstrap over test images) — at the validation-chosen ``threshold``, then ``train_seconds``,
-    ``params_count`` and ``overall_best`` (True for the validation-best model of all).
+    Columns: ``family, model_id, study, val_roc_auc``, then at the validation-chosen ``threshold`` the test
+    ``accuracy``, each class's ``recall_<class>`` and ``roc_auc`` — each with ``_ci_low`` / ``_ci_high``
+    (95% bootstrap over test images) — then ``threshold``, ``train_seconds`` and ``overall_best`` (True for
+    the validation-best model of all). A family whose every model gave constant predictions has no row
+    (:func:`medclf.evaluation.selection.unchoosable_families`).
     """
     table = all_models_table(records)
     table = table[table["family_best"]].reset_index(drop=True)
-    drop = ["model", "accuracy_at_0.5", "seconds_per_epoch", "epochs_run", "best_epoch", "family_best"]
-    table = table.drop(columns=[c for c in drop if c in table.columns])
-    first = ["family", "model_id", "study", "image_size", "val_roc_auc", "val_roc_auc_ci_low", "val_roc_auc_ci_high",
-             "val_accuracy"]
-    last = ["threshold", "train_seconds", "params_count", "overall_best"]
-    middle = [c for c in table.columns if c not in first + last]
-    return table[first + middle + last]
+    metrics = ["accuracy", *(f"recall_{name}" for name in class_names(records)), "roc_auc"]
+    columns = ["family", "model_id", "study", "val_roc_auc"]
+    for metric in metrics:
+        columns += [metric, f"{metric}_ci_low", f"{metric}_ci_high"]
+    columns += ["threshold", "train_seconds", "overall_best"]
+    return table[[c for c in columns if c in table.columns]]
 
 
 def recall_frame(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
@@ -209,6 +213,26 @@ class Comparison:
     class_names: list[str]
     best_id: str | None
     problems: list[str] = field(default_factory=list)
+    #: One line per model flagged for constant predictions (never chosen), and per family left without a row.
+    flagged: list[str] = field(default_factory=list)
+
+
+def constant_prediction_notes(records: Sequence[Mapping]) -> list[str]:
+    """One line per record flagged for (near-)constant predictions, then one per family that has no choosable
+    model left (so no headline row), saying why and what to do."""
+    notes = []
+    for record in records:
+        if has_constant_predictions(record):
+            info = record["evaluation"]["constant_predictions"]
+            random_backbone = record.get("family") == "transfer" and "weights_file" in (record.get("training") or {}) \
+                and record["training"]["weights_file"] is None
+            hint = (" — its backbone had random weights (weights=none): with ImageNet weights (weights=imagenet, the "
+                    "file in Keras' cache) the transfer models learn" if random_backbone else "")
+            notes.append(f"{record['model_id']}: constant predictions (its probabilities span {info['spread']:.1e}, "
+                         f"under {info['tolerance']:g}); flagged, never chosen{hint}")
+    for family in unchoosable_families(records):
+        notes.append(f"{family}: no headline row — every model of this family gave constant predictions")
+    return notes
 
 
 def compare_records(records: Sequence[Mapping], predictions: Mapping[str, pd.DataFrame],
@@ -218,7 +242,8 @@ def compare_records(records: Sequence[Mapping], predictions: Mapping[str, pd.Dat
     return Comparison(records=list(records), predictions=dict(predictions),
                       headline=headline_table(records), all_models=all_models_table(records),
                       mcnemar=mcnemar_vs_best(records, predictions), class_names=class_names(records),
-                      best_id=None if best is None else best["model_id"], problems=list(problems))
+                      best_id=None if best is None else best["model_id"], problems=list(problems),
+                      flagged=constant_prediction_notes(records))
 
 
 def load_predictions_for(out_dir: str | os.PathLike, records: Sequence[Mapping]

@@ -17,7 +17,7 @@ from PIL import Image
 
 from medclf.data.errors import DataError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MARKER = ".synthetic.json"
 CLASSES = ("NORMAL", "PNEUMONIA")
 
@@ -40,7 +40,7 @@ def _chest(rng: np.random.Generator, size: int, pneumonia: bool) -> np.ndarray:
             k = rng.integers(len(ys))
             sigma = rng.uniform(0.08, 0.14)
             blob = np.exp(-(((xx - xs[k] / size) ** 2 + (yy - ys[k] / size) ** 2) / (2 * sigma**2)))
-            image += rng.uniform(55, 85) * blob * lungs
+            image += rng.uniform(75, 105) * blob * lungs
     image = (image - 128) * rng.uniform(0.85, 1.15) + 128 + rng.normal(0, 6)
     return np.clip(image, 0, 255).astype(np.uint8)
 

@@ -172,6 +172,24 @@ def choose_threshold(y_val, p_val, target_sensitivity: float = 0.95) -> float:
     return float(thresholds[index])
 
 
+#: A model whose probabilities over all validation and test images span less than this is flagged as giving
+#: (near-)constant predictions (:func:`constant_predictions`).
+CONSTANT_SPREAD = 1e-3
+
+
+def constant_predictions(*probabilities) -> dict:
+    """Whether a model's probabilities are (near-)constant: ``{"flag", "spread", "tolerance"}``, where
+    ``spread`` is max − min over all the given arrays and ``flag`` is ``spread < CONSTANT_SPREAD``.
+
+    Such a model (e.g. a head on vanishing random-backbone features, p = 0.5001 for every image) ranks
+    nothing: its AUC is 0.5 by ties, and its "threshold" only separates rounding noise. Its record is
+    flagged so that it is never headlined, explained or chosen (:mod:`medclf.evaluation.selection`).
+    """
+    values = np.concatenate([check_scores(p, "p") for p in probabilities])
+    spread = float(values.max() - values.min()) if values.size else 0.0
+    return {"flag": spread < CONSTANT_SPREAD, "spread": spread, "tolerance": CONSTANT_SPREAD}
+
+
 def metrics_at(y_true, p, threshold: float, class_names: Sequence[str]) -> dict:
     """Classification metrics of ``p >= threshold`` against ``y_true`` (all from scikit-learn).
 

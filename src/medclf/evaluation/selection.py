@@ -9,8 +9,10 @@ reported, never used to choose:
 2. then the validation accuracy at the record's validation-chosen threshold, highest first;
 3. then ``model_id`` alphabetically, so a tie is broken the same way everywhere.
 
-A missing value counts as −inf (ranked last). Callers narrow the candidates first (e.g. only records
-with a saved Keras model can be explained), never the rule.
+A missing value counts as −inf (ranked last). A model flagged for (near-)constant predictions
+(:func:`has_constant_predictions`) is never chosen: it is ranked after every other model and is no
+family's or overall best, so it is never headlined, explained or offered as a default. Callers narrow
+the candidates first (e.g. only records with a saved Keras model can be explained), never the rule.
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ def selection_auc_ci(record: Mapping) -> tuple[float | None, float | None]:
     return low, high
 
 
+def has_constant_predictions(record: Mapping) -> bool:
+    """Whether the record's model gave (near-)constant probabilities
+    (``evaluation.constant_predictions.flag``, :func:`medclf.evaluation.metrics.constant_predictions`)."""
+    return bool((record["evaluation"].get("constant_predictions") or {}).get("flag", False))
+
+
+def choosable(records: Sequence[Mapping]) -> list[Mapping]:
+    """The records the rule may choose: all but those flagged for constant predictions."""
+    return [r for r in records if not has_constant_predictions(r)]
+
+
 def _finite(value) -> float:
     return float(value) if value is not None and math.isfinite(value) else -math.inf
 
@@ -47,8 +60,10 @@ def validation_scores(record: Mapping) -> tuple[float, float]:
 
 
 def rank_on_validation(records: Sequence[Mapping]) -> list[Mapping]:
-    """Records best first: validation AUC, then validation accuracy (descending), then ``model_id``."""
-    return sorted(records, key=lambda r: (*(-s for s in validation_scores(r)), r["model_id"]))
+    """Records best first: validation AUC, then validation accuracy (descending), then ``model_id``;
+    records flagged for constant predictions after all others (in the same order among themselves)."""
+    return sorted(records, key=lambda r: (has_constant_predictions(r), *(-s for s in validation_scores(r)),
+                                          r["model_id"]))
 
 
 def family_order(records: Sequence[Mapping]) -> list[str]:
@@ -58,12 +73,19 @@ def family_order(records: Sequence[Mapping]) -> list[str]:
 
 
 def family_bests(records: Sequence[Mapping]) -> dict[str, Mapping]:
-    """The validation-best record of each family, in :func:`family_order`."""
-    ranked = rank_on_validation(records)
-    return {family: next(r for r in ranked if str(r.get("family")) == family) for family in family_order(records)}
+    """The validation-best record of each family, in :func:`family_order`; a family whose every model is
+    flagged for constant predictions has none (:func:`unchoosable_families`)."""
+    ranked = rank_on_validation(choosable(records))
+    return {family: next(r for r in ranked if str(r.get("family")) == family) for family in family_order(ranked)}
+
+
+def unchoosable_families(records: Sequence[Mapping]) -> list[str]:
+    """Families present in ``records`` whose every model is flagged for constant predictions."""
+    usable = {str(r.get("family")) for r in choosable(records)}
+    return [family for family in family_order(records) if family not in usable]
 
 
 def overall_best(records: Sequence[Mapping]) -> Mapping | None:
-    """The validation-best record of all (``None`` when there are none)."""
-    ranked = rank_on_validation(records)
+    """The validation-best record of all (``None`` when no record can be chosen)."""
+    ranked = rank_on_validation(choosable(records))
     return ranked[0] if ranked else None

@@ -182,7 +182,8 @@ def evaluate_model(y_val, p_val, y_test, p_test, class_names: Sequence[str],
              "threshold_ci": (lo, hi),                                 # t over validation resamples
              "ci_threshold_resampled": {"accuracy": ..., "recall_<class>": ...},  # test, t re-chosen
              "val_test_gap": {class: {"val": r, "test": r, "gap": val - test}},     # recalls at t
-             "bootstrap": {"n_replicates", "seed", "level"}}
+             "bootstrap": {"n_replicates", "seed", "level"},
+             "constant_predictions": {"flag", "spread", "tolerance"}}   # metrics.constant_predictions
 
         A positive gap means validation was optimistic about that class.
 
@@ -221,6 +222,7 @@ def evaluate_model(y_val, p_val, y_test, p_test, class_names: Sequence[str],
                                                class_names=names, with_auc=False),
         "val_test_gap": gap,
         "bootstrap": {"n_replicates": int(n_replicates), "seed": int(seed), "level": 0.95},
+        "constant_predictions": metrics.constant_predictions(pv, pt),
     }
 
 

@@ -106,8 +106,25 @@ def markdown_table_to_frame(text: str):
     return pd.DataFrame(cells[1:], columns=cells[0])
 
 
+def headline_notes_html(tables_dir: str | Path) -> str:
+    """The notes under the headline (``tables/headline_notes.csv``, one ``note`` per row: models flagged for
+    constant predictions, families without a row) as a list; ``""`` when there are none."""
+    path = Path(tables_dir) / "headline_notes.csv"
+    if not path.is_file():
+        return ""
+    import pandas as pd
+
+    try:
+        notes = pd.read_csv(path)["note"].dropna().astype(str).tolist()
+    except Exception as exc:  # a broken table must not break the report
+        return f'<p class="error">headline notes could not be read: {_e(exc)}</p>'
+    items = "".join(f"<li>{_e(note)}</li>" for note in notes)
+    return f'<ul class="note">{items}</ul>' if items else ""
+
+
 def headline_html(tables_dir: str | Path) -> str | None:
-    """The headline table (``tables/headline.csv``, else ``headline.md``) as HTML, or ``None``."""
+    """The headline table (``tables/headline.csv``, else ``headline.md``) as HTML, then its notes
+    (:func:`headline_notes_html`), or ``None``."""
     tables_dir = Path(tables_dir)
     csv_path, md_path = tables_dir / "headline.csv", tables_dir / "headline.md"
     try:
@@ -127,7 +144,8 @@ def headline_html(tables_dir: str | Path) -> str | None:
         return f'<p class="error">headline table could not be read: {_e(exc)}</p>'
     table = readable_headline(frame).to_html(index=False, border=0, na_rep="", classes="headline", escape=False,
                                              float_format=lambda v: f"{v:.4g}")
-    return f'<div class="wide">{table}</div>'  # scrolls sideways instead of overflowing the page
+    # scrolls sideways instead of overflowing the page
+    return f'<div class="wide">{table}</div>' + headline_notes_html(tables_dir)
 
 
 def readable_headline(frame):

@@ -20,7 +20,14 @@ from medclf.analysis.explain.feature_maps import conv_layer_names
 from medclf.config import paths
 from medclf.evaluation.predictions import load_predictions
 from medclf.models.files import load_model as load_model_file
-from medclf.evaluation.selection import family_bests, family_order, rank_on_validation, selection_auc
+from medclf.evaluation.selection import (
+    choosable,
+    family_bests,
+    family_order,
+    has_constant_predictions,
+    rank_on_validation,
+    selection_auc,
+)
 from medclf.training.experiment import DataCache
 
 
@@ -48,7 +55,7 @@ def explainable(records: Sequence[Mapping]) -> list[Mapping]:
 def comparison_pair(records: Sequence[Mapping]) -> list[Mapping]:
     """Two models to explain side by side, by the selection rule: the best of the two best families, or,
     with one family only, its two best models (fewer when there are fewer)."""
-    candidates = explainable(records)
+    candidates = choosable(explainable(records))
     champions = rank_on_validation(list(family_bests(candidates).values()))
     if len(champions) >= 2:
         return champions[:2]
@@ -63,7 +70,8 @@ def selection_table(records: Sequence[Mapping]) -> pd.DataFrame:
     rows = []
     for record in sorted(rank_on_validation(records), key=lambda r: order[str(r.get("family"))]):
         reason = ("chosen" if record["model_id"] in chosen else
-                  "no saved Keras model" if not is_explainable(record) else "lower on validation")
+                  "no saved Keras model" if not is_explainable(record) else
+                  "constant predictions (flagged)" if has_constant_predictions(record) else "lower on validation")
         rows.append({"family": record["family"], "model_id": record["model_id"],
                      "val_roc_auc": validation_auc(record), "threshold": record["evaluation"]["threshold"],
                      "image_size": record["spec"].get("image_size_used"),
