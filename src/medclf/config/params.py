@@ -145,6 +145,10 @@ SPECS: dict[str, Spec] = {
                                low=0.0, high=1.0, open_low=True, open_high=True),
     "bootstrap_replicates": Spec(int, "Bootstrap replicates for the 95% confidence intervals.", low=0),
     "save_models": Spec(bool, "Save every trained model under outputs/<dataset>/<profile>/models/."),
+    "model_cache": Spec(bool, "Reuse a trained model when everything that determines its weights (spec, settings, "
+                              "training and validation arrays, seed, precision, training code, library versions) "
+                              "is unchanged: <cache_dir>/models/. false: train every model (run_all.py --force "
+                              "does too)."),
     "lime_samples": Spec(int, "Explanations: perturbed images LIME scores per explained image (more: steadier weights).",
                          low=1),
     "lime_segments": Spec(int, "Explanations: about how many SLIC superpixels LIME switches on and off.",

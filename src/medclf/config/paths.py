@@ -131,6 +131,11 @@ def feature_cache_dir(params: dict, dataset: str) -> Path:
     return cache_root(params) / "features" / dataset
 
 
+def model_cache_dir(params: dict) -> Path:
+    """``<cache_dir>/models``: trained models by the key of what trained them (:mod:`medclf.training.model_cache`)."""
+    return cache_root(params) / "models"
+
+
 def precision_probe_file(params: dict) -> Path:
     """``<cache_dir>/precision_probe.json``: the remembered float32 / bfloat16 step-time probe."""
     return cache_root(params) / "precision_probe.json"

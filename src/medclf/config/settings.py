@@ -78,6 +78,7 @@ class TrainingSettings(_Group):
     accel: bool
     mixed_precision: str
     save_models: bool
+    model_cache: bool
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from medclf.models.transfer import weights_file
 from medclf.models.specs import ModelSpec
 from medclf.core import progress
 from medclf.accel import hardware, precision
-from medclf.training import fit
+from medclf.training import fit, model_cache
 from medclf.evaluation import tta
 from medclf.data.augment import build_augmenter
 from medclf.data import Dataset, load_dataset
@@ -161,6 +161,31 @@ def _fit(spec: ModelSpec, input_shape: tuple, data: Dataset, settings: _FitSetti
     return builders.build_ensemble(members, name=spec.name), fit.combine_results(member_results)
 
 
+def _fit_or_reuse(spec: ModelSpec, input_shape: tuple, data: Dataset, settings: _FitSettings,
+                  augmentation: dict | None, verbose: int, *, policy: str, cache_dir: Path
+                  ) -> tuple[Any, fit.TrainResult, dict]:
+    """:func:`_fit`, or the model the cache holds for exactly these inputs (:mod:`medclf.training.model_cache`).
+
+    Returns:
+        ``(model, training result, {"key", "reused"})``; the training result of a reused model is the
+        one recorded when it was trained (its seconds included). With ``model_cache`` off: key ``None``.
+    """
+    if not settings.training.model_cache:
+        return (*_fit(spec, input_shape, data, settings, augmentation, verbose), {"key": None, "reused": False})
+    key = model_cache.model_key(
+        spec=spec, input_shape=input_shape, epochs=settings.epochs, training=settings.training,
+        transfer=settings.transfer if spec.family == "transfer" else None, augmentation=augmentation,
+        arrays=[*data.arrays("train"), *data.selection_arrays()], precision=policy)
+    cache = model_cache.ModelCache(cache_dir)
+    hit = cache.get(key)
+    if hit is not None:
+        with progress.task("reused from the model cache"):
+            return (*hit, {"key": key, "reused": True})
+    model, training = _fit(spec, input_shape, data, settings, augmentation, verbose)
+    cache.put(key, model, training)
+    return model, training, {"key": key, "reused": False}
+
+
 def run_model(name: str, params: dict, data: DataCache | None = None, *, model_id: str | None = None,
               augmentation: dict | None | bool = True, verbose: int = 0) -> ModelRun:
     """Train and score one registered model on ``params``' data set and write its records.
@@ -175,7 +200,8 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         verbose: Keras fit verbosity.
 
     Returns:
-        The :class:`ModelRun`; ``results/<model_id>.json``, ``predictions/<model_id>.csv`` (test),
+        The :class:`ModelRun` (the model trained, or reused from the model cache when nothing that
+        determines its weights changed: ``training.model_cache`` in the record); ``results/<model_id>.json``, ``predictions/<model_id>.csv`` (test),
         ``predictions/val/<model_id>.csv`` (validation, with the ``selected`` rows) and
         (when ``params["save_models"]``) ``models/<model_id>.keras`` (or ``.joblib``) are written; the
         record and the model card beside the file hold its SHA-256 as ``model_sha256``.
@@ -197,7 +223,8 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         probe = precision_probe(spec, shape, config.precision_probe_file(params)) if accel else None
         policy = "float64" if spec.family == "svm" else precision.set_precision(train_settings.mixed_precision,
                                                                                 probe, accel=accel)
-        model, training = _fit(spec, shape, ds, fit_settings, augmentation or None, verbose)
+        model, training, cache_info = _fit_or_reuse(spec, shape, ds, fit_settings, augmentation or None, verbose,
+                                                    policy=policy, cache_dir=config.model_cache_dir(params))
         with progress.task("scoring"):
             (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")
             selection = ds.selection_mask()
@@ -218,7 +245,7 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         model_id=model_id, model=name, family=spec.family, study=spec.study, reported=spec.reported,
         params=params, spec=_spec_dict(spec, size, augmentation), data=_data_summary(ds),
         training={**training.to_dict(), "mixed_precision": policy, "onednn": hardware.onednn_enabled(),
-                  "augmentation": augmentation or None,
+                  "augmentation": augmentation or None, "model_cache": cache_info,
                   "weights_file": (weights_file(spec.backbone, shape, fit_settings.transfer.weights)
                                    if spec.family == "transfer" else None)},
         params_count=builders.count_params(model), evaluation=evaluation, model_file=model_file,

@@ -1,0 +1,83 @@
+"""The model cache: the same inputs reuse the trained model (same scores), any input that changes the
+weights trains again, a report-only change does not, ``model_cache: false`` neither reads nor writes,
+and a damaged entry costs a retraining, never the run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from medclf.config import paths
+from medclf.training import experiment, model_cache
+from conftest import synthetic_params
+
+
+def cache_entries(params) -> list:
+    folder = paths.model_cache_dir(params)
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+@pytest.fixture
+def params(tmp_path):
+    return synthetic_params(tmp_path, synthetic_images_per_class=40)
+
+
+@pytest.mark.parametrize("name", ["svm_pixels", "cnn_baseline_8"])
+def test_same_inputs_reuse_the_model_and_score_the_same(params, name):
+    first = experiment.run_model(name, params)
+    assert first.record["training"]["model_cache"]["reused"] is False
+    assert len(cache_entries(params)) == 1
+    # report-only settings are not in the key: the second run reuses the model
+    again = experiment.run_model(name, {**params, "bootstrap_replicates": 30, "report_hide_code": True})
+    info = again.record["training"]["model_cache"]
+    assert info == {"key": first.record["training"]["model_cache"]["key"], "reused": True}
+    np.testing.assert_array_equal(again.p_test, first.p_test)
+    np.testing.assert_array_equal(again.p_val, first.p_val)
+    assert again.record["training"]["seconds"] == first.record["training"]["seconds"]  # as trained
+
+
+def test_inputs_that_change_the_weights_train_again(params):
+    base = experiment.run_model("cnn_baseline_8", params)
+    keys = {base.record["training"]["model_cache"]["key"]}
+    for change in ({"seed": 7}, {"model_overrides": {"cnn_baseline_8": {"learning_rate": 3e-4}}},
+                   {"class_weight": False}, {"max_image_size": 24}):
+        run = experiment.run_model("cnn_baseline_8", {**params, **change})
+        assert run.record["training"]["model_cache"]["reused"] is False, change
+        keys.add(run.record["training"]["model_cache"]["key"])
+    assert len(keys) == 5 and len(cache_entries(params)) == 5
+
+
+def test_model_cache_off_neither_reads_nor_writes(params):
+    experiment.run_model("svm_pixels", params)
+    before = cache_entries(params)
+    run = experiment.run_model("svm_pixels", {**params, "model_cache": False})
+    assert run.record["training"]["model_cache"] == {"key": None, "reused": False}
+    assert cache_entries(params) == before
+
+
+def test_a_damaged_entry_is_trained_again_with_one_line(params, capsys):
+    first = experiment.run_model("cnn_baseline_8", params)
+    entry = paths.model_cache_dir(params) / first.record["training"]["model_cache"]["key"]
+    info = json.loads((entry / model_cache.TRAINING_FILE).read_text())
+    (entry / info["model_file"]).write_bytes(b"not a model")
+    capsys.readouterr()
+    again = experiment.run_model("cnn_baseline_8", params)
+    assert again.record["training"]["model_cache"]["reused"] is False
+    assert "model cache: entry" in capsys.readouterr().out
+    np.testing.assert_allclose(again.p_test, first.p_test, atol=1e-6)  # same seed, same training
+
+
+def test_an_entry_without_its_training_file_is_ignored(params):
+    first = experiment.run_model("svm_pixels", params)
+    entry = paths.model_cache_dir(params) / first.record["training"]["model_cache"]["key"]
+    (entry / model_cache.TRAINING_FILE).unlink()  # a stop between the model file and training.json
+    assert experiment.run_model("svm_pixels", params).record["training"]["model_cache"]["reused"] is False
+
+
+def test_the_key_names_no_memory_address():
+    from medclf.models import registry
+
+    described = json.dumps(model_cache._describe(registry.get_spec("cnn_deeper")))
+    assert " at 0x" not in described and "build_cnn" in described
