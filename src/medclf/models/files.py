@@ -14,7 +14,8 @@ No model file medclf writes or reads by default can run code when it is loaded:
 - A pickle (``.joblib``, ``.pkl``) runs whatever code its author put in it while it loads: it is read only
   with ``allow_pickle=True`` (``predict --allow-pickle``) and never written.
 
-Every problem with a file is a :class:`ModelFileError` of one line (which file, what is wrong, what to do).
+Keras is imported by the functions that need it, so checking a path (:func:`check_model_path`) and
+reading a ``.skops`` file start no TensorFlow. Every problem with a file is a :class:`ModelFileError` of one line (which file, what is wrong, what to do).
 Files are written atomically (:func:`medclf.core.io.atomic_path`); :func:`save_model` returns the
 file's SHA-256, which the model card records, so a reader can tell the file is the one that was scored.
 """
@@ -23,11 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import keras
 import skops.io
 
 from medclf.config.paths import KERAS_SUFFIX, MODEL_SUFFIXES, PICKLE_SUFFIXES, SKOPS_SUFFIX
@@ -57,7 +58,8 @@ class SavedModel(NamedTuple):
 
 def model_suffix(model: Any) -> str:
     """``.keras`` for a Keras model, ``.skops`` for anything else (a scikit-learn estimator)."""
-    return KERAS_SUFFIX if isinstance(model, keras.Model) else SKOPS_SUFFIX
+    keras = sys.modules.get("keras")  # a Keras model exists only once Keras is imported
+    return KERAS_SUFFIX if keras is not None and isinstance(model, keras.Model) else SKOPS_SUFFIX
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -71,6 +73,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def _plain_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
     """A new layer of ``layer``'s config; a sub-model (an ensemble member) becomes its :func:`plain_copy`."""
+    import keras
+
     if isinstance(layer, keras.Model):
         return plain_copy(layer)
     return layer.__class__.from_config(layer.get_config())
@@ -78,6 +82,8 @@ def _plain_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
 
 def _foreign_classes(model: keras.Model) -> list[str]:
     """``layer name (module.Class)`` for every layer, at any depth, whose class is not Keras' own."""
+    import keras
+
     found = []
     for layer in model.layers:
         cls = type(layer)
@@ -98,6 +104,8 @@ def plain_copy(model: keras.Model) -> keras.Model:
         ValueError: a layer of a class outside Keras that has no plain Keras equivalent here (the
             message names it): such a file would not load without the code that defines the class.
     """
+    import keras
+
     view = keras.Model(model.input, model.output, name=model.name)
     copy = keras.models.clone_model(view, clone_function=_plain_layer)
     for source, target in zip(view.layers, copy.layers, strict=True):
@@ -170,9 +178,12 @@ def check_model_path(path: str | os.PathLike, allow_pickle: bool = False) -> Pat
 
 
 def _load_keras(path: Path) -> Any:
+    """A ``.keras`` archive read in safe mode (no Python code in the file is run)."""
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"model file {path} is not a Keras archive (a .keras file is a zip; this one is "
                              "truncated or something else renamed): copy the model file again or retrain")
+    import keras
+
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - whatever Keras raises on a bad archive is one line
