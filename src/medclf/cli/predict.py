@@ -72,12 +72,16 @@ def load_model(model_path: str | os.PathLike, allow_pickle: bool = False) -> Any
     from medclf.models import files
 
     try:
-        return files.load_model(model_path, allow_pickle)
+        model = files.load_model(model_path, allow_pickle)
     except files.ModelFileError as exc:
         raise PredictError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any loader failure is one line for the user
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PredictError(f"cannot load model {model_path} ({first}): is it a complete model file?") from None
+    if not (hasattr(model, "decision_function") or callable(getattr(model, "predict", None))):
+        raise PredictError(f"model file {model_path} holds a {type(model).__name__}, not a model that can score "
+                           "images: pass a model saved by medclf")
+    return model
 
 
 def check_input_shape(model: Any, card: ModelCard, model_path: str | os.PathLike) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -31,12 +32,14 @@ def limit_pixels(max_pixels: int) -> None:
     """The one place PIL's decompression-bomb limit is set: ``Image.MAX_IMAGE_PIXELS = max_pixels``.
 
     PIL then refuses (``DecompressionBombError``) any image over twice the limit as it opens the file;
-    :func:`decode_bytes` skips those between one and two times it. PIL's warning for the latter is
-    silenced: the file is reported as skipped instead.
+    :func:`decode_bytes` skips those between one and two times it. PIL's warning for the latter, and its
+    warnings about damaged metadata (``Corrupt EXIF data``, a TIFF tag too long), are silenced: a file is
+    decoded or reported as skipped, in one line, and a warning per damaged tag would bury that line.
     """
     with _LIMIT_LOCK:
         Image.MAX_IMAGE_PIXELS = int(max_pixels)
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,10 @@ def decode_bytes(data: bytes, size: int, color_mode: str, resize: str = "stretch
                                error=_too_large(f"{width}×{height} = {width * height:,} pixels", limit))
             img.load()
             array = to_array(img, size, color_mode, resize)
-    except Image.DecompressionBombError:  # PIL's own check as it opened the file: over twice its limit
-        return Decoded(None, digest, error=_too_large(f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels", limit))
+    except Image.DecompressionBombError as exc:  # PIL's own check as it opened the file: over twice its limit
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels"
+        return Decoded(None, digest, error=_too_large(size, limit))
     except Exception as exc:  # noqa: BLE001 - any failure on one file is a reported skip, never the batch's end
         return Decoded(None, digest, error=_describe(exc))
     return Decoded(array, digest, width, height, mode)
