@@ -112,7 +112,9 @@ def build_svm(input_shape: Sequence[int]) -> Pipeline:
     defaults, RBF kernel).
 
     Its steps are numpy functions in scikit-learn transformers, nothing of medclf's, so the model file
-    (skops, :mod:`medclf.models.files`) loads without medclf and holds only types skops can trust.
+    (skops, :mod:`medclf.models.files`) loads without medclf and holds only types skops can trust. It
+    expects images of ``input_shape``: another size fails to reshape, unless its pixel count is a multiple
+    of this one's, so callers check the shape first (``predict`` checks the card against ``n_features_in_``).
     It has no probability output: it scores with ``decision_function`` (signed distance to the
     margin, > 0 for the positive class); the train module maps that score to a probability-like
     value in 0..1 with a sigmoid, so thresholds and ROC curves treat it like the networks.
