@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import numpy as np
@@ -38,6 +39,28 @@ def test_bad_files_are_skipped_and_listed(make_tree, folder_params):
     assert reasons["A/notes.txt"].startswith("not an image file")
     assert reasons["B/garbage.png"].startswith("not a readable image")
     assert len(ds.frame) == 24 and ds.images.shape == (24, 16, 16, 1)
+
+
+def test_links_that_cannot_be_read_and_bombs_are_skipped_and_listed(make_tree, folder_params):
+    """A dangling or looping link, a link to a folder and a decompression-bomb GIF stop nothing: each is a
+    skipped file with its reason (they used to vanish, or abort the whole data set)."""
+    root = make_tree({"": {"A": 12, "B": 12}})
+    (root / "A" / "gone.png").symlink_to("missing.png")
+    (root / "A" / "loop.png").symlink_to("loop.png")
+    (root / "B" / "folder").symlink_to(root / "A", target_is_directory=True)
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buffer, "GIF")
+    data = bytearray(buffer.getvalue())
+    data[6:10] = b"\xff\xff\xff\xff"
+    (root / "B" / "bomb.gif").write_bytes(bytes(data))
+    (root / "B" / "linked.png").symlink_to(sorted((root / "A").glob("*.png"))[0])  # a link to a file is an image
+    ds = load_dataset(folder_params(root, test_fraction=0.2, val_fraction=0.2))
+    reasons = dict(zip(ds.skipped["relpath"], ds.skipped["reason"]))
+    assert set(reasons) == {"A/gone.png", "A/loop.png", "B/folder", "B/bomb.gif"}
+    assert reasons["A/gone.png"].startswith("dangling symbolic link")
+    assert "loops" in reasons["A/loop.png"] and "link to a folder" in reasons["B/folder"]
+    assert "decompression bomb" in reasons["B/bomb.gif"]
+    assert len(ds.frame) == 25 and "B/linked.png" in set(ds.frame["relpath"])
 
 
 def test_split_layout_is_detected(make_tree):

@@ -2,7 +2,7 @@
 
 A ``.keras`` file is the network alone (plain Keras classes, no optimizer), so a process that never imports
 medclf loads it with ``keras.saving.load_model(path)`` and reproduces the stored test probabilities; the
-joblib SVM and every ``.keras`` model also score as recorded through ``python -m medclf predict``.
+``.skops`` SVM and every ``.keras`` model also score as recorded through ``python -m medclf predict``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from conftest import synthetic_params  # noqa: E402
-from medclf.cli import predict  # noqa: E402
 from medclf.evaluation import tta  # noqa: E402
 from medclf.models import files  # noqa: E402
 from medclf.training import experiment  # noqa: E402
@@ -110,11 +109,13 @@ def test_a_model_with_a_class_outside_keras_is_refused_by_name(tmp_path):
 
 
 def test_model_files_reject_the_wrong_suffix(tmp_path):
-    with pytest.raises(ValueError, match=".joblib"):
-        files.save_model(fused_model(tmp_path), tmp_path / "m.joblib")
-    with pytest.raises(ValueError, match="ends in"):
+    for suffix in (".joblib", ".skops"):
+        with pytest.raises(ValueError, match=suffix):
+            files.save_model(fused_model(tmp_path), tmp_path / f"m{suffix}")
+    with pytest.raises(files.ModelFileError, match="not a .keras or .skops"):
         files.load_model(tmp_path / "m.h5")
-    assert predict.MODEL_SUFFIXES == files.SUFFIXES
+    with pytest.raises(files.PickleRefusedError, match="--allow-pickle"):
+        files.load_model(tmp_path / "m.joblib")
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,7 @@ def saved(tmp_path_factory):
 @pytest.mark.slow
 def test_every_saved_kind_is_recorded_with_its_hash(saved):
     kinds = {name: e["path"].suffix for name, e in saved["entries"].items()}
-    assert kinds == {name: ".joblib" if name == "svm_pixels" else ".keras" for name in MODELS}
+    assert kinds == {name: ".skops" if name == "svm_pixels" else ".keras" for name in MODELS}
     for name, entry in saved["entries"].items():
         record = entry["run"].record
         sha = hashlib.sha256(entry["path"].read_bytes()).hexdigest()

@@ -121,7 +121,7 @@ def test_missing_card_or_model_is_one_line_and_exit_2(trained, tmp_path, capsys)
     code, _, err = predict_cli(capsys, "--model", tmp_path / "nope.keras", trained["root"] / "test")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "nope.keras does not exist" in err
     code, _, err = predict_cli(capsys, "--model", tmp_path / "model.h5", trained["root"] / "test")
-    assert code == 2 and "not a .keras or .joblib" in err
+    assert code == 2 and "not a .keras or .skops" in err
 
 
 def test_wrong_card_or_threshold_is_a_usage_error(trained, tmp_path, capsys):
@@ -144,9 +144,9 @@ def test_csv_is_written_atomically(trained, tmp_path, capsys, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("medclf.core.io.os.replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
-        main(["predict", "--model", str(trained["models"]["svm_pixels"]), str(trained["root"] / "test"),
-              "--out", str(out)])
+    code, _, err = predict_cli(capsys, "--model", trained["models"]["svm_pixels"], trained["root"] / "test",
+                               "--out", out)
+    assert code == 1 and "disk full" in err and "scored but not saved" in err  # one line, no traceback
     assert out.read_text() == "previous results\n" and [p.name for p in tmp_path.iterdir()] == ["p.csv"]
     monkeypatch.undo()
     assert predict_cli(capsys, "--model", trained["models"]["svm_pixels"], trained["root"] / "test",

@@ -5,8 +5,10 @@ Commands:
     data DATASET [--data-root PATH] [-p key=value ...]
                           load (decode + cache) a data set and print its counts and data report
     predict --model PATH IMAGE_OR_FOLDER... [--out CSV] [--threshold T] [--gradcam DIR]
+            [--max-image-pixels N] [--allow-pickle]
                           score images with a saved model and the preprocessing and threshold
                           of its model card (models/<id>.json beside it); writes a CSV
+                          (docs/predict.md: model file safety, checks, skipped files, exit codes)
 """
 
 from __future__ import annotations

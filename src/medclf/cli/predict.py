@@ -1,24 +1,24 @@
 """Score new images with a saved model: ``python -m medclf predict --model PATH IMAGE_OR_FOLDER...``.
 
-A saved model travels with its *model card*, the results record written beside it
-(``models/<id>.json``, see :func:`medclf.evaluation.records.save_model_card`). The card holds everything
-needed to score an image the way the model was trained and evaluated: input size, colour mode,
-resize mode, class names, the threshold chosen on validation and, when the model kept it, its
-test-time augmentation (:mod:`medclf.evaluation.tta`; the threshold was chosen on those averaged scores).
-Images are decoded by the data layer's own functions (:func:`medclf.data.decode.decode_files`) with
-those settings, so a training or test image scores exactly as it did in ``predictions/<id>.csv``
+A saved model travels with its *model card* (:mod:`medclf.cli.model_card`), the results record written
+beside it. Images are decoded by the data layer's own functions (:func:`medclf.data.decode.decode_files`)
+with the card's settings, so a training or test image scores exactly as it did in ``predictions/<id>.csv``
 (with test-time augmentation: when scored in the same order, see :func:`iter_scored`).
 
-Bad files (not an image, empty, truncated, undecodable) are reported and skipped; they never stop
-the batch.
+Model files are read without running code from them (:mod:`medclf.models.files`): ``.keras`` in safe
+mode, ``.skops`` with its types checked; a pickle (``.joblib``) only with ``--allow-pickle``.
+Every usage problem — model, card, flags, an ``--out`` that cannot be written — is found before any image
+is scored and printed as one line (exit 2). Bad files (not an image, empty, truncated, undecodable, too
+large, a dangling or looping link) are listed as skipped and never stop the batch: the CSV has every image
+that could be scored (exit 0); when none could, nothing is written (exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,143 +27,61 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medclf.cli.model_card import ModelCard, PredictError, load_card  # noqa: F401 - PredictError, load_card: API
+from medclf.config.params import SPECS
+from medclf.config.paths import MODEL_SUFFIXES, PICKLE_SUFFIXES
 from medclf.core import io
-from medclf.data.decode import CHANNELS, decode_files
-from medclf.data.discover import skip_reason
-from medclf.evaluation import scoring
-from medclf.evaluation.records import model_card_path
+from medclf.data.decode import DEFAULT_MAX_PIXELS, decode_files
+from medclf.data.discover import skip_reason, unusable_entry, walk_files
 
-#: Model file suffixes predict can load: those of medclf.models.files.SUFFIXES (not imported here, as that
-#: would load Keras for every command; tests/test_portable_models.py checks they agree).
-MODEL_SUFFIXES = (".keras", ".joblib")
 #: Images decoded and scored together: bounds memory on large folders; Keras batches within it.
 CHUNK = 1024
 #: Rows of the result table printed on the terminal (the CSV always has every row).
 MAX_PRINTED_ROWS = 40
 COLUMNS = ("file", "probability", "label", "threshold")
-#: The data layer's resize modes (medclf.data.decode.resize_square).
-RESIZE_MODES = ("stretch", "pad")
 #: Images per Grad-CAM gradient pass.
 GRADCAM_BATCH = 64
-
-
-class PredictError(ValueError):
-    """A usage problem (missing or unreadable model, missing or incomplete card); one line, exit code 2."""
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What :func:`predict_files` needs from a model's record: preprocessing, class names, threshold."""
-
-    model_id: str
-    image_size: int
-    color_mode: str
-    resize: str
-    class_names: tuple[str, str]
-    threshold: float
-    tta: dict | None = None
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (self.image_size, self.image_size, CHANNELS[self.color_mode])
-
-    def labels(self, probabilities: np.ndarray, threshold: float | None = None) -> list[str]:
-        """Class names at ``threshold`` (default: the card's): ``p >= threshold`` is label 1, as in evaluation."""
-        cut = self.threshold if threshold is None else threshold
-        return [self.class_names[int(p >= cut)] for p in probabilities]
-
-    @classmethod
-    def from_record(cls, record: dict, source: str | os.PathLike = "record") -> ModelCard:
-        """Read the card's fields from a results record.
-
-        Raises:
-            PredictError: a field is missing or has a value the data layer cannot use.
-        """
-        fields = {"image_size": ("spec", "image_size_used"), "color_mode": ("spec", "color_mode"),
-                  "resize": ("params", "resize"), "class_names": ("data", "class_names"),
-                  "threshold": ("evaluation", "threshold")}
-        values = {}
-        for name, (section, key) in fields.items():
-            try:
-                values[name] = record[section][key]
-            except (KeyError, TypeError):
-                raise PredictError(f"model card {source} lacks {section}.{key}: it is not a complete results "
-                                   "record (re-save it with medclf.evaluation.records.save_model_card)") from None
-        if (values["color_mode"] not in CHANNELS or values["resize"] not in RESIZE_MODES
-                or len(values["class_names"]) != 2):
-            raise PredictError(f"model card {source}: unusable color_mode {values['color_mode']!r}, resize "
-                               f"{values['resize']!r} or class_names {values['class_names']!r} (expected one of "
-                               f"{sorted(CHANNELS)}, one of {list(RESIZE_MODES)} and two names)")
-        positive = (record.get("data") or {}).get("positive_class")
-        if positive not in (None, values["class_names"][1]):
-            raise PredictError(f"model card {source}: positive_class {positive!r} is not label 1 "
-                               f"({values['class_names'][1]!r}); scores are probabilities of label 1")
-        tta = record["evaluation"].get("tta")
-        return cls(model_id=str(record.get("model_id", Path(source).stem)), image_size=int(values["image_size"]),
-                   color_mode=values["color_mode"], resize=values["resize"],
-                   class_names=tuple(values["class_names"]), threshold=float(values["threshold"]),
-                   tta=tta if tta and tta.get("used") else None)
-
-    def score(self, model: Any, images: np.ndarray) -> np.ndarray:
-        """Probabilities of label 1 as evaluation made them: plain, or averaged over the card's TTA views."""
-        return scoring.scorer(model, self.tta)(images)
 
 
 # ---------------------------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------------------------
 
-def load_card(model_path: str | os.PathLike) -> ModelCard:
-    """The card saved beside ``model_path`` (``models/<id>.keras`` → ``models/<id>.json``).
+def check_model_file(model_path: str | os.PathLike, allow_pickle: bool = False) -> Path:
+    """``model_path`` as a Path, checked to be an existing model file :func:`load_model` may read
+    (:func:`medclf.models.files.check_model_path`).
 
     Raises:
-        PredictError: the card is missing, not JSON, or incomplete (the message says how it is made).
+        PredictError: a missing file, a folder, another suffix, or a pickle without ``allow_pickle``.
     """
-    path = model_card_path(model_path)
-    if not path.is_file():
-        raise PredictError(f"model card {path} is missing: predict reads the input size, colour mode, class names "
-                           "and threshold from it; it is written beside the model when a notebook or "
-                           "medclf.training.experiment.run_model trains with save_models=true")
+    from medclf.models import files  # deferred: it loads Keras, which the other commands do not need
+
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PredictError(f"model card {path} is not readable JSON ({exc}): retrain, or re-save it with "
-                           "medclf.evaluation.records.save_model_card") from None
-    return ModelCard.from_record(record, path)
+        return files.check_model_path(model_path, allow_pickle)
+    except files.ModelFileError as exc:
+        raise PredictError(str(exc)) from None
 
 
-def check_model_file(model_path: str | os.PathLike) -> Path:
-    """``model_path`` as a Path, checked to be an existing ``.keras`` or ``.joblib`` file.
-
-    Raises:
-        PredictError: the file is missing or has another suffix.
-    """
-    path = Path(model_path)
-    if path.suffix not in MODEL_SUFFIXES:
-        raise PredictError(f"model file {path} is not a .keras or .joblib file: pass a model saved under "
-                           "outputs/<dataset>/<profile>/models/")
-    if not path.is_file():
-        raise PredictError(f"model file {path} does not exist: pass a model saved under outputs/<dataset>/<profile>/models/ "
-                           "(written when training with save_models=true)")
-    return path
-
-
-def load_model(model_path: str | os.PathLike) -> Any:
-    """A saved Keras (``.keras``, safe mode) or scikit-learn (``.joblib``) model, read by
-    :func:`medclf.models.files.load_model`.
+def load_model(model_path: str | os.PathLike, allow_pickle: bool = False) -> Any:
+    """A saved Keras (``.keras``, safe mode) or scikit-learn (``.skops``; a pickle with ``allow_pickle``)
+    model, read by :func:`medclf.models.files.load_model`.
 
     Raises:
-        PredictError: the file is missing, has another suffix, or cannot be loaded.
+        PredictError: the file is missing, has another suffix, or cannot be loaded safely.
     """
-    # Deferred: medclf.models.files loads Keras, which the other commands of ``python -m medclf`` do not need.
     from medclf.models import files
 
-    path = check_model_file(model_path)
     try:
-        return files.load_model(path)
+        model = files.load_model(model_path, allow_pickle)
+    except files.ModelFileError as exc:
+        raise PredictError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any loader failure is one line for the user
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PredictError(f"cannot load model {path} ({first}): is it a complete model file?") from None
+        raise PredictError(f"cannot load model {model_path} ({first}): is it a complete model file?") from None
+    if not (hasattr(model, "decision_function") or callable(getattr(model, "predict", None))):
+        raise PredictError(f"model file {model_path} holds a {type(model).__name__}, not a model that can score "
+                           "images: pass a model saved by medclf")
+    return model
 
 
 def check_input_shape(model: Any, card: ModelCard, model_path: str | os.PathLike) -> None:
@@ -176,6 +94,38 @@ def check_input_shape(model: Any, card: ModelCard, model_path: str | os.PathLike
     if shape is not None and tuple(shape[1:]) != card.input_shape:
         raise PredictError(f"model {model_path} takes images of shape {tuple(shape[1:])} but its card says "
                            f"{card.input_shape}: the card beside it belongs to another model")
+    features = getattr(getattr(model, "steps", [(None, model)])[-1][1], "n_features_in_", None)
+    if shape is None and features is not None and features != int(np.prod(card.input_shape)):
+        raise PredictError(f"model {model_path} takes {features} pixel values per image but its card says "
+                           f"{card.input_shape}: the card beside it belongs to another model")
+
+
+def check_output(path: str | os.PathLike, what: str = "--out", folder: bool = False) -> Path:
+    """``path`` checked to be writable before anything is scored: not a folder (or, with ``folder``, not a
+    file), no file in the way of its folders, and a folder that takes a new file.
+
+    Raises:
+        PredictError: one line naming the path and what to do.
+    """
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise PredictError(f"{what} {path} is a folder: give a file name for the CSV, e.g. {path / 'predictions.csv'}")
+    if folder and path.exists() and not path.is_dir():
+        raise PredictError(f"{what} {path} is a file: give a folder for the overlays (new or existing)")
+    if not folder and path.exists() and not path.is_file():
+        raise PredictError(f"{what} {path} is not a regular file: give a CSV file name")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PredictError(f"{what} {path} cannot be written: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise PredictError(f"{what} {path} cannot be written: cannot create files in {existing} "
+                           f"({exc.strerror or exc}); give a path in a folder you can write to") from None
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,14 +136,20 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[t
     """Image files named by ``inputs`` (files, or folders walked recursively), each once, in order.
 
     Returns:
-        ``(files, skipped)``; skipped holds ``(path, reason)`` for missing paths, files that are
-        not images by suffix (the data layer's list) and empty files.
+        ``(files, skipped)``; skipped holds ``(path, reason)`` for missing paths, entries that are not
+        readable files (dangling or looping links, links to folders: :func:`medclf.data.discover.walk_files`),
+        files that are not images by suffix (the data layer's list) and empty files.
     """
     files, skipped, seen = [], [], set()
     for item in map(Path, inputs):
         if item.is_dir():
-            candidates = sorted(p for p in item.rglob("*") if p.is_file())
-        elif item.is_file():
+            candidates, unusable = walk_files(item)
+            skipped += [(str(path), reason) for path, reason in unusable]
+        elif item.is_symlink() or item.exists():
+            reason = unusable_entry(item) if not item.is_dir() else None
+            if reason:
+                skipped.append((str(item), reason))
+                continue
             candidates = [item]
         else:
             skipped.append((str(item), "no such file or folder"))
@@ -222,7 +178,7 @@ class ScoredChunk:
 
 
 def iter_scored(model: Any, card: ModelCard, files: Sequence[Path], chunk: int = CHUNK,
-                workers: int = 2) -> Iterator[ScoredChunk]:
+                workers: int = 2, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[ScoredChunk]:
     """Decode ``files`` with the card's settings and score them, ``chunk`` files at a time.
 
     Scores are :meth:`ModelCard.score` (batched Keras predictions, an SVM's decision function through
@@ -233,7 +189,8 @@ def iter_scored(model: Any, card: ModelCard, files: Sequence[Path], chunk: int =
     for start in range(0, len(files), chunk):
         part = list(files[start:start + chunk])
         desc = "decoding" if len(files) <= chunk else f"decoding {start + 1}-{start + len(part)} of {len(files)}"
-        decoded = decode_files(part, card.image_size, card.color_mode, card.resize, workers=workers, desc=desc)
+        decoded = decode_files(part, card.image_size, card.color_mode, card.resize, workers=workers, desc=desc,
+                               max_pixels=max_pixels)
         good = [(path, d.array) for path, d in zip(part, decoded) if d.error is None]
         skipped = [(str(path), d.error) for path, d in zip(part, decoded) if d.error is not None]
         if not good:
@@ -336,13 +293,20 @@ def save_gradcams(model: Any, chunk: ScoredChunk, card: ModelCard, threshold: fl
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``predict`` subcommand's arguments."""
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders (recursive)")
-    parser.add_argument("--model", required=True, help="saved model: outputs/<dataset>/<profile>/models/<id>.keras or .joblib "
-                                                       "(its card <id>.json must sit beside it)")
+    parser.add_argument("--model", required=True, help="saved model: outputs/<dataset>/<profile>/models/<id>"
+                                                       f"{' or '.join(MODEL_SUFFIXES)} (its card <id>.json must sit beside it)")
     parser.add_argument("--out", default="predictions.csv", help="CSV to write (default: predictions.csv)")
     parser.add_argument("--threshold", type=float, help="threshold for the label (default: the card's, "
                                                         "chosen on validation)")
     parser.add_argument("--gradcam", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR (Keras models)")
     parser.add_argument("--workers", type=int, default=2, help="decoding threads (default: 2)")
+    parser.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help="skip images of more than N pixels (width × height) as possible decompression bombs "
+                             f"(default: {DEFAULT_MAX_PIXELS:,}, the max_image_pixels parameter's default)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help=f"also load a pickled model ({', '.join(PICKLE_SUFFIXES)}). RISK: loading a pickle runs "
+                             "any code its author put in it, with your permissions; use it only for a file you made "
+                             "or whose author you trust (medclf itself saves .keras and .skops, which cannot run code)")
 
 
 def _report(skipped: Sequence[tuple[str, str]]) -> None:
@@ -350,14 +314,31 @@ def _report(skipped: Sequence[tuple[str, str]]) -> None:
         print(f"skipped {path}: {reason}", file=sys.stderr)
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """The flags that need no model: threshold, pixel limit, and the outputs (writable before any scoring).
+
+    Raises:
+        PredictError: the first problem, in one line.
+    """
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise PredictError(f"--threshold {args.threshold} is outside 0..1: scores are probabilities")
+    spec = SPECS["max_image_pixels"]
+    if not spec.low <= args.max_image_pixels <= spec.high:
+        raise PredictError(f"--max-image-pixels {args.max_image_pixels} is out of range: give a value with "
+                           f"{spec.range_text().replace('x', 'N', 1)}")
+    check_output(args.out)
+    if args.gradcam:
+        check_output(args.gradcam, "--gradcam", folder=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``predict``. Exit codes: 0 some image scored, 1 none could be scored, 2 usage error."""
+    """Run ``predict``. Exit codes: 0 some image scored (the CSV has them; the rest are listed as skipped on
+    stderr), 1 none could be scored or the CSV could not be written, 2 usage error (nothing scored)."""
     try:
-        if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-            raise PredictError(f"--threshold {args.threshold} is outside 0..1: scores are probabilities")
-        model_path = check_model_file(args.model)
+        check_flags(args)
+        model_path = check_model_file(args.model, args.allow_pickle)
         card = load_card(model_path)
-        model = load_model(model_path)
+        model = load_model(model_path, args.allow_pickle)
         check_input_shape(model, card, args.model)
     except PredictError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -372,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
     _report(skipped)
     root = Path(os.path.commonpath([f.resolve().parent for f in files])) if files else Path.cwd()
     scored_files, probabilities, overlays = [], [], set()
-    for chunk in iter_scored(model, card, files, workers=args.workers):
+    for chunk in iter_scored(model, card, files, workers=args.workers, max_pixels=args.max_image_pixels):
         _report(chunk.skipped)
         skipped += chunk.skipped
         if gradcam_dir and chunk.files:
@@ -381,10 +362,16 @@ def run(args: argparse.Namespace) -> int:
         scored_files += chunk.files
         probabilities.append(chunk.probabilities)
     if not scored_files:
-        print(f"error: no image could be scored ({len(skipped)} skipped, see above)", file=sys.stderr)
+        found = f"{len(skipped)} skipped, see above" if skipped else "no files in the inputs"
+        print(f"error: no image could be scored ({found}); nothing written", file=sys.stderr)
         return 1
     frame = predictions_frame(scored_files, np.concatenate(probabilities), card, threshold)
-    out = write_predictions(frame, args.out)
+    try:
+        out = write_predictions(frame, args.out)
+    except OSError as exc:
+        print(f"error: cannot write {args.out} ({exc.strerror or exc}); {len(frame)} images were scored but not "
+              "saved: rerun with --out in a folder you can write to", file=sys.stderr)
+        return 1
     print(format_table(frame))
     print(f"threshold {threshold:.4g} ({'--threshold' if args.threshold is not None else 'from the model card'}); "
           f"positive class {card.class_names[1]}; {len(skipped)} files skipped; wrote {out}"

@@ -100,6 +100,8 @@ SPECS: dict[str, Spec] = {
     "positive_class": Spec(str, "Name of the disease (positive, label 1) class; null means the last class.",
                            nullable=True),
     "workers": Spec(int, "Threads used to decode images.", low=1, high=256),
+    "max_image_pixels": Spec(int, "Largest image (width × height) decoded; a larger file is skipped as a possible "
+                                  "decompression bomb (PIL's limit; predict --max-image-pixels).", low=1, high=2**32),
     "cache_dir": Spec(str, "Where decoded arrays are cached (relative to the project root)."),
     "output_dir": Spec(str, "Root of everything generated (relative to the project root); a run writes into "
                            "<output_dir>/<dataset>/<profile>/."),

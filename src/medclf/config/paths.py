@@ -11,7 +11,7 @@ Outputs of one data set under one profile live in their own folder (:func:`run_d
         reports/NN_name.html     rendered notebooks and reports/index.html
         results/<model_id>.json  one record per trained model
         predictions/<model_id>.csv
-        models/<model_id>.keras  (or .joblib) and models/<model_id>.json, the model card
+        models/<model_id>.keras  (or .skops, a scikit-learn model) and models/<model_id>.json, the model card
         figures/<notebook>/<name>.png
         tables/<name>.csv, .md
 
@@ -33,6 +33,15 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/medclf
 PROJECT_ROOT = Path(os.environ.get("MEDCLF_ROOT", PACKAGE_DIR.parents[1])).resolve()
 PARAMS_DIR = PROJECT_ROOT / "params"
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+
+#: Model files (medclf.models.files writes and reads them): a Keras network, a scikit-learn model in
+#: skops' format; both load without running code from the file.
+KERAS_SUFFIX = ".keras"
+SKOPS_SUFFIX = ".skops"
+MODEL_SUFFIXES = (KERAS_SUFFIX, SKOPS_SUFFIX)
+#: Pickled models (joblib): loading one runs whatever code its author put in it, so they are read only
+#: when the user allows it explicitly (``predict --allow-pickle``), and never written.
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 
 
 def resolve(path: str | os.PathLike) -> Path:
@@ -95,7 +104,7 @@ class RunPaths:
     def prediction(self, model_id: str) -> Path:
         return self.predictions / f"{model_id}.csv"
 
-    def model_file(self, model_id: str, suffix: str = ".keras") -> Path:
+    def model_file(self, model_id: str, suffix: str = KERAS_SUFFIX) -> Path:
         return self.models / f"{model_id}{suffix}"
 
     def notebook_outputs(self, stem: str) -> dict[str, Path]:

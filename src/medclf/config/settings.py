@@ -50,6 +50,7 @@ class DataSettings(_Group):
     class_names: list | None
     positive_class: str | None
     workers: int
+    max_image_pixels: int
     cache_dir: str
     synthetic_images_per_class: int
     synthetic_image_size: int

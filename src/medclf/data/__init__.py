@@ -71,7 +71,8 @@ def manifest_fingerprint(params: dict) -> str:
         listing = [(root.name, root.stat().st_size, root.stat().st_mtime_ns)]
     else:
         listing = listing_signature(root)
-    settings = [params["image_size"], params["color_mode"], params["resize"], cache.CACHE_VERSION]
+    settings = [params["image_size"], params["color_mode"], params["resize"], cache.CACHE_VERSION,
+                params["max_image_pixels"]]
     return hashlib.sha256(json.dumps([settings, listing]).encode()).hexdigest()[:16]
 
 
@@ -112,7 +113,8 @@ def load_dataset(params: dict) -> Dataset:
 def _load_folder(root: Path, params: dict) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     candidates, skipped = discover(root, params["class_names"])
     listing = list(zip(candidates["relpath"], candidates["file_bytes"].tolist(), candidates["mtime_ns"].tolist()))
-    key = cache.cache_key(listing, params["image_size"], params["color_mode"], params["resize"])
+    key = cache.cache_key(listing, params["image_size"], params["color_mode"], params["resize"],
+                          params["max_image_pixels"])
     path = config.array_cache_file(params, key)
     cached = cache.load(path)
     if cached is None:
@@ -134,7 +136,8 @@ def _load_folder(root: Path, params: dict) -> tuple[pd.DataFrame, np.ndarray, pd
 
 def _decode_candidates(root: Path, candidates: pd.DataFrame, data: DataSettings) -> tuple[np.ndarray, dict]:
     decoded = decode_files([root / p for p in candidates["relpath"]], data.image_size, data.color_mode,
-                           data.resize, data.workers, desc=f"decoding {data.dataset}")
+                           data.resize, data.workers, desc=f"decoding {data.dataset}",
+                           max_pixels=data.max_image_pixels)
     ok = [d.array for d in decoded if d.error is None]
     shape = (0, data.image_size, data.image_size, CHANNELS[data.color_mode])
     images = np.stack(ok) if ok else np.zeros(shape, np.uint8)

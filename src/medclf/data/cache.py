@@ -19,9 +19,12 @@ CACHE_VERSION = 1
 FIELDS = ("relpath", "sha256", "orig_width", "orig_height", "orig_mode", "error")
 
 
-def cache_key(listing: list[tuple[str, int, int]], image_size: int, color_mode: str, resize: str) -> str:
-    """Hash of (file list with sizes and mtimes, size, colour mode, resize method, cache version)."""
-    payload = json.dumps([CACHE_VERSION, image_size, color_mode, resize, listing])
+def cache_key(listing: list[tuple[str, int, int]], image_size: int, color_mode: str, resize: str,
+              max_pixels: int | None = None) -> str:
+    """Hash of (file list with sizes and mtimes, size, colour mode, resize method, pixel limit, cache version);
+    the pixel limit decides which files are skipped."""
+    payload = json.dumps([CACHE_VERSION, image_size, color_mode, resize, listing]
+                         + ([] if max_pixels is None else [max_pixels]))
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 

@@ -1,9 +1,16 @@
-"""Decode one image file into a fixed-size uint8 array, whatever its mode (L, RGB, RGBA, P, 16-bit)."""
+"""Decode one image file into a fixed-size uint8 array, whatever its mode (L, RGB, RGBA, P, 16-bit).
+
+Decoding never raises for a bad file: whatever PIL raises on it (unknown format, truncation, a header
+declaring more than ``max_image_pixels`` pixels — a decompression bomb —, a corrupt stream) becomes a
+:class:`Decoded` with an ``error``, which callers list as a skipped file.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import re
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +23,23 @@ from tqdm import tqdm
 from medclf.core import progress
 
 CHANNELS = {"grayscale": 1, "rgb": 3}
+#: PIL's own default limit (``max_image_pixels`` in params/default.yaml has the same value).
+DEFAULT_MAX_PIXELS = 89_478_485
+_LIMIT_LOCK = threading.Lock()
+
+
+def limit_pixels(max_pixels: int) -> None:
+    """The one place PIL's decompression-bomb limit is set: ``Image.MAX_IMAGE_PIXELS = max_pixels``.
+
+    PIL then refuses (``DecompressionBombError``) any image over twice the limit as it opens the file;
+    :func:`decode_bytes` skips those between one and two times it. PIL's warning for the latter, and its
+    warnings about damaged metadata (``Corrupt EXIF data``, a TIFF tag too long), are silenced: a file is
+    decoded or reported as skipped, in one line, and a warning per damaged tag would bury that line.
+    """
+    with _LIMIT_LOCK:
+        Image.MAX_IMAGE_PIXELS = int(max_pixels)
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 @dataclass(frozen=True)
@@ -69,19 +93,35 @@ def to_array(img: Image.Image, size: int, color_mode: str, resize: str = "stretc
     return array.reshape(size, size, CHANNELS[color_mode])
 
 
-def decode_bytes(data: bytes, size: int, color_mode: str, resize: str = "stretch") -> Decoded:
-    """Decode image bytes to a ``(size, size, channels)`` uint8 array; never raises for bad data."""
+def decode_bytes(data: bytes, size: int, color_mode: str, resize: str = "stretch",
+                 max_pixels: int | None = None) -> Decoded:
+    """Decode image bytes to a ``(size, size, channels)`` uint8 array; never raises for bad data.
+
+    An image of more than ``max_pixels`` pixels (default: PIL's limit, set by :func:`limit_pixels`) is
+    not decoded: its header is enough to skip it.
+    """
     digest = hashlib.sha256(data).hexdigest()
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                mode, (width, height) = img.mode, img.size
-                array = to_array(img, size, color_mode, resize)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        with Image.open(io.BytesIO(data)) as img:
+            mode, (width, height) = img.mode, img.size
+            if limit and width * height > limit:
+                return Decoded(None, digest, width, height, mode,
+                               error=_too_large(f"{width}×{height} = {width * height:,} pixels", limit))
+            img.load()
+            array = to_array(img, size, color_mode, resize)
+    except Image.DecompressionBombError as exc:  # PIL's own check as it opened the file: over twice its limit
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels"
+        return Decoded(None, digest, error=_too_large(size, limit))
+    except Exception as exc:  # noqa: BLE001 - any failure on one file is a reported skip, never the batch's end
         return Decoded(None, digest, error=_describe(exc))
     return Decoded(array, digest, width, height, mode)
+
+
+def _too_large(size: str, limit: int) -> str:
+    return (f"too large to decode: its header says {size}, over max_image_pixels {limit:,} "
+            "(possibly a decompression bomb; raise the limit if it is a real image)")
 
 
 def _describe(exc: Exception) -> str:
@@ -90,18 +130,23 @@ def _describe(exc: Exception) -> str:
         return f"truncated image ({text})"
     if isinstance(exc, UnidentifiedImageError):
         return "not a readable image (unknown format or corrupt header)"
-    return f"cannot decode ({text})"
+    if isinstance(exc, (OSError, SyntaxError, ValueError)):
+        return f"cannot decode ({text})"
+    return f"cannot decode ({type(exc).__name__}: {text})"
 
 
 def decode_files(paths: list[Path], size: int, color_mode: str, resize: str = "stretch",
-                 workers: int = 2, desc: str = "decoding") -> list[Decoded]:
-    """Decode many files with a thread pool (PIL releases the GIL), showing a progress bar."""
+                 workers: int = 2, desc: str = "decoding", max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Decoded]:
+    """Decode many files with a thread pool (PIL releases the GIL), showing a progress bar; a file that
+    cannot be read or decoded (:func:`decode_bytes`) comes back with its ``error``."""
+    limit_pixels(max_pixels)
+
     def one(path: Path) -> Decoded:
         try:
             data = path.read_bytes()
         except OSError as exc:
             return Decoded(None, "", error=f"cannot read file ({exc.strerror or exc})")
-        return decode_bytes(data, size, color_mode, resize)
+        return decode_bytes(data, size, color_mode, resize, max_pixels)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, progress.task(desc):
         return list(tqdm(pool.map(one, paths), total=len(paths), desc=desc, unit="img", mininterval=2.0,

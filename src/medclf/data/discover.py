@@ -5,8 +5,10 @@ Layouts: ``ROOT/<class>/*`` or ``ROOT/<split>/<class>/*`` with split in train/va
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -56,8 +58,39 @@ def _class_folders(parent: Path, class_names: list[str] | None) -> dict[str, Pat
     return {c: found[c] for c in class_names}
 
 
-def _files_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+def unusable_entry(path: Path) -> str | None:
+    """Why the directory entry ``path`` cannot be read as a file (a dangling or looping link, a link to a
+    folder, a pipe or device), or None for a regular file or a link to one."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if not path.is_symlink():
+            return f"cannot read file ({exc.strerror or exc})"
+        if exc.errno == errno.ELOOP:
+            return "symbolic link that loops (it points back at itself)"
+        return f"dangling symbolic link (its target {os.readlink(path)} does not exist)"
+    if stat.S_ISDIR(mode):
+        return f"symbolic link to a folder ({os.readlink(path)}), not followed: pass the folder itself"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a pipe, socket or device)"
+    return None
+
+
+def walk_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files under ``folder`` (recursively, sorted; links to files count) and the entries that are
+    not readable files, each with its :func:`unusable_entry` reason. Links to folders are not followed."""
+    files, unusable = [], []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        base = Path(dirpath)
+        entries = [base / name for name in filenames] + [base / name for name in dirnames
+                                                          if (base / name).is_symlink()]
+        for path in entries:
+            reason = unusable_entry(path)
+            if reason:
+                unusable.append((path, reason))
+            else:
+                files.append(path)
+    return sorted(files), sorted(unusable)
 
 
 def discover(root: Path, class_names: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -83,15 +116,17 @@ def discover(root: Path, class_names: list[str] | None = None) -> tuple[pd.DataF
         if not folders:
             raise DataError(f"no class folders in {parent}: expected {parent}/<class>/<images>")
         for class_name, folder in folders.items():
-            for path in _files_in(folder):
+            found, unusable = walk_files(folder)
+            skipped += [{"relpath": path.relative_to(root).as_posix(), "reason": why} for path, why in unusable]
+            for path in found:
                 relpath = path.relative_to(root).as_posix()
-                stat = path.stat()
-                reason = skip_reason(path, stat.st_size)
+                info = path.stat()
+                reason = skip_reason(path, info.st_size)
                 if reason:
                     skipped.append({"relpath": relpath, "reason": reason})
                 else:
                     rows.append({"relpath": relpath, "class_name": class_name, "source_split": split,
-                                 "file_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+                                 "file_bytes": info.st_size, "mtime_ns": info.st_mtime_ns})
     candidates = pd.DataFrame(rows, columns=["relpath", "class_name", "source_split", "file_bytes", "mtime_ns"])
     _require_every_class(candidates, root, class_names or sorted({r["class_name"] for r in rows}))
     return candidates, pd.DataFrame(skipped, columns=["relpath", "reason"])
@@ -121,7 +156,10 @@ def listing_signature(root: Path) -> list[tuple[str, int, int]]:
         dirnames.sort()
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
-            st = os.stat(full)
+            try:
+                st = os.stat(full)
+            except OSError:  # a dangling or looping link: listed (and skipped) by discover
+                st = os.lstat(full)
             out.append((os.path.relpath(full, root), st.st_size, st.st_mtime_ns))
     return out
 

@@ -10,6 +10,7 @@ layer's business, not the model's).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import keras
@@ -98,7 +99,8 @@ def build_ensemble(members: Sequence[keras.Model], name: str = "ensemble") -> ke
 
 
 def _flatten_scaled(x: Any, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Images ``(N, *input_shape)`` (uint8 0..255) → float32 rows ``(N, prod(input_shape))`` in 0..1."""
+    """The flatten step of SVM pipelines pickled (``.joblib``) before models were saved with skops: kept so
+    such a file still loads with ``predict --allow-pickle``; :func:`build_svm` no longer uses it."""
     x = np.asarray(x)
     if x.shape[1:] != tuple(input_shape):
         raise ValueError(f"SVM pipeline built for images of shape {tuple(input_shape)}; got {x.shape[1:]}")
@@ -106,14 +108,21 @@ def _flatten_scaled(x: Any, input_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def build_svm(input_shape: Sequence[int]) -> Pipeline:
-    """S4's SVM: a pipeline ``flatten`` (reshape to rows, /255) → ``svc`` (``SVC()`` defaults, RBF kernel).
+    """S4's SVM: a pipeline ``flatten`` (reshape to rows) → ``scale`` (×1/255, float32) → ``svc`` (``SVC()``
+    defaults, RBF kernel).
 
+    Its steps are numpy functions in scikit-learn transformers, nothing of medclf's, so the model file
+    (skops, :mod:`medclf.models.files`) loads without medclf and holds only types skops can trust. It
+    expects images of ``input_shape``: another size fails to reshape, unless its pixel count is a multiple
+    of this one's, so callers check the shape first (``predict`` checks the card against ``n_features_in_``).
     It has no probability output: it scores with ``decision_function`` (signed distance to the
     margin, > 0 for the positive class); the train module maps that score to a probability-like
     value in 0..1 with a sigmoid, so thresholds and ROC curves treat it like the networks.
     """
-    flatten = FunctionTransformer(_flatten_scaled, kw_args={"input_shape": tuple(int(s) for s in input_shape)})
-    return Pipeline([("flatten", flatten), ("svc", SVC())])
+    features = int(np.prod([int(s) for s in input_shape]))
+    flatten = FunctionTransformer(np.reshape, kw_args={"shape": (-1, features)})
+    scale = FunctionTransformer(partial(np.multiply, np.float32(1 / 255)))
+    return Pipeline([("flatten", flatten), ("scale", scale), ("svc", SVC())])
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

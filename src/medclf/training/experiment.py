@@ -203,7 +203,7 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         The :class:`ModelRun` (the model trained, or reused from the model cache when nothing that
         determines its weights changed: ``training.model_cache`` in the record); ``results/<model_id>.json``, ``predictions/<model_id>.csv`` (test),
         ``predictions/val/<model_id>.csv`` (validation, with the ``selected`` rows) and
-        (when ``params["save_models"]``) ``models/<model_id>.keras`` (or ``.joblib``) are written; the
+        (when ``params["save_models"]``) ``models/<model_id>.keras`` (or ``.skops``) are written; the
         record and the model card beside the file hold its SHA-256 as ``model_sha256``.
     """
     spec = resolve_spec(name, params)
@@ -306,7 +306,7 @@ def _data_summary(ds: Dataset) -> dict:
 
 
 def _save_model(model: Any, out_dir: Path, model_id: str) -> tuple[str, str]:
-    """Save the model as ``models/<model_id>.keras`` or ``.joblib`` (:func:`medclf.models.files.save_model`);
+    """Save the model as ``models/<model_id>.keras`` or ``.skops`` (:func:`medclf.models.files.save_model`);
     returns its path relative to ``out_dir`` and its SHA-256."""
     saved = save_model(model, config.RunPaths(out_dir).models / model_id)
     return str(saved.path.relative_to(out_dir)), saved.sha256
