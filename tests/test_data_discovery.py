@@ -53,10 +53,10 @@ def test_missing_root_names_the_path(tmp_path, folder_params):
         load_dataset(folder_params(tmp_path / "nowhere"))
 
 
-def test_unknown_layout_is_an_error(tmp_path):
+def test_loose_images_without_class_folders_is_an_error(tmp_path):
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "x.png").write_bytes(b"")
-    with pytest.raises(DataError, match="unknown layout"):
+    with pytest.raises(DataError, match="holds 1 files \\(1 images\\) but no class folders"):
         detect_layout(tmp_path / "flat")
 
 
