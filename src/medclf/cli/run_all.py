@@ -257,6 +257,8 @@ def _list(args: argparse.Namespace, params: dict[str, Any], p_hash: str, out_dir
     say(f"plan: dataset {params['dataset']}, profile {params['profile']}, params {p_hash}, outputs {out_dir}")
     if data_note:
         say(f"data not available yet ({data_note}); run_all.py prepares it before running")
+    if summary is None and not data_note:
+        say("data: made before the notebooks run (generated or downloaded), then checked")
     for line in summary.lines() if summary else []:
         say(line.replace("it is deleted and the images are decoded again", "a run deletes it and decodes again"))
     width = max(len(s.notebook.stem) for s in steps)
