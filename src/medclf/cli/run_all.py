@@ -139,10 +139,10 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
     # Checked before the model registry (Keras, seconds) is imported: a bad path answers at once.
     checked = load_params(args.dataset, args.profile, args.data_root, overrides)
     check_writable_folders(checked)
+    check_weights(checked)
     summary = data.check(checked)
     settings = plan.resolve_settings(args.dataset, args.profile, args.data_root, overrides)
     params = settings.as_params()
-    check_weights(params)
     p_hash = params_hash(params)
     out_dir = paths.run_dir(params)
     available = plan.available_notebooks(registry, notebooks_dir)

@@ -23,7 +23,7 @@ from medclf.config import datasets
 from medclf.config import paths as config
 from medclf.config.settings import DataSettings
 from medclf.data import cache, download, synthetic
-from medclf.data.check import DataSummary, check_folder, check_npz
+from medclf.data.preflight import DataSummary, check_folder, check_npz
 from medclf.data.dataset import FRAME_COLUMNS, SPLITS, Dataset
 from medclf.data.decode import CHANNELS, decode_files, to_array
 from medclf.data.discover import discover, extract_groups, listing_signature
@@ -50,7 +50,7 @@ def check(params: dict) -> DataSummary | None:
         first (the synthetic set to generate, or a missing root with ``download``): check again after it.
 
     Raises:
-        DataError: one line naming the path, what is wrong and what to do (see :mod:`medclf.data.check`).
+        DataError: one line naming the path, what is wrong and what to do (see :mod:`medclf.data.preflight`).
     """
     root = data_root(params)
     info = datasets.get(params["dataset"])
