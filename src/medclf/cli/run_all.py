@@ -10,6 +10,10 @@ it writes
 
 The settings are merged and checked once here (:func:`medclf.pipeline.plan.resolve_settings`),
 before any notebook starts, and every notebook receives exactly those (its ``settings`` parameter).
+Before the model registry (Keras) is even imported, the output and cache folders must be writable,
+a ``weights`` file must exist and the data must pass :func:`medclf.data.check` (usable root, two
+classes, a possible split, arrays that fit in memory): a failure is one line and exit code 2,
+``--list`` included.
 Planning lives in :mod:`medclf.pipeline.plan`, execution in :mod:`medclf.pipeline.execute`, the run
 record in :mod:`medclf.pipeline.provenance`. TensorFlow is never imported in this process.
 """
