@@ -114,6 +114,7 @@ def _one_class(tmp):
 ], ids=["a-file", "empty-folder", "flat-images", "one-class"])
 def test_an_unusable_data_root_is_one_line_in_seconds_before_any_kernel(work, make, needles):
     root, before = make(work), snapshot(work / "out")
+    folders = sorted(p for p in work.rglob("*") if p.is_dir())
     started = time.monotonic()
     proc = badinput.run(["-c", RUN_AND_REPORT_IMPORTS, *_args(work, "--dataset", "folder", "--data-root", str(root))])
     took = time.monotonic() - started
@@ -122,6 +123,7 @@ def test_an_unusable_data_root_is_one_line_in_seconds_before_any_kernel(work, ma
     assert took < 10, f"took {took:.1f} s"
     assert "heavy imports: []" in proc.stdout  # answered before the model registry (Keras, TensorFlow) loads
     assert snapshot(work / "out") == before
+    assert sorted(p for p in work.rglob("*") if p.is_dir()) == folders  # no notebooks/ or run folder made
 
 
 def _missing(tmp):

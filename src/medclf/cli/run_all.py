@@ -163,8 +163,8 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
     if summary is not None:
         for line in summary.lines():
             say(line)
-        if summary.cache_problem:
-            summary.cache_file.unlink(missing_ok=True)
+        if summary.cache_problem and summary.cache_file.is_file():
+            summary.cache_file.unlink()
     data_hash = data.manifest_fingerprint(params)
     previous = provenance.read_run_info(out_dir)
     steps = plan.make_plan(selected, available, notebooks_dir, out_dir, p_hash, data_hash, previous,

@@ -105,8 +105,9 @@ SPECS: dict[str, Spec] = {
     "cache_dir": Spec(str, "Where decoded arrays are cached (relative to the project root)."),
     "output_dir": Spec(str, "Root of everything generated (relative to the project root); a run writes into "
                            "<output_dir>/<dataset>/<profile>/."),
-    "synthetic_images_per_class": Spec(int, "Synthetic data set: images per class over all splits.",
-                                       low=10, high=100_000),
+    "synthetic_images_per_class": Spec(int, "Synthetic data set: images per class over all splits (at least 20: "
+                                            "fewer cannot be split by patient at the default fractions).",
+                                       low=20, high=100_000),
     "synthetic_image_size": Spec(int, "Synthetic data set: side of the generated images in pixels.",
                                  low=8, high=512),
     "eda_samples_per_class": Spec(int, "EDA: images per class in the sample grid.", low=1, high=100),

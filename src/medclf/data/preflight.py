@@ -80,7 +80,7 @@ def check_memory(n_images: int, params: dict, root: Path) -> None:
                         f"give -p image_size={min(fits, size - 1)} or less")
 
 
-def _require_every_split(counts: pd.DataFrame, class_names: list[str], root: Path, params: dict,
+def _require_every_split(counts: dict[str, dict[str, int]], class_names: list[str], root: Path,
                          official: set[str]) -> None:
     """Every working split must hold images of every class (the threshold, AUC and test metrics need both)."""
     for split in SPLITS:
@@ -118,7 +118,7 @@ def check_folder(root: Path, params: dict) -> DataSummary:
     official = {s for s in ("val", "test") if (frame["source_split"] == s).any()}
     if params["source_val"] == "merge":
         official.discard("val")
-    _require_every_split(by_split, class_names, root, params, official)
+    _require_every_split(by_split, class_names, root, official)
     check_memory(len(frame), params, root)
     listing = list(zip(candidates["relpath"], candidates["file_bytes"].tolist(), candidates["mtime_ns"].tolist()))
     cache_file = config.array_cache_file(params, cache.cache_key(listing, params["image_size"], params["color_mode"],
@@ -158,7 +158,7 @@ def check_npz(path: Path, params: dict) -> DataSummary:
                 raise DataError(f"{path}: '{split}_labels' holds labels other than 0 and 1: medclf classifies two classes")
             splits[split] = int(labels.size)
             by_split[split] = {name: int((labels == i).sum()) for i, name in enumerate(class_names)}
-    _require_every_split(by_split, class_names, path, params, set(SPLITS))
+    _require_every_split(by_split, class_names, path, set(SPLITS))
     check_memory(sum(splits.values()), params, path)
     classes = {name: sum(by_split[s][name] for s in SPLITS) for name in class_names}
     return DataSummary(path, classes, splits)

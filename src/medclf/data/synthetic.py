@@ -131,8 +131,14 @@ def generate(root: Path, per_class: int, size: int, seed: int) -> Path:
     val_left = [4, 4]
     for class_idx, class_name in enumerate(CLASSES):
         image_index = 1
-        for patient, count in enumerate(_patients(rng, per_class, 3 if class_idx else 2), start=1):
+        counts = _patients(rng, per_class, 3 if class_idx else 2)
+        used: set[str] = set()
+        for patient, count in enumerate(counts, start=1):
             split = _split_of(rng, val_left, class_idx)
+            missing = [s for s in ("test", "val", "train") if s not in used]
+            if split not in missing and len(counts) - patient < len(missing):  # the last patients fill a split
+                split = missing[0]                                              # still without this class
+            used.add(split)
             if split == "val":
                 val_left[class_idx] -= count
             folder = staging / split / class_name
