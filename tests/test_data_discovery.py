@@ -57,8 +57,8 @@ def test_links_that_cannot_be_read_and_bombs_are_skipped_and_listed(make_tree, f
     ds = load_dataset(folder_params(root, test_fraction=0.2, val_fraction=0.2))
     reasons = dict(zip(ds.skipped["relpath"], ds.skipped["reason"]))
     assert set(reasons) == {"A/gone.png", "A/loop.png", "B/folder", "B/bomb.gif"}
-    assert reasons["A/gone.png"].startswith("dangling symbolic link")
-    assert "loops" in reasons["A/loop.png"] and "link to a folder" in reasons["B/folder"]
+    assert reasons["A/gone.png"].startswith("broken symbolic link")
+    assert "loop" in reasons["A/loop.png"] and "link to a folder" in reasons["B/folder"]
     assert "decompression bomb" in reasons["B/bomb.gif"]
     assert len(ds.frame) == 25 and "B/linked.png" in set(ds.frame["relpath"])
 
@@ -76,10 +76,10 @@ def test_missing_root_names_the_path(tmp_path, folder_params):
         load_dataset(folder_params(tmp_path / "nowhere"))
 
 
-def test_unknown_layout_is_an_error(tmp_path):
+def test_loose_images_without_class_folders_is_an_error(tmp_path):
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "x.png").write_bytes(b"")
-    with pytest.raises(DataError, match="unknown layout"):
+    with pytest.raises(DataError, match="holds 1 files \\(1 images\\) but no class folders"):
         detect_layout(tmp_path / "flat")
 
 
@@ -110,3 +110,55 @@ def test_class_whose_every_file_is_broken_is_an_error(make_tree, folder_params):
         path.write_bytes(b"broken")
     with pytest.raises(DataError, match="class 'B' has no readable images"):
         load_dataset(folder_params(root, class_names=["A", "B"]))
+
+
+# --------------------------------------------------------------------------- bad input (issue 23)
+
+
+def test_broken_and_looping_links_are_skipped_with_their_reason(make_tree, folder_params, tmp_path):
+    root = make_tree({"": {"A": 12, "B": 12}})
+    (root / "A" / "dangling.png").symlink_to(tmp_path / "gone.png")
+    (root / "B" / "loop.png").symlink_to("loop.png")
+    (root / "B" / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    good = next((root / "A").glob("a0_*.png"))
+    (root / "B" / "alias.png").symlink_to(good)  # a link to an image is an image
+    ds = load_dataset(folder_params(root, test_fraction=0.2, val_fraction=0.2))
+    reasons = dict(zip(ds.skipped["relpath"], ds.skipped["reason"]))
+    assert reasons["A/dangling.png"].startswith("broken symbolic link")
+    assert reasons["B/loop.png"] == "symbolic link loop"
+    assert reasons["B/elsewhere"] == "symbolic link to a folder (not followed)"
+    assert "B/alias.png" in set(ds.frame["relpath"]) and len(ds.frame) == 25
+    from medclf.data.discover import listing_signature
+
+    assert {"A/dangling.png", "B/loop.png"} <= {rel for rel, _, _ in listing_signature(root)}
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"": {"A": 4}}, "only one class folder \\(A\\)"),
+    ({"": {"A": 4, "B": 4, "C": 4}}, "3 class folders \\(A, B, C\\)"),
+    ({"train": {"A": 4, "B": 4}, "test": {"A": 2, "C": 2}}, "split folders .* name 3 classes"),
+])
+def test_a_classifier_needs_exactly_two_class_folders(make_tree, spec, match):
+    with pytest.raises(DataError, match=match) as info:
+        discover(make_tree(spec))
+    assert "\n" not in str(info.value)
+
+
+def test_an_empty_root_says_so(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="is empty: put the images in one folder per class"):
+        detect_layout(tmp_path / "empty")
+
+
+def test_decoded_arrays_that_would_not_fit_in_memory_are_refused(make_tree, folder_params, monkeypatch):
+    from medclf.data import preflight as check
+
+    root = make_tree({"": {"A": 12, "B": 12}})
+    params = folder_params(root, image_size=512, color_mode="rgb", val_fraction=0.2, test_fraction=0.2)
+    monkeypatch.setattr(check, "total_memory", lambda: 24 * 512 * 512 * 3)  # exactly the arrays: over half
+    with pytest.raises(DataError, match="'image_size' = 512: decoding the 24 images .* give -p image_size=3\\d\\d") as info:
+        check.check_folder(root, params)
+    assert "\n" not in str(info.value)
+    monkeypatch.setattr(check, "total_memory", lambda: 3 * 24 * 512 * 512 * 3)
+    summary = check.check_folder(root, params)
+    assert summary.classes == {"A": 12, "B": 12} and sum(summary.splits.values()) == 24

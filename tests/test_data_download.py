@@ -64,3 +64,26 @@ def test_resume_and_checksum(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="failed its md5 check"):
         download.fetch("http://example.invalid/file", bad, "md5:" + "0" * 32)
     assert not bad.exists()
+
+
+def test_an_error_page_downloaded_instead_of_the_archive_is_one_line_and_deleted(tmp_path, monkeypatch):
+    page = b"<!DOCTYPE html>\n<html><body>Sign in to continue</body></html>"
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda request, timeout: FakeResponse(page, 200))
+    with pytest.raises(DataError, match="sent an HTML page instead of the zip archive .*now deleted") as info:
+        download.download("chest_xray", tmp_path / "chest")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / ".download-chest_xray" / "ChestXRay2017.zip").exists() and not (tmp_path / "chest").exists()
+
+
+def test_a_damaged_zip_archive_is_one_line(tmp_path):
+    import zipfile
+
+    staged = tmp_path / ".download-chest_xray" / "ChestXRay2017.zip"
+    staged.parent.mkdir()
+    with zipfile.ZipFile(staged, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("chest_xray/train/NORMAL/a.jpeg", b"x" * 5000)
+    data = bytearray(staged.read_bytes())
+    data[60:80] = b"\x00" * 20  # inside the compressed member
+    staged.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="is damaged .* delete it and rerun with --download"):
+        download.download("chest_xray", tmp_path / "chest")

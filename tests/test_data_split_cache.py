@@ -189,3 +189,77 @@ def test_selection_mask_keeps_validation_images_of_new_patients():
     with pytest.raises(data.DataError, match="select_on=new_patients: no validation image of P comes from a patient "
                                              "outside training"):
         dataset(only_seen_positive, "new_patients").selection_mask()
+
+
+# --------------------------------------------------------------------------- bad input (issue 23)
+
+
+@pytest.mark.parametrize("fraction, share", [(0.1, (1, 10)), (0.2, (1, 5)), (0.3, (1, 3)), (0.4, (2, 5)),
+                                             (0.5, (1, 2))])
+def test_grouped_hold_out_share_is_near_the_fraction(fraction, share):
+    assert data.split.fold_share(fraction) == share
+    m, k = share
+    assert abs(m / k - fraction) <= 0.15 * fraction
+
+
+def test_a_grouped_40_percent_validation_is_not_silently_50_percent():
+    frame = toy_frame(n_patients=100)
+    split = assign_splits(frame, {**BASE, "val_fraction": 0.4, "test_fraction": 0.1})
+    pool = (split != "test").sum()
+    assert 0.35 < (split == "val").sum() / pool < 0.45  # one fold of round(1 / 0.4) = 2 folds gave 0.5
+
+
+def test_too_few_images_for_a_stratified_cell_split_is_a_clear_error():
+    frame = toy_frame(n_patients=4, per_patient=1)
+    with pytest.raises(data.DataError, match="too few images \\(4\\)") as info:
+        assign_splits(frame, {**BASE, "split_mode": "cell"})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong keys", "rows of another listing", "not a zip"])
+def test_a_damaged_cache_file_is_rebuilt_with_one_line(make_tree, folder_params, tmp_path, capsys, damage):
+    root = make_tree({"": {"A": 10, "B": 10}})
+    params = folder_params(root, val_fraction=0.2, test_fraction=0.2)
+    first = load_dataset(params)
+    (entry,) = (tmp_path / "cache" / "folder").glob("*.npz")
+    whole = entry.read_bytes()
+    if damage == "truncated":
+        entry.write_bytes(whole[: len(whole) // 2])
+    elif damage == "wrong keys":
+        np.savez(entry.with_suffix(""), pictures=np.zeros(3))
+    elif damage == "rows of another listing":
+        with np.load(entry) as old:
+            arrays = dict(old)
+        arrays["relpath"] = arrays["relpath"][::-1]
+        np.savez(entry.with_suffix(""), **arrays)
+    else:
+        entry.write_text("<html>not a cache</html>")
+    capsys.readouterr()
+    again = load_dataset(params)
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "cache file" in line]
+    assert len(notes) == 1 and str(entry) in notes[0] and "decoding the images again" in notes[0]
+    np.testing.assert_array_equal(first.images, again.images)
+    assert data.cache.problem(entry) is None and entry.read_bytes() != b""  # rewritten whole
+    assert data.cache.load(entry) is not None
+
+
+def test_a_damaged_marker_of_a_generated_folder_regenerates_it_with_one_line(tmp_path, capsys):
+    root = data.synthetic.generate(tmp_path / "syn", 10, 16, 0)
+    files = sorted(p.relative_to(root) for p in root.rglob("*.jpeg"))
+    (root / ".synthetic.json").write_bytes(b"\x00\xffgarbage")
+    assert data.synthetic.state(root, 10, 16, 0) == "damaged"
+    data.synthetic.generate(root, 10, 16, 0)
+    assert "is unreadable" in capsys.readouterr().err
+    assert data.synthetic.state(root, 10, 16, 0) == "ready"
+    assert sorted(p.relative_to(root) for p in root.rglob("*.jpeg")) == files
+
+
+def test_a_damaged_marker_beside_foreign_files_deletes_nothing(tmp_path):
+    root = data.synthetic.generate(tmp_path / "syn", 10, 16, 0)
+    (root / ".synthetic.json").write_text("{")
+    (root / "train" / "NORMAL" / "my_scan.dcm").write_bytes(b"DICM")
+    before = sorted(root.rglob("*"))
+    with pytest.raises(data.DataError, match="unreadable .* holds files the generator does not write"):
+        data.synthetic.generate(root, 10, 16, 0)
+    assert sorted(root.rglob("*")) == before

@@ -60,6 +60,7 @@ class Workspace:
 
         monkeypatch.setattr(medclf.data, "prepare", prepare, raising=False)
         monkeypatch.setattr(medclf.data, "manifest_fingerprint", lambda params: self.data_hash, raising=False)
+        monkeypatch.setattr(medclf.data, "check", lambda params: None, raising=False)
 
     def run(self, *argv: str) -> tuple[int, str, str]:
         self.capsys.readouterr()

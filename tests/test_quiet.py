@@ -93,7 +93,7 @@ def test_runner_kernel_importing_tensorflow_is_quiet(tmp_path):
               f"notebooks_dir={str(nb_dir)!r}))\n")
     result = subprocess.run(
         [sys.executable, "-c", script, "-p", f"output_dir={tmp_path / 'out'}", "-p", f"data_root={tmp_path / 'syn'}",
-         "-p", f"cache_dir={tmp_path / 'cache'}", "-p", "synthetic_images_per_class=10"],
+         "-p", f"cache_dir={tmp_path / 'cache'}", "-p", "synthetic_images_per_class=20"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert not NOISE.search(result.stdout + result.stderr), result.stdout + result.stderr

@@ -10,6 +10,10 @@ it writes
 
 The settings are merged and checked once here (:func:`medclf.pipeline.plan.resolve_settings`),
 before any notebook starts, and every notebook receives exactly those (its ``settings`` parameter).
+Before the model registry (Keras) is even imported, the output and cache folders must be writable,
+a ``weights`` file must exist and the data must pass :func:`medclf.data.check` (usable root, two
+classes, a possible split, arrays that fit in memory): a failure is one line and exit code 2,
+``--list`` included.
 Planning lives in :mod:`medclf.pipeline.plan`, execution in :mod:`medclf.pipeline.execute`, the run
 record in :mod:`medclf.pipeline.provenance`. TensorFlow is never imported in this process.
 """
@@ -26,7 +30,7 @@ from typing import Any
 import medclf.data as data
 from medclf.config import paths
 from medclf.core import quiet
-from medclf.config.params import ParamError, params_hash, parse_override
+from medclf.config.params import ParamError, load_params, params_hash, parse_override
 from medclf.data import DataError
 from medclf.pipeline import execute, plan, provenance
 from medclf.pipeline.execute import say
@@ -58,6 +62,48 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show TensorFlow's start-up log lines in the terminal and the notebooks "
                              "(hidden by default: medclf.core.quiet)")
     return parser
+
+
+def _writable(key: str, folder: Path) -> None:
+    """``folder`` (the value of parameter ``key``) can be created and written: its nearest existing
+    ancestor is a folder this process may write into. Raises ParamError (one line) otherwise."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    needed = "" if probe == folder else f", so {folder} cannot be created there"
+    if not probe.is_dir():
+        raise ParamError(f"parameter '{key}': {probe} is a file, not a folder{needed}: give a folder with "
+                         f"-p {key}=PATH")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ParamError(f"parameter '{key}': folder {probe} is not writable{needed}: fix its permissions "
+                         f"or give a writable folder with -p {key}=PATH")
+
+
+def check_writable_folders(params: dict[str, Any]) -> None:
+    """Before any notebook starts: the run folder (and every folder already in it) and the data set's
+    cache folder can be written. Raises ParamError naming the parameter, the folder and the fix."""
+    run_folder = paths.run_dir(params)
+    _writable("output_dir", run_folder)
+    if run_folder.is_dir():
+        for dirpath, dirnames, _ in os.walk(run_folder):
+            for name in dirnames:
+                _writable("output_dir", Path(dirpath, name))
+    _writable("cache_dir", paths.cache_root(params) / params["dataset"])
+
+
+def check_weights(params: dict[str, Any]) -> None:
+    """A ``weights`` file given for the transfer models exists. The kernels run in the notebooks' folder,
+    so a relative path is refused rather than read from there."""
+    weights = params["weights"]
+    if not params["transfer_models"] or weights in ("imagenet", "none", "None", ""):
+        return
+    path = Path(weights).expanduser()
+    if not path.is_absolute():
+        raise ParamError(f"parameter 'weights' = {weights!r} is a relative path: give imagenet, none, or the "
+                         "absolute path of a weights file")
+    if not path.is_file():
+        raise ParamError(f"parameter 'weights' = {weights!r}: no such file: give imagenet, none, or the path "
+                         "of a Keras weights file for the backbone (include_top=False)")
 
 
 def _label(i: int, n: int, nb: Notebook, width: int) -> str:
@@ -94,6 +140,11 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
     overrides = dict(parse_override(text) for text in args.param)
     if args.download:
         overrides["download"] = True
+    # Checked before the model registry (Keras, seconds) is imported: a bad path answers at once.
+    checked = load_params(args.dataset, args.profile, args.data_root, overrides)
+    check_writable_folders(checked)
+    check_weights(checked)
+    summary = data.check(checked)
     settings = plan.resolve_settings(args.dataset, args.profile, args.data_root, overrides)
     params = settings.as_params()
     p_hash = params_hash(params)
@@ -104,9 +155,16 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
         raise OrchestrationError(f"no notebooks to run: none of the registered files exist in {notebooks_dir}")
 
     if args.list:
-        return _list(args, params, p_hash, out_dir, selected, available, notebooks_dir)
+        return _list(args, params, p_hash, out_dir, selected, available, notebooks_dir, summary)
 
     data.prepare(params)
+    if summary is None:  # made by prepare (generated or downloaded): check what it made
+        summary = data.check(params)
+    if summary is not None:
+        for line in summary.lines():
+            say(line)
+        if summary.cache_problem and summary.cache_file.is_file():
+            summary.cache_file.unlink()
     data_hash = data.manifest_fingerprint(params)
     previous = provenance.read_run_info(out_dir)
     steps = plan.make_plan(selected, available, notebooks_dir, out_dir, p_hash, data_hash, previous,
@@ -189,8 +247,10 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
 
 
 def _list(args: argparse.Namespace, params: dict[str, Any], p_hash: str, out_dir: Path,
-          selected: list[Notebook], available: list[Notebook], notebooks_dir: Path) -> int:
-    """``--list``: print the plan (what would run, and why) and run nothing."""
+          selected: list[Notebook], available: list[Notebook], notebooks_dir: Path,
+          summary: data.DataSummary | None) -> int:
+    """``--list``: print the plan (what would run, and why) and run nothing (a damaged cache file is
+    reported, not deleted)."""
     try:
         data_hash, data_note = data.manifest_fingerprint(params), None
     except USER_ERRORS as exc:
@@ -201,6 +261,10 @@ def _list(args: argparse.Namespace, params: dict[str, Any], p_hash: str, out_dir
     say(f"plan: dataset {params['dataset']}, profile {params['profile']}, params {p_hash}, outputs {out_dir}")
     if data_note:
         say(f"data not available yet ({data_note}); run_all.py prepares it before running")
+    if summary is None and not data_note:
+        say("data: made before the notebooks run (generated or downloaded), then checked")
+    for line in summary.lines() if summary else []:
+        say(line.replace("it is deleted and the images are decoded again", "a run deletes it and decodes again"))
     width = max(len(s.notebook.stem) for s in steps)
     for i, step in enumerate(steps, 1):
         deps = ", ".join(step.notebook.deps) or "-"

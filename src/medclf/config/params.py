@@ -70,7 +70,8 @@ SPECS: dict[str, Spec] = {
     "data_root": Spec(str, "Folder (or .npz file for pneumoniamnist) holding the data; "
                            "relative paths are taken from the project root.", nullable=True),
     "download": Spec(bool, "Fetch the official archive into data_root when it is missing (needs network)."),
-    "image_size": Spec(int, "Side in pixels of the square arrays images are decoded into.",
+    "image_size": Spec(int, "Side in pixels of the square arrays images are decoded into (at most 2048, above any "
+                            "model's input; the runner also checks that the decoded arrays fit in memory).",
                        low=8, high=2048),
     "color_mode": Spec(str, "Channels of the decoded arrays.", choices=("grayscale", "rgb")),
     "resize": Spec(str, "stretch: resize to a square ignoring aspect (as the studies did); "
@@ -89,7 +90,8 @@ SPECS: dict[str, Spec] = {
     "source_val": Spec(str, "keep: an official val folder is the validation set; merge: it joins the training "
                             "pool and validation is carved from it (chest X-ray: its official val has 16 images).",
                        choices=("keep", "merge")),
-    "val_fraction": Spec(float, "Share of the training pool carved out as validation.",
+    "val_fraction": Spec(float, "Share of the training pool carved out as validation (split_mode=patient: whole "
+                                "patient folds, m of k with m/k within 15% of it: 0.3 → 1 of 3, 0.4 → 2 of 5).",
                          low=0.0, high=0.5, open_low=True),
     "test_fraction": Spec(float, "Share held out as test when the data set has no official test split.",
                           low=0.0, high=0.5, open_low=True),
@@ -105,10 +107,11 @@ SPECS: dict[str, Spec] = {
     "cache_dir": Spec(str, "Where decoded arrays are cached (relative to the project root)."),
     "output_dir": Spec(str, "Root of everything generated (relative to the project root); a run writes into "
                            "<output_dir>/<dataset>/<profile>/."),
-    "synthetic_images_per_class": Spec(int, "Synthetic data set: images per class over all splits.",
-                                       low=10, high=100_000),
+    "synthetic_images_per_class": Spec(int, "Synthetic data set: images per class over all splits (at least 20: "
+                                            "fewer cannot be split by patient at the default fractions).",
+                                       low=20, high=100_000),
     "synthetic_image_size": Spec(int, "Synthetic data set: side of the generated images in pixels.",
-                                 low=8, high=2048),
+                                 low=8, high=512),
     "eda_samples_per_class": Spec(int, "EDA: images per class in the sample grid.", low=1, high=100),
     "report_hide_code": Spec(bool, "Rendered HTML reports hide code cells."),
     "baselines": Spec(list, "Models the baselines notebook trains (names from medclf.models.registry.MODELS).",
@@ -121,20 +124,20 @@ SPECS: dict[str, Spec] = {
                                 "only the layers above it (when no augmentation runs). false: the whole model "
                                 "end to end, as the studies did."),
     "fine_tune_epochs": Spec(int, "Transfer models with fine_tune > 0: epochs of the second stage, the top "
-                                  "layers unfrozen (0: head only).", low=0),
+                                  "layers unfrozen (0: head only).", low=0, high=1000),
     "fine_tune_learning_rate": Spec(float, "Learning rate of the fine-tuning stage.",
                                     low=0.0, high=1.0, open_low=True),
     "augmentation_models": Spec(list, "Models the augmentation notebook trains twice, with and without their "
                                       "augmentation, to compare on the same test images.", items=str),
     "max_epochs": Spec(int, "Cap on every model's epoch budget (the study's by default); null: no cap.",
-                       nullable=True, low=1),
+                       nullable=True, low=1, high=1000),
     "max_image_size": Spec(int, "Cap on every model's input size (the study's by default); null: no cap.",
                            nullable=True, low=8, high=2048),
     "model_overrides": Spec(dict, "Per-model settings that replace the study's: {model: {image_size, epochs, "
                                   "batch_size, learning_rate, fine_tune, tta_views, ensemble}} (applied before the caps)."),
     "monitor": Spec(str, "Validation metric for early stopping, LR reduction and checkpoints.",
                     choices=("val_auc", "val_loss", "val_accuracy")),
-    "patience": Spec(int, "Epochs without improvement of `monitor` before early stopping.", low=0),
+    "patience": Spec(int, "Epochs without improvement of `monitor` before early stopping.", low=0, high=1000),
     "class_weight": Spec(bool, "Weight the loss by inverse class frequency (balanced)."),
     "accel": Spec(bool, "Optional CPU speed-ups (medclf.accel): the bf16 hardware check and timing probe behind "
                         "mixed_precision=auto, and CPU-steal accounting. Off: float32 unless mixed_precision=on, "
@@ -145,29 +148,27 @@ SPECS: dict[str, Spec] = {
     "target_sensitivity": Spec(float, "Decision threshold: chosen on validation as the highest one whose "
                                       "disease-class recall reaches this.",
                                low=0.0, high=1.0, open_low=True, open_high=True),
-    "bootstrap_replicates": Spec(int, "Bootstrap replicates for the 95% confidence intervals.", low=0),
+    "bootstrap_replicates": Spec(int, "Bootstrap replicates for the 95% confidence intervals.", low=0, high=100_000),
     "save_models": Spec(bool, "Save every trained model under outputs/<dataset>/<profile>/models/."),
-    "model_cache": Spec(bool, "Reuse a trained model when everything that determines its weights (spec, settings, "
-                              "training and validation arrays, seed, precision, training code, library versions) "
-                              "is unchanged: <cache_dir>/models/. false: train every model (run_all.py --force "
-                              "does too)."),
+    "model_cache": Spec(bool, "Reuse a trained model (<cache_dir>/models/) when all that sets its weights is unchanged "
+                              "(spec, settings, arrays, seed, precision, code, versions). false: train every model."),
     "lime_samples": Spec(int, "Explanations: perturbed images LIME scores per explained image (more: steadier weights).",
-                         low=1),
+                         low=1, high=100_000),
     "lime_segments": Spec(int, "Explanations: about how many SLIC superpixels LIME switches on and off.",
-                          low=2),
+                          low=2, high=1000),
     "explain_per_class": Spec(int, "Explanations: test images per class explained with LIME and Grad-CAM.",
-                              low=1),
+                              low=1, high=100),
     "error_gallery_size": Spec(int, "Explanations: most confident false negatives and false positives shown per model.",
-                               low=0),
+                               low=0, high=100),
 }
 
 #: What a ``model_overrides.<model>`` entry may set, each checked like a parameter.
 MODEL_OVERRIDES: dict[str, Spec] = {
     "image_size": Spec(int, "input side in pixels", low=8, high=2048),
-    "epochs": Spec(int, "epoch budget", low=1),
-    "batch_size": Spec(int, "batch size (0: the whole training set, the SVM)", low=0),
+    "epochs": Spec(int, "epoch budget", low=1, high=1000),
+    "batch_size": Spec(int, "batch size (0: the whole training set, the SVM)", low=0, high=65536),
     "learning_rate": Spec(float, "learning rate", low=0.0, high=1.0, open_low=True),
-    "fine_tune": Spec(int, "top backbone layers unfrozen after the head", low=0),
+    "fine_tune": Spec(int, "top backbone layers unfrozen after the head", low=0, high=1000),
     "tta_views": Spec(int, "test-time augmentation views", low=0, high=64),
     "ensemble": Spec(int, "members averaged", low=1, high=20),
 }
@@ -246,6 +247,9 @@ def check_settings(params: dict[str, Any]) -> dict[str, Any]:
     if missing:
         raise ParamError(f"parameter '{missing[0]}' is missing from the settings: merge them with load_params()")
     params = validate(params, "the merged settings")
+    for key in ("output_dir", "cache_dir"):
+        if not params[key].strip():
+            raise ParamError(f"parameter '{key}' is empty: give a folder (relative paths are taken from the project root)")
     if params["val_fraction"] + params["test_fraction"] >= 0.9:
         raise ParamError(f"parameters 'val_fraction' + 'test_fraction' = "
                          f"{params['val_fraction'] + params['test_fraction']:.2f} leave almost no training images: "
@@ -375,7 +379,6 @@ def load_params(dataset: str | None = None, profile: str | None = None, data_roo
 
 def _layer(path: Path) -> dict[str, Any]:
     return validate(read_yaml(path), str(path)) if path.exists() else {}
-
 
 def params_hash(params: dict[str, Any]) -> str:
     """Stable short hash of a parameter set (key order does not matter)."""

@@ -2,6 +2,7 @@
 
 Public entry points:
 
+- :func:`check` checks the data before any notebook starts (stats files, decodes nothing);
 - :func:`prepare` makes the data available (generates the synthetic set, downloads on request)
   or fails with one actionable line;
 - :func:`manifest_fingerprint` fingerprints the file list without decoding (for up-to-date checks);
@@ -22,13 +23,14 @@ from medclf.config import datasets
 from medclf.config import paths as config
 from medclf.config.settings import DataSettings
 from medclf.data import cache, download, synthetic
+from medclf.data.preflight import DataSummary, check_folder, check_npz
 from medclf.data.dataset import FRAME_COLUMNS, SPLITS, Dataset
 from medclf.data.decode import CHANNELS, decode_files, to_array
 from medclf.data.discover import discover, extract_groups, listing_signature
 from medclf.data.errors import DataError
 from medclf.data.split import assign_splits, leaking_groups
 
-__all__ = ["DataError", "Dataset", "SPLITS", "data_root", "duplicate_groups", "leaking_groups",
+__all__ = ["DataError", "DataSummary", "Dataset", "SPLITS", "check", "data_root", "duplicate_groups", "leaking_groups",
            "load_dataset", "manifest_fingerprint", "prepare"]
 
 
@@ -38,6 +40,33 @@ def data_root(params: dict) -> Path:
         raise DataError(f"no data root set for dataset '{params['dataset']}': pass --data-root PATH "
                         "(or -p data_root=PATH)")
     return config.resolve(params["data_root"])
+
+
+def check(params: dict) -> DataSummary | None:
+    """Check the data as the notebooks will load it, before any of them starts.
+
+    Returns:
+        The counts, skipped files and cache state; ``None`` when :func:`prepare` will make the data
+        first (the synthetic set to generate, or a missing root with ``download``): check again after it.
+
+    Raises:
+        DataError: one line naming the path, what is wrong and what to do (see :mod:`medclf.data.preflight`).
+    """
+    root = data_root(params)
+    info = datasets.get(params["dataset"])
+    if info.layout == "generated":
+        state = synthetic.state(root, params["synthetic_images_per_class"], params["synthetic_image_size"],
+                                params["seed"])
+        if state != "ready":
+            return None
+    elif not root.exists() and not root.is_symlink():
+        if not params["download"]:
+            raise DataError(download.missing_data_message(params["dataset"], root))
+        if info.archive is None:
+            raise DataError(f"there is no official download for '{params['dataset']}': put your data at {root} "
+                            "and drop --download")
+        return None
+    return check_npz(root, params) if info.layout == "npz" else check_folder(root, params)
 
 
 def prepare(params: dict) -> Path:
@@ -116,7 +145,7 @@ def _load_folder(root: Path, params: dict) -> tuple[pd.DataFrame, np.ndarray, pd
     key = cache.cache_key(listing, params["image_size"], params["color_mode"], params["resize"],
                           params["max_image_pixels"])
     path = config.array_cache_file(params, key)
-    cached = cache.load(path)
+    cached = cache.load(path, candidates["relpath"].tolist())
     if cached is None:
         images, records = _decode_candidates(root, candidates, DataSettings.of(params))
         cache.save(path, images, records)

@@ -1,12 +1,16 @@
 """On-disk cache of decoded arrays, keyed by the file list, the image size and the colour mode.
 
 One ``.npz`` per key (``medclf.config.paths.array_cache_file``); written atomically, read without pickle.
+A cache file that cannot be read back whole (truncated, foreign, missing arrays, rows that do not
+match) is reported in one line, deleted and rebuilt: it only ever holds what decoding makes again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +40,47 @@ def save(path: Path, images: np.ndarray, records: dict[str, list]) -> None:
             np.savez(handle, images=images, **arrays)
 
 
-def load(path: Path) -> tuple[np.ndarray, dict[str, list]] | None:
-    """``(images, records)`` from a cache file, or ``None`` when absent or unreadable."""
+def problem(path: Path) -> str | None:
+    """Why the cache file at ``path`` cannot be used, from its table of contents only (cheap: no
+    array is read); ``None`` when it is absent or looks whole. A damaged array body is found by :func:`load`."""
+    if not path.exists():
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {name.removesuffix(".npy") for name in archive.namelist()}
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        return f"not a readable .npz archive ({exc})"
+    missing = sorted({"images", *FIELDS} - names)
+    return f"lacks the arrays {', '.join(missing)}" if missing else None
+
+
+def _read(path: Path, relpaths: list[str] | None) -> tuple[np.ndarray, dict[str, list]]:
+    with np.load(path, allow_pickle=False) as data:
+        images, records = data["images"], {name: data[name].tolist() for name in FIELDS}
+    lengths = {len(values) for values in records.values()}
+    if len(lengths) != 1:
+        raise ValueError("its per-file records differ in length")
+    usable = sum(error == "" for error in records["error"])
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != usable:
+        raise ValueError(f"it holds {len(images)} images of {images.dtype} for {usable} decodable files")
+    if relpaths is not None and records["relpath"] != list(relpaths):
+        raise ValueError("its files are not the data set's")
+    return images, records
+
+
+def load(path: Path, relpaths: list[str] | None = None) -> tuple[np.ndarray, dict[str, list]] | None:
+    """``(images, records)`` from a cache file, or ``None`` when absent or unusable.
+
+    An unusable file (see the module docstring; ``relpaths``, when given, must be its files in order)
+    is deleted with one line on stderr naming it, so that the caller decodes again and rewrites it.
+    """
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return data["images"], {name: data[name].tolist() for name in FIELDS}
-    except (OSError, ValueError, KeyError):
+        return _read(path, relpaths)
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises (BadZipFile, EOFError, zlib.error, ...), it is rebuilt
+        reason = problem(path) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        print(f"medclf: cache file {path} is unusable ({reason}): deleted, decoding the images again",
+              file=sys.stderr, flush=True)
+        path.unlink(missing_ok=True)
         return None

@@ -10,6 +10,7 @@ import shutil
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -66,6 +67,23 @@ def fetch(url: str, dest: Path, checksum: str | None, timeout: float = 30.0) -> 
     return dest
 
 
+def _require_zip(path: Path, url: str, fetched: bool) -> None:
+    """``path`` must be a zip archive; else (an error page saved in its place, a cut download) one line
+    naming it, deleted when it was fetched just now."""
+    if zipfile.is_zipfile(path):
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(512).lstrip().lower()
+    kind = "an HTML page" if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head else \
+        f"{path.stat().st_size} bytes that are not a zip archive"
+    if fetched:
+        path.unlink()
+        raise DataError(f"{url} sent {kind} instead of the zip archive (saved as {path}, now deleted): "
+                        f"open the address in a browser, download the archive by hand and put it at {path}")
+    raise DataError(f"{path} is {kind}, not the zip archive: delete it and rerun with --download, or download "
+                    f"{url} by hand and put it there")
+
+
 def _find_root(folder: Path, marker: tuple[str, ...]) -> Path | None:
     for candidate in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir() and "__MACOSX" not in p.parts)]:
         if all((candidate / name).is_dir() for name in marker):
@@ -86,14 +104,21 @@ def download(dataset: str, root: Path) -> Path:
     if not archive.marker:
         return fetch(archive.url, root, archive.checksum)
     staging = root.parent / f".download-{dataset}"
-    zip_path = fetch(archive.url, staging / archive.filename, archive.checksum) \
-        if not (staging / archive.filename).exists() else staging / archive.filename
+    zip_path = staging / archive.filename
+    fetched = not zip_path.exists()
+    if fetched:
+        fetch(archive.url, zip_path, archive.checksum)
+    _require_zip(zip_path, archive.url, fetched)
     unpacked = staging / "unpacked"
     shutil.rmtree(unpacked, ignore_errors=True)
-    with zipfile.ZipFile(zip_path) as zf:
-        members = zf.namelist()
-        for member in tqdm(members, desc="unpacking", unit="file", mininterval=2.0):
-            zf.extract(member, unpacked)
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            members = zf.namelist()
+            for member in tqdm(members, desc="unpacking", unit="file", mininterval=2.0):
+                zf.extract(member, unpacked)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        shutil.rmtree(unpacked, ignore_errors=True)
+        raise DataError(f"{zip_path} is damaged ({exc}): delete it and rerun with --download") from None
     found = _find_root(unpacked, archive.marker)
     if found is None:
         raise DataError(f"{zip_path} does not hold the folders {', '.join(archive.marker)}: delete it and retry")

@@ -7,12 +7,28 @@ import pandas as pd
 from medclf.data.errors import DataError
 
 
+def fold_share(fraction: float, tolerance: float = 0.15, max_folds: int = 20) -> tuple[int, int]:
+    """``(m, k)``: hold out ``m`` of ``k`` grouped folds, ``m / k`` within ``tolerance`` (relative) of
+    ``fraction``: one fold of ``round(1 / fraction)`` when that is close enough (0.1 → 1 of 10,
+    0.3 → 1 of 3), else the smallest ``k`` that is (0.4 → 2 of 5, not the 1 of 2 that one fold would
+    give), else the closest over ``k ≤ max_folds``. Fewer folds need fewer patients."""
+    k = max(2, round(1.0 / fraction))
+    if abs(1.0 / k - fraction) <= tolerance * fraction:
+        return 1, k
+    options = [(max(1, round(fraction * k)), k) for k in range(2, max_folds + 1)]
+    close = [(m, k) for m, k in options if m < k and abs(m / k - fraction) <= tolerance * fraction]
+    return close[0] if close else min(options, key=lambda mk: (abs(mk[0] / mk[1] - fraction), mk[1]))
+
+
 def holdout_mask(labels: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of about ``fraction`` of the rows, stratified by label.
 
-    With ``groups`` the hold-out is one fold of a seeded ``StratifiedGroupKFold`` with
-    ``round(1 / fraction)`` folds, so whole groups (patients) move together; without, a
-    stratified random split of single rows.
+    With ``groups`` the hold-out is ``m`` folds of a seeded ``StratifiedGroupKFold`` with ``k`` folds
+    (:func:`fold_share`), so whole groups (patients) move together; without, a stratified random split
+    of single rows.
+
+    Raises:
+        DataError: too few rows or groups to hold out ``fraction`` (one line saying what to change).
     """
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split  # slow import, only when splitting
 
@@ -22,17 +38,25 @@ def holdout_mask(labels: np.ndarray, groups: np.ndarray | None, fraction: float,
     mask = np.zeros(n, dtype=bool)
     stratify = labels if np.unique(labels).size > 1 and np.bincount(labels).min() >= 2 else None
     if groups is None:
-        _, held = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=stratify)
+        try:
+            _, held = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=stratify)
+        except ValueError as exc:
+            raise DataError(f"too few images ({n}) to hold out {fraction:.0%} of them with every class on both "
+                            f"sides ({str(exc).splitlines()[0]}): add images or raise the fraction") from None
         mask[held] = True
         return mask
-    n_splits = max(2, round(1.0 / fraction))
+    m, n_splits = fold_share(fraction)
     n_groups = np.unique(groups).size
     if n_groups < n_splits:
-        raise DataError(f"only {n_groups} patient groups for a {fraction:.0%} grouped hold-out: "
-                        "lower the fraction, add data, or use -p split_mode=cell")
+        raise DataError(f"only {n_groups} patient groups for a {fraction:.0%} grouped hold-out ({m} of {n_splits} "
+                        "folds): lower the fraction, add data, or use -p split_mode=cell")
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    _, held = next(folds.split(np.zeros(n), labels, groups))
-    mask[held] = True
+    try:
+        for _, (_, held) in zip(range(m), folds.split(np.zeros(n), labels, groups)):
+            mask[held] = True
+    except ValueError as exc:  # e.g. a class with fewer images than folds
+        raise DataError(f"cannot hold out {fraction:.0%} by patient ({m} of {n_splits} folds: "
+                        f"{str(exc).splitlines()[0]}): raise the fraction, add data, or use -p split_mode=cell") from None
     return mask
 
 

@@ -9,7 +9,9 @@ patient grouping works the same way. For the demo and tests only: never a medica
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,27 +68,77 @@ def _split_of(rng: np.random.Generator, val_left: list[int], class_idx: int) -> 
     return "test" if rng.random() < 0.2 else "train"
 
 
-def generate(root: Path, per_class: int, size: int, seed: int) -> Path:
-    """Write the synthetic data set to ``root`` unless it is already there with the same settings.
+def _looks_generated(root: Path) -> bool:
+    """Does ``root`` hold only what :func:`generate` writes (split folders of class folders of .jpeg files)?"""
+    for dirpath, dirnames, filenames in os.walk(root):
+        depth = len(Path(dirpath).relative_to(root).parts)
+        allowed = {0: ({"train", "val", "test"}, {MARKER}), 1: (set(CLASSES), set())}.get(depth, (set(), None))
+        if not set(dirnames) <= allowed[0] or any(os.path.islink(os.path.join(dirpath, d)) for d in dirnames):
+            return False
+        if allowed[1] is None:
+            if any(not name.endswith(".jpeg") for name in filenames):
+                return False
+        elif not set(filenames) <= allowed[1]:
+            return False
+    return True
 
-    Built in a temporary sibling folder and moved into place, so a half-written set never remains.
+
+def state(root: Path, per_class: int, size: int, seed: int) -> str:
+    """``"ready"`` (``root`` holds the set for these settings), ``"missing"``, ``"stale"`` (made with other
+    settings) or ``"damaged"`` (an unreadable marker in a folder holding only generated files); all but
+    ``"ready"`` mean :func:`generate` makes it.
+
+    Raises:
+        DataError: ``root`` is not ours to replace (a file, a folder without the marker, or a damaged
+            marker beside files :func:`generate` does not write).
     """
     root = Path(root)
     settings = {"version": GENERATOR_VERSION, "per_class": per_class, "size": size, "seed": seed}
     marker = root / MARKER
-    if marker.is_file() and json.loads(marker.read_text()) == settings:
-        return root
-    if root.exists() and not marker.is_file():
+    if not root.exists():
+        return "missing"
+    if not marker.is_file():
         raise DataError(f"{root} exists and is not a synthetic data set made here: choose another "
                         "data_root for the synthetic data (it would be replaced)")
+    try:
+        found = json.loads(marker.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        if not _looks_generated(root):
+            raise DataError(f"{marker} is unreadable ({str(exc).splitlines()[0]}) and {root} holds files the "
+                            "generator does not write: delete the folder yourself to regenerate it, or choose "
+                            "another data_root") from None
+        return "damaged"
+    return "ready" if found == settings else "stale"
+
+
+def generate(root: Path, per_class: int, size: int, seed: int) -> Path:
+    """Write the synthetic data set to ``root`` unless it is already there with the same settings.
+
+    Built in a temporary sibling folder and moved into place, so a half-written set never remains.
+    A folder is only replaced when it is ours (see :func:`state`).
+    """
+    root = Path(root)
+    found = state(root, per_class, size, seed)
+    if found == "ready":
+        return root
+    if found == "damaged":
+        print(f"medclf: {root / MARKER} is unreadable and {root} holds only generated images: generating "
+              "the synthetic data set again", file=sys.stderr, flush=True)
+    settings = {"version": GENERATOR_VERSION, "per_class": per_class, "size": size, "seed": seed}
     staging = root.with_name(root.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     rng = np.random.default_rng(seed)
     val_left = [4, 4]
     for class_idx, class_name in enumerate(CLASSES):
         image_index = 1
-        for patient, count in enumerate(_patients(rng, per_class, 3 if class_idx else 2), start=1):
+        counts = _patients(rng, per_class, 3 if class_idx else 2)
+        used: set[str] = set()
+        for patient, count in enumerate(counts, start=1):
             split = _split_of(rng, val_left, class_idx)
+            missing = [s for s in ("test", "val", "train") if s not in used]
+            if split not in missing and len(counts) - patient < len(missing):  # the last patients fill a split
+                split = missing[0]                                              # still without this class
+            used.add(split)
             if split == "val":
                 val_left[class_idx] -= count
             folder = staging / split / class_name
