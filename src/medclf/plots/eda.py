@@ -114,6 +114,7 @@ def plot_intensity_histograms(ax, histograms: pd.DataFrame):
     ax.set_xlabel("pixel value")
     ax.set_ylabel("share of pixels")
     ax.set_title("Pixel-value distribution per class")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # off the curves
     return ax.figure
 
 
@@ -140,6 +141,7 @@ def plot_image_mean_hist(ax, per_image: pd.DataFrame, class_names: Sequence[str]
     ax.set_xlabel("mean pixel value of an image")
     ax.set_ylabel("images")
     ax.set_title("Per-image mean brightness")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # off the bars
     return ax.figure
 
 

@@ -36,10 +36,9 @@ div.wide { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1.5em; }
 table.headline { font-size: 0.85em; margin: 0; }
 table.headline th, table.headline td { overflow-wrap: normal; }
 table.headline small { color: #555; white-space: nowrap; }
-div.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 30em), 1fr)); gap: 1.5em;
-              align-items: start; }
-figure { margin: 0; min-width: 0; }
-figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+div.figures { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
+figure { margin: 0; max-width: 100%; }  /* each figure at its own size, shrunk only to fit the window */
+figure img { display: block; max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { color: #666; font-size: 0.85em; }
 """
 
