@@ -121,3 +121,17 @@ def folder_params(tmp_path):
         return load_params("folder", "quick", overrides=values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """``python run_all.py`` on the demo profile into a tmp folder, once per session (a fresh subprocess, as a
+    user runs it): ``(completed process, overrides, dataset folder)``. The end-to-end and browser tests share it."""
+    import subprocess
+
+    tmp = tmp_path_factory.mktemp("demo")
+    overrides = ["-p", f"output_dir={tmp / 'out'}", "-p", f"data_root={tmp / 'synthetic'}",
+                 "-p", f"cache_dir={tmp / 'cache'}"]
+    done = subprocess.run([sys.executable, str(config.PROJECT_ROOT / "run_all.py"), *overrides],
+                          capture_output=True, text=True, timeout=900, cwd=config.PROJECT_ROOT)
+    return done, overrides, tmp / "out" / "synthetic" / "demo"

@@ -11,6 +11,7 @@ turns the skip into a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -105,3 +106,69 @@ def test_every_linked_page_loads_with_its_content(chromium, report, index_dom, t
             assert "data:image/png;base64" in page and '<details class="medclf-code"' in page
             assert all(model_id in page for model_id in MODELS)
     assert {"06_compare.html", "06_compare.ipynb", "run.json"} <= seen
+
+
+#: Injected only into the test's copy of a page (the report pages have no scripts): once everything has loaded,
+#: write the page's width against the window's into the DOM, with the elements that stick out, for the message.
+WIDTH_PROBE = """<script>
+window.addEventListener('load', function () {
+  var root = document.documentElement, limit = root.clientWidth, wide = [];
+  document.querySelectorAll('body *').forEach(function (el) {
+    for (var a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX !== 'visible') return;  // scrolls inside its own box
+    }
+    var right = el.getBoundingClientRect().right;
+    if (right > limit + 1 && wide.length < 5) wide.push(el.tagName.toLowerCase() + '.' + el.className + ' ' + right);
+  });
+  var out = document.createElement('pre');
+  out.id = 'medclf-width-probe';
+  out.textContent = JSON.stringify({page: root.scrollWidth, window: limit, wide: wide});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def page_width(chromium: str, page: Path, profile: Path, window: int = 1400) -> dict:
+    """``{"page": scrollWidth, "window": clientWidth, "wide": [...]}`` of ``page`` in a ``window``-px-wide
+    Chromium, measured on a copy beside it (same relative links) with :data:`WIDTH_PROBE` added."""
+    probe = page.with_name(f"{page.stem}.width-probe.html")
+    probe.write_text(page.read_text().replace("</body>", WIDTH_PROBE + "</body>"))
+    try:
+        done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                               "--hide-scrollbars", f"--window-size={window},1000", "--virtual-time-budget=10000",
+                               f"--user-data-dir={profile}", "--dump-dom", probe.as_uri()],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="medclf-width-probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"chromium did not measure {page.name}: {done.stderr[-2000:]}"
+    return json.loads(unescape(found.group(1)))
+
+
+def report_pages(index: Path) -> list[Path]:
+    """``index.html`` and every rendered notebook page it links."""
+    links = re.findall(r'<a href="([^"]+\.html)"', index.read_text())
+    return [index, *sorted({(index.parent / unescape(href)).resolve() for href in links})]
+
+
+def test_width_probe_sees_a_page_wider_than_the_window(chromium, tmp_path):
+    """The check below can fail: a 2000-px table with no scroll box of its own widens the page."""
+    page = tmp_path / "wide.html"
+    page.write_text('<!DOCTYPE html><html><body><table><tr><td style="min-width:2000px">x</td></tr></table></body></html>')
+    width = page_width(chromium, page, tmp_path / "profile")
+    assert width["page"] > width["window"] == 1400 and width["wide"]
+
+
+def test_no_report_page_scrolls_sideways(chromium, demo_run, report, tmp_path):
+    """At a 1400-px window no page of the demo's report (index and the six notebooks) nor of the compare-only
+    report is wider than the window: wide tables and code scroll inside their own box, figures shrink to fit."""
+    done, _, demo = demo_run
+    assert done.returncode == 0, done.stdout + done.stderr
+    pages = report_pages(demo / "reports" / "index.html") + report_pages(report)
+    assert len(pages) >= 7 + 2
+    too_wide = {}
+    for page in pages:
+        width = page_width(chromium, page, tmp_path / "profile")
+        if width["page"] > width["window"]:
+            too_wide[f"{page.parent.parent.name}/{page.name}"] = width
+    assert not too_wide, f"pages wider than the window: {too_wide}"

@@ -18,12 +18,9 @@ def run_all(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900, cwd=config.PROJECT_ROOT)
 
 
-def test_demo_profile_end_to_end(tmp_path):
-    overrides = ["-p", f"output_dir={tmp_path / 'out'}", "-p", f"data_root={tmp_path / 'synthetic'}",
-                 "-p", f"cache_dir={tmp_path / 'cache'}"]
-    first = run_all(*overrides)
+def test_demo_profile_end_to_end(demo_run):
+    first, overrides, out = demo_run
     assert first.returncode == 0, first.stdout + first.stderr
-    out = tmp_path / "out" / "synthetic" / "demo"
     index = (out / "reports" / "index.html").read_text()
     assert "SYNTHETIC DATA" in index and "01_eda.html" in index
     assert (out / "reports" / "01_eda.html").is_file() and (out / "notebooks" / "01_eda.ipynb").is_file()
@@ -45,3 +42,22 @@ def test_demo_profile_end_to_end(tmp_path):
 
     again = run_all(*overrides)
     assert again.returncode == 0 and "up to date" in again.stdout
+
+
+def test_demo_reports_show_no_stderr(demo_run):
+    """Nothing in the demo's notebooks writes to stderr (warnings, tracebacks, text progress bars): no rendered
+    report has a stderr block and no executed notebook a stderr stream."""
+    import nbformat
+
+    done, _, out = demo_run
+    assert done.returncode == 0, done.stdout + done.stderr
+    pages = sorted((out / "reports").glob("0*.html"))
+    assert len(pages) == 6
+    for page in pages:
+        text = page.read_text()
+        assert "<div" in text and 'data-mime-type="application/vnd.jupyter.stderr"' not in text, \
+            f"{page.name} shows a stderr block"
+    for path in sorted((out / "notebooks").glob("0*.ipynb")):
+        streams = [output.get("text", "") for cell in nbformat.read(str(path), as_version=4).cells
+                   for output in cell.get("outputs", []) if output.get("name") == "stderr"]
+        assert not streams, f"{path.name} wrote to stderr: {streams[0][:500]}"

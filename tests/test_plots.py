@@ -152,3 +152,133 @@ def test_save_table_synthetic_marks_markdown(tmp_path):
     first_line = md.read_text().splitlines()[0]
     assert "SYNTHETIC DATA" in first_line
     assert pd.read_csv(csv).to_dict("list") == {"a": [1]}
+
+
+# --------------------------------------------------------------------------- seaborn, layout, stamps
+
+import seaborn as sns  # noqa: E402
+from matplotlib.container import BarContainer  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+from medclf.plots import compare_plots, evaluation  # noqa: E402
+
+CHEST = ["NORMAL", "PNEUMONIA"]
+
+
+def _recalls() -> pd.DataFrame:
+    rows = [(m, f, c, r) for m, f, pair in (("svm_a", "svm", (0.4, 1.0)), ("cnn_long_model_name", "cnn", (0.9, 0.97)))
+            for c, r in zip(CHEST, pair)]
+    frame = pd.DataFrame(rows, columns=["model_id", "family", "class", "recall"])
+    return frame.assign(ci_low=frame["recall"] - 0.1, ci_high=(frame["recall"] + 0.05).clip(upper=1))
+
+
+def _mcnemar() -> pd.DataFrame:
+    return pd.DataFrame({"model_id": ["a", "b", "c"], "best_model_id": "best", "p_value": [0.001, 0.5, 0.01],
+                         "only_model_right": [1, 3, 9], "only_best_right": [12, 4, 2]})
+
+
+def _all_models() -> pd.DataFrame:
+    return pd.DataFrame({"family": ["svm", "cnn", "cnn", "transfer"], "model_id": ["svm_a", "cnn_a", "cnn_b", "tl_a"],
+                         "train_seconds": [0.0, 2.5, 2.6, 300.0], "accuracy": [0.7, 0.52, 0.52, 0.52],
+                         "accuracy_ci_low": [0.6, 0.4, 0.4, 0.4], "accuracy_ci_high": [0.8, 0.62, 0.62, 0.62],
+                         "overall_best": [True, False, False, False]})
+
+
+def _per_image() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"class_name": CHEST * 20, "mean": rng.uniform(50, 200, 40)})
+
+
+def _histograms() -> pd.DataFrame:
+    return pd.DataFrame({"NORMAL": np.full(256, 1 / 256), "PNEUMONIA": np.linspace(0, 2 / 256, 256)},
+                        index=pd.RangeIndex(256, name="value"))
+
+
+#: One call per kind of figure seaborn draws: (name, function drawing on fresh axes).
+SEABORN_FIGURES = {
+    "confusion heat map": lambda: evaluation.plot_confusion(plt.subplots()[1], [[40, 10], [5, 45]], CHEST, True),
+    "per-class recall bars": lambda: compare_plots.plot_recall_bars(plt.subplots()[1], _recalls(), CHEST),
+    "McNemar bars": lambda: compare_plots.plot_mcnemar(plt.subplots()[1], _mcnemar()),
+    "accuracy and training time": lambda: compare_plots.plot_accuracy_vs_time(plt.subplots(1, 2, sharey=True)[1],
+                                                                             _all_models()),
+    "EDA pixel-value distributions": lambda: plots.plot_intensity_histograms(plt.subplots()[1], _histograms()),
+    "EDA per-image brightness": lambda: plots.plot_image_mean_hist(plt.subplots()[1], _per_image(), CHEST),
+}
+
+
+@pytest.mark.parametrize("kind", list(SEABORN_FIGURES))
+def test_seaborn_draws_the_statistical_figures(kind, monkeypatch, tmp_path):
+    """Each of these figures is drawn by a seaborn function (spied on), returned, and nothing is written."""
+    called = []
+    for name in ("heatmap", "barplot", "histplot", "lineplot", "scatterplot", "pointplot"):
+        original = getattr(sns, name)
+        monkeypatch.setattr(sns, name, lambda *a, _f=original, _n=name, **k: (called.append(_n), _f(*a, **k))[1])
+    fig = SEABORN_FIGURES[kind]()
+    assert isinstance(fig, Figure)
+    assert called, f"{kind}: no seaborn function drew it"
+    _assert_nothing_written(tmp_path)
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("draw", [
+    lambda ax: compare_plots.plot_recall_bars(ax, _recalls(), CHEST),
+    lambda ax: compare_plots.plot_mcnemar(ax, _mcnemar()),
+    lambda ax: plots.plot_counts_bar(ax, pd.DataFrame({"split": ["train"] * 2 + ["test"] * 2, "class_name": CHEST * 2,
+                                                       "count": [100, 300, 50, 150]})),
+], ids=["recall bars", "mcnemar", "class counts"])
+def test_legends_sit_off_the_bars(draw):
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    draw(ax)
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    bars = [bar.get_window_extent() for c in ax.containers if isinstance(c, BarContainer) for bar in c]
+    assert bars and not any(_overlaps(legend, bar) for bar in bars)
+
+
+def _run(history: dict) -> SimpleNamespace:
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 20)
+    p = np.clip(y * 0.4 + rng.uniform(0, 0.6, y.size), 0, 1)
+    return SimpleNamespace(model_id="m", class_names=CHEST, threshold=0.5, y_val=y, p_val=p, y_test=y, p_test=p,
+                           training=SimpleNamespace(history=history, best_epoch=2 if history else None),
+                           record={"evaluation": {"test": {"at_threshold": {"confusion_matrix": [[15, 5], [3, 17]]}}}})
+
+
+@pytest.mark.parametrize("history", [{}, {"loss": [0.7, 0.5], "val_loss": [0.7, 0.6], "auc": [0.6, 0.8],
+                                          "val_auc": [0.6, 0.7]}], ids=["one-step fit", "epochs"])
+def test_model_summary_has_no_empty_panel(history):
+    run = _run(history)
+    n = evaluation.summary_panels(run)
+    assert n == (5 if history else 3)
+    fig, axes = plt.subplots(1, n)
+    evaluation.plot_model_summary(axes, run)
+    for ax in axes:  # every panel draws data: lines, an image or cells, never just a sentence
+        assert ax.axison and (ax.lines or ax.images or ax.collections or ax.patches), ax.get_title()
+    with pytest.raises(ValueError, match="summary_panels"):
+        evaluation.plot_model_summary(plt.subplots(1, n + 1)[1], run)
+
+
+def test_synthetic_stamp_sits_above_every_title(tmp_path):
+    fig, axes = plt.subplots(2, 3, figsize=(6, 4))
+    fig.subplots_adjust(top=0.95)  # no layout engine: the titles reach above the figure's top edge
+    for ax in axes.flat:
+        ax.imshow(np.zeros((4, 4)))
+        ax.set_title("model\nfile.jpeg\np=0.5 (t=0.4)", fontsize=9)
+    fig.suptitle("most confident errors")
+    artifacts.save_figure(fig, _params(tmp_path, "synthetic"), "05_explain", "gallery")
+    renderer = fig.canvas.get_renderer()
+    stamp = next(t for t in fig.texts if t.get_text() == artifacts.SYNTHETIC_LABEL)
+    stamp_box = stamp.get_bbox_patch().get_window_extent(renderer)
+    others = [fig._suptitle, *(ax.title for ax in axes.flat)]
+    assert all(stamp_box.y0 >= other.get_window_extent(renderer).y1 for other in others)
+
+
+def test_notes_follow_the_dataset_registry():
+    assert artifacts.applies({"dataset": "chest_xray"}, "chest_like")
+    assert artifacts.applies({"dataset": "synthetic"}, "chest_like")
+    assert not artifacts.applies({"dataset": "malaria"}, "chest_like")
+    with pytest.raises(ValueError, match="chest_like"):
+        artifacts.applies({"dataset": "malaria"}, "lungs")

@@ -136,3 +136,19 @@ def test_notebook_html_is_self_contained_with_collapsible_code(tmp_path):
     assert "shown_code" in details[: details.index("</details>")]  # the input sits in a <details>
     assert "the output" in page and "<h1" in page
     assert "<details" not in report.notebook_html(path, hide_code=True)
+
+
+def test_injected_settings_are_folded_and_other_code_open(tmp_path):
+    """papermill's injected settings (one long line of every parameter) start folded; the notebook's own code open."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('settings = {"dataset": "synthetic", "seed": 42}',
+                                          metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("own_code = 1")]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    page = report.notebook_html(path)
+    blocks = re.findall(r"<details([^>]*)>(.*?)</details>", page, re.S)
+    injected = [attrs for attrs, body in blocks if "synthetic" in body]
+    own = [attrs for attrs, body in blocks if "own_code" in body]
+    assert len(injected) == 1 and "open" not in injected[0] and "medclf-injected" in injected[0]
+    assert len(own) == 1 and "open" in own[0]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from medclf.plots.common import class_colors
 from medclf.plots.evaluation import plot_roc
@@ -42,42 +43,64 @@ def plot_roc_overlay(ax, curves: Sequence[tuple[str, np.ndarray, np.ndarray]]):
     return ax.figure
 
 
-def plot_accuracy_vs_time(ax, table: pd.DataFrame):
-    """Test accuracy (95% CI bars) against training seconds on a log axis, one point per model.
+def plot_accuracy_vs_time(axes, table: pd.DataFrame):
+    """Every model on one row: test accuracy (95% CI) on the left, training seconds (log) on the right.
+
+    One row per model (model ids as row labels, so no label ever overlaps another however close the
+    numbers are), grouped by family in the table's order; families keep their colours and the
+    validation-chosen best model is starred. Size the figure ``(10, 0.35 * rows + 1.6)``.
 
     Args:
-        ax: target axes.
+        axes: two axes sharing the y axis (``plt.subplots(1, 2, sharey=True)``): accuracy, time.
         table: :func:`medclf.analysis.compare.all_models_table` (``family``, ``model_id``, ``train_seconds``,
             ``accuracy``, ``accuracy_ci_low``, ``accuracy_ci_high``, ``overall_best``).
 
     Returns:
         The figure.
     """
+    ax_acc, ax_time = np.ravel(axes)
     colors = family_colors(list(dict.fromkeys(table["family"])))
-    seconds = table["train_seconds"].astype(float).clip(lower=0.01)  # an instant fit stays on a log axis
+    frame = table.reset_index(drop=True).assign(
+        train_seconds=table["train_seconds"].astype(float).clip(lower=0.01).to_numpy())  # instant fits stay on a log axis
+    y = np.arange(len(frame))
     for family, color in colors.items():
-        rows = table["family"] == family
-        err = [table.loc[rows, "accuracy"] - table.loc[rows, "accuracy_ci_low"],
-               table.loc[rows, "accuracy_ci_high"] - table.loc[rows, "accuracy"]]
-        ax.errorbar(seconds[rows], table.loc[rows, "accuracy"], yerr=err, fmt="o", color=color,
-                    capsize=3, label=family)
-    for x, (_, row) in zip(seconds, table.iterrows()):
-        ax.annotate(row["model_id"], (x, row["accuracy"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    best = table[table["overall_best"].astype(bool)]
+        rows = frame[frame["family"] == family]
+        ax_acc.errorbar(rows["accuracy"], y[rows.index], fmt="o", color=color, capsize=3, label=family,
+                        xerr=[rows["accuracy"] - rows["accuracy_ci_low"], rows["accuracy_ci_high"] - rows["accuracy"]])
+    best = frame[frame["overall_best"].astype(bool)]
     if len(best):
-        ax.scatter(seconds[best.index], best["accuracy"], marker="*", s=260, facecolor="none",
-                   edgecolor="black", zorder=3, label="best on validation")
-    ax.set_xscale("log")
-    ax.set_xlabel("training time (seconds, log scale)")
-    ax.set_ylabel("test accuracy at the validation-chosen threshold")
-    ax.set_title("Accuracy vs training time")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return ax.figure
+        ax_acc.scatter(best["accuracy"], y[best.index], marker="*", s=260, facecolor="none", edgecolor="black",
+                       zorder=3, label="best on validation")
+    sns.barplot(frame, x="train_seconds", y="model_id", hue="family", palette=colors, dodge=False, legend=False,
+                orient="h", ax=ax_time, order=list(frame["model_id"]), native_scale=False)
+    ax_time.set_xscale("log")
+    for container in ax_time.containers:
+        ax_time.bar_label(container, fmt=_seconds, fontsize=7, padding=2)
+    ax_acc.set_yticks(y, frame["model_id"])
+    ax_acc.set_ylim(len(frame) - 0.5, -0.5)
+    ax_acc.set_ylabel("")
+    ax_time.set_ylabel("")
+    ax_acc.set_xlabel("test accuracy at the validation-chosen threshold (95% CI)")
+    ax_time.set_xlabel("training time (seconds, log scale)")
+    ax_acc.grid(axis="x", alpha=0.3)
+    ax_time.grid(axis="x", alpha=0.3)
+    ax_time.margins(x=0.15)
+    ax_acc.set_title("Test accuracy")
+    ax_time.set_title("Training time")
+    handles, labels = ax_acc.get_legend_handles_labels()
+    ax_time.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    return ax_acc.figure
+
+
+def _seconds(value: float) -> str:
+    """A training time for a bar label: ``0.02 s``, ``3.4 s``, ``250 s``, ``12 min``."""
+    if value >= 600:
+        return f"{value / 60:.0f} min"
+    return f"{value:.2g} s" if value < 10 else f"{value:.0f} s"
 
 
 def plot_recall_bars(ax, recalls: pd.DataFrame, class_names: Sequence[str]):
-    """Grouped bars of each class's test recall (95% CI) per model.
+    """Grouped bars of each class's test recall (95% CI) per model; the legend sits beside the axes.
 
     Args:
         ax: target axes.
@@ -89,20 +112,26 @@ def plot_recall_bars(ax, recalls: pd.DataFrame, class_names: Sequence[str]):
     """
     colors = class_colors(class_names)
     models = list(dict.fromkeys(recalls["model_id"]))
-    x = np.arange(len(models))
-    width = 0.8 / max(len(class_names), 1)
-    for k, name in enumerate(class_names):
-        rows = recalls[recalls["class"] == name].set_index("model_id").reindex(models)
-        err = [rows["recall"] - rows["ci_low"], rows["ci_high"] - rows["recall"]]
-        bars = ax.bar(x + (k - (len(class_names) - 1) / 2) * width, rows["recall"], width, yerr=err,
-                      capsize=3, color=colors[name], label=f"{name} recall")
+    frame = recalls.assign(recall=recalls["recall"].astype(float))
+    sns.barplot(frame, x="model_id", y="recall", hue="class", order=models, hue_order=list(class_names),
+                palette=colors, errorbar=None, ax=ax)
+    for name, bars in zip(class_names, ax.containers):  # one container per class, bars in model order
+        rows = frame[frame["class"] == name].set_index("model_id").reindex(models)
+        centers = [bar.get_x() + bar.get_width() / 2 for bar in bars]
+        ax.errorbar(centers, rows["recall"], yerr=[rows["recall"] - rows["ci_low"], rows["ci_high"] - rows["recall"]],
+                    fmt="none", ecolor="black", capsize=3, linewidth=1)
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
-    ax.set_xticks(x, models, rotation=20, ha="right")
-    ax.set_ylim(0, 1.1)
+    ax.set_xticks(range(len(models)), models, rotation=20, ha="right")
+    ax.set_xlabel("")
+    ax.set_ylim(0, 1.12)
     ax.set_ylabel("test recall at the validation-chosen threshold")
     ax.set_title("Per-class recall (95% CI)")
-    ax.legend(loc="lower right", fontsize=8)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title="recall of", fontsize=8, borderaxespad=0)
     return ax.figure
+
+
+#: McNemar verdicts and their colours: more accurate than the best, less accurate, no difference.
+_VERDICT_COLORS = {"more accurate": "#1b7f3b", "less accurate": "#b00020", "no difference": "#888888"}
 
 
 def plot_mcnemar(ax, table: pd.DataFrame, alpha: float = 0.05):
@@ -110,6 +139,7 @@ def plot_mcnemar(ax, table: pd.DataFrame, alpha: float = 0.05):
 
     Bars past the dashed ``alpha`` line differ at that level: green where the model got more test
     images right than the validation-chosen best, red where it got fewer; grey bars do not differ.
+    The legend sits beside the axes.
 
     Args:
         ax: target axes.
@@ -119,19 +149,21 @@ def plot_mcnemar(ax, table: pd.DataFrame, alpha: float = 0.05):
     Returns:
         The figure.
     """
-    rows = table.dropna(subset=["p_value"])
-    y = np.arange(len(rows))
-    evidence = -np.log10(rows["p_value"].astype(float).clip(lower=1e-300))
+    rows = table.dropna(subset=["p_value"]).reset_index(drop=True)
+    p = rows["p_value"].astype(float)
     better = rows["only_model_right"].to_numpy() > rows["only_best_right"].to_numpy()
-    colors = ["#888888" if p >= alpha else ("#1b7f3b" if up else "#b00020")
-              for p, up in zip(rows["p_value"], better)]
-    ax.barh(y, evidence, color=colors)
-    ax.set_yticks(y, rows["model_id"])
-    ax.invert_yaxis()
+    verdict = ["no difference" if value >= alpha else ("more accurate" if up else "less accurate")
+               for value, up in zip(p, better)]
+    frame = pd.DataFrame({"model_id": rows["model_id"].astype(str), "verdict": verdict,
+                          "evidence": -np.log10(p.clip(lower=1e-300))})
+    sns.barplot(frame, x="evidence", y="model_id", hue="verdict", palette=_VERDICT_COLORS, dodge=False,
+                hue_order=[v for v in _VERDICT_COLORS if v in set(verdict)], orient="h", ax=ax)
     ax.axvline(-np.log10(alpha), color="black", linestyle="--", label=f"p = {alpha}")
     best = rows["best_model_id"].iloc[0] if len(rows) else "the best model"
-    ax.set_xlabel(f"−log10 McNemar p-value vs {best}\n(green: more accurate, red: less accurate, "
-                  f"grey: no difference at p < {alpha})")
-    ax.set_title("Paired test on the same test images")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylabel("")
+    ax.set_xlabel(f"−log10 McNemar p-value vs {best} (right of the dashed line: p < {alpha})")
+    ax.set_title(f"Paired test on the same test images: accuracy vs {best}")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), title="vs the best", fontsize=8,
+              borderaxespad=0)
     return ax.figure

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from medclf.plots.common import class_colors, show_image
 
@@ -37,7 +38,7 @@ def plot_counts_bar(ax, counts: pd.DataFrame, title: str | None = None):
     ax.set_xticks(x, splits)
     ax.set_ylabel("images")
     ax.set_title(title or f"Images per {by.replace('_', ' ')} and class")
-    ax.legend(title="class")
+    ax.legend(title="class", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # off the bars
     ax.margins(y=0.12)
     return ax.figure
 
@@ -95,7 +96,7 @@ def plot_sample_grid(axes, images: np.ndarray, samples: Mapping[str, np.ndarray]
 
 
 def plot_intensity_histograms(ax, histograms: pd.DataFrame):
-    """Pixel-value distribution per class as overlaid step lines.
+    """Pixel-value distribution per class as overlaid step lines (seaborn).
 
     Args:
         ax: target axes.
@@ -104,19 +105,21 @@ def plot_intensity_histograms(ax, histograms: pd.DataFrame):
     Returns:
         The figure.
     """
-    colors = class_colors(list(histograms.columns))
-    for name in histograms.columns:
-        ax.step(histograms.index, histograms[name], where="mid", label=name, color=colors[name])
+    classes = [str(name) for name in histograms.columns]
+    long = (histograms.rename(columns=str).rename_axis("value").reset_index()
+            .melt(id_vars="value", var_name="class", value_name="share"))
+    sns.lineplot(long, x="value", y="share", hue="class", hue_order=classes, palette=class_colors(classes),
+                 drawstyle="steps-mid", ax=ax)
     ax.set_xlim(0, 255)
     ax.set_xlabel("pixel value")
     ax.set_ylabel("share of pixels")
     ax.set_title("Pixel-value distribution per class")
-    ax.legend(title="class")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # off the curves
     return ax.figure
 
 
 def plot_image_mean_hist(ax, per_image: pd.DataFrame, class_names: Sequence[str], bins: int = 40):
-    """Distribution of per-image mean brightness per class (overlaid histograms).
+    """Distribution of per-image mean brightness per class (overlaid step histograms, seaborn).
 
     Args:
         ax: target axes.
@@ -127,16 +130,18 @@ def plot_image_mean_hist(ax, per_image: pd.DataFrame, class_names: Sequence[str]
     Returns:
         The figure.
     """
-    colors = class_colors(class_names)
     low, high = (per_image["mean"].min(), per_image["mean"].max()) if len(per_image) else (0, 255)
     edges = np.linspace(low, max(high, low + 1), bins + 1)
-    for name in class_names:
-        values = per_image.loc[per_image["class_name"] == name, "mean"]
-        ax.hist(values, bins=edges, alpha=0.5, label=f"{name} (n={len(values)})", color=colors[name])
+    sizes = per_image["class_name"].value_counts()
+    labels = {name: f"{name} (n={int(sizes.get(name, 0))})" for name in class_names}
+    colors = class_colors(class_names)
+    frame = per_image.assign(**{"class": per_image["class_name"].map(labels)})
+    sns.histplot(frame, x="mean", hue="class", hue_order=list(labels.values()), bins=edges, element="step",
+                 palette={labels[name]: colors[name] for name in class_names}, alpha=0.35, ax=ax)
     ax.set_xlabel("mean pixel value of an image")
     ax.set_ylabel("images")
     ax.set_title("Per-image mean brightness")
-    ax.legend(title="class")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # off the bars
     return ax.figure
 
 

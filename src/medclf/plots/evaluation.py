@@ -1,6 +1,7 @@
 """Evaluation plots: confusion matrix, ROC and precision-recall curves, recall against the threshold,
-metric intervals, and the five-panel summary of one trained model. Numbers come from
-:mod:`medclf.evaluation.metrics`; curves are drawn with scikit-learn's Displays. Each helper draws on
+metric intervals, and the panels summarising one trained model. Numbers come from
+:mod:`medclf.evaluation.metrics`; curves are drawn with scikit-learn's Displays, the confusion matrix
+with seaborn. Each helper draws on
 the given axes and returns the figure."""
 
 from __future__ import annotations
@@ -8,25 +9,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import seaborn as sns
 
 from medclf.plots.common import class_colors
 from medclf.plots.training import plot_training_curves
 
 
 def plot_confusion(ax, cm, class_names: Sequence[str], normalize: bool = False):
-    """Confusion matrix (rows true class, columns predicted) with the value in each cell.
+    """Confusion matrix heat map (rows true class, columns predicted) with the value in each cell.
 
     Args:
         ax: target axes.
         cm: 2×2 (or k×k) matrix of counts, e.g. ``metrics["confusion_matrix"]``.
         class_names: class names in label order.
-        normalize: divide each row by its total (so the diagonal shows each class's recall).
+        normalize: divide each row by its total (so the diagonal shows each class's recall, on 0..1).
 
     Returns:
         The figure.
     """
-    from sklearn.metrics import ConfusionMatrixDisplay
-
     cm = np.asarray(cm, dtype=np.float64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(class_names):
         raise ValueError(f"cm must be a square matrix with one row per class ({len(class_names)}); "
@@ -34,13 +34,15 @@ def plot_confusion(ax, cm, class_names: Sequence[str], normalize: bool = False):
     if normalize:
         totals = cm.sum(axis=1, keepdims=True)
         cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
-        values_format = ".2f"
+        fmt, limits = ".2f", {"vmin": 0, "vmax": 1}
     else:
         cm = cm.round().astype(np.int64)
-        values_format = "d"
-    display = ConfusionMatrixDisplay(confusion_matrix=cm, display_labels=list(class_names))
-    display.plot(ax=ax, colorbar=False, cmap="Blues", values_format=values_format,
-                 im_kw={"vmin": 0, "vmax": 1} if normalize else None)
+        fmt, limits = "d", {}
+    sns.heatmap(cm, annot=True, fmt=fmt, cmap="Blues", cbar=False, square=True, linewidths=0.5, linecolor="white",
+                xticklabels=list(class_names), yticklabels=list(class_names), ax=ax, **limits)
+    ax.tick_params(axis="y", rotation=0)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
     ax.set_title("Confusion matrix (rows: share of each true class)" if normalize else "Confusion matrix (counts)")
     return ax.figure
 
@@ -130,24 +132,38 @@ def plot_threshold_recalls(ax, y_val, p_val, threshold: float, class_names: Sequ
     return ax.figure
 
 
+def summary_panels(run) -> int:
+    """How many axes :func:`plot_model_summary` draws for ``run``: 5, or 3 for a model fitted in one step
+    (no epochs, so no training curves)."""
+    return 5 if run.training.history else 3
+
+
 def plot_model_summary(axes, run):
-    """Five panels for one trained model (an :class:`medclf.training.experiment.ModelRun`): loss curves,
-    metric curves, validation recall vs threshold, test confusion matrix at the chosen threshold
-    (row-normalised), and validation/test ROC curves. Returns the figure."""
+    """The panels of one trained model (an :class:`medclf.training.experiment.ModelRun`): loss and metric
+    curves (only for a model trained in epochs), validation recall vs threshold, test confusion matrix at
+    the chosen threshold (row-normalised), and validation/test ROC curves.
+
+    Args:
+        axes: :func:`summary_panels` axes in a row (``plt.subplots(1, summary_panels(run))``).
+        run: the trained model.
+
+    Returns:
+        The figure.
+    """
+    axes = list(np.ravel(axes))
+    if len(axes) != summary_panels(run):
+        raise ValueError(f"{run.model_id} needs {summary_panels(run)} axes (summary_panels); got {len(axes)}")
     history = run.training.history
     if history:
         plot_training_curves(axes[:2], history, run.training.best_epoch, metric="auc")
-    else:
-        for ax in axes[:2]:
-            ax.text(0.5, 0.5, "fitted in one step\n(no epochs)", ha="center", va="center")
-            ax.set_axis_off()
-    plot_threshold_recalls(axes[2], run.y_val, run.p_val, run.threshold, run.class_names)
+        axes = axes[2:]
+    plot_threshold_recalls(axes[0], run.y_val, run.p_val, run.threshold, run.class_names)
     cm = run.record["evaluation"]["test"]["at_threshold"]["confusion_matrix"]
-    plot_confusion(axes[3], cm, run.class_names, normalize=True)
-    axes[3].set_title(f"test, threshold {run.threshold:.3f}")
-    plot_roc(axes[4], run.y_val, run.p_val, "validation")
-    plot_roc(axes[4], run.y_test, run.p_test, "test")
-    axes[0].figure.suptitle(run.model_id)
+    plot_confusion(axes[1], cm, run.class_names, normalize=True)
+    axes[1].set_title(f"test, threshold {run.threshold:.3f}\n(rows: share of each true class)")
+    plot_roc(axes[2], run.y_val, run.p_val, "validation")
+    plot_roc(axes[2], run.y_test, run.p_test, "test")
+    axes[0].figure.suptitle(run.model_id if history else f"{run.model_id} (fitted in one step: no training curves)")
     return axes[0].figure
 
 

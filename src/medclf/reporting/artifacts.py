@@ -40,11 +40,43 @@ def show_synthetic_notice(params: dict, subject: str = "numbers") -> None:
         display(Markdown(text))
 
 
+def applies(params: dict, when: str) -> bool:
+    """Whether the data set of ``params`` has the registry flag ``when`` (a boolean field of
+    :class:`medclf.config.datasets.DatasetInfo`, e.g. ``"chest_like"``)."""
+    info = datasets.get(params["dataset"])
+    flag = getattr(info, when, None)
+    if not isinstance(flag, bool):
+        raise ValueError(f"when must name a yes/no field of the data-set registry (e.g. 'chest_like'); got {when!r}")
+    return flag
+
+
+def show_note(params: dict, text: str, when: str) -> None:
+    """In a running notebook, show the Markdown ``text`` only for data sets with the registry flag ``when``
+    (:func:`applies`), so that text about one kind of data (chest X-rays) appears only on that kind."""
+    if not applies(params, when):
+        return
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Markdown(text))
+
+
 def stamp_synthetic(fig) -> None:
-    """Add the red :data:`medclf.reporting.notices.SYNTHETIC_LABEL` above the figure (once; repeated calls do nothing)."""
+    """Add the red :data:`medclf.reporting.notices.SYNTHETIC_LABEL` above everything the figure draws (once;
+    repeated calls do nothing).
+
+    The label goes above the top of the figure's drawn content (titles, a suptitle, colour bars, as the
+    figure's layout places them), so it never covers a title; saving with ``bbox_inches="tight"`` keeps it.
+    """
     if any(text.get_gid() == _STAMP_GID for text in fig.texts):
         return
-    fig.text(0.5, 1.0, SYNTHETIC_LABEL, ha="center", va="bottom", color="red", fontsize=13,
+    fig.draw_without_rendering()  # runs the layout engine, so the extent below is the final one
+    top = fig.get_tightbbox().y1  # inches from the figure's bottom
+    y = max(1.0, (top + 8 / 72) / fig.get_figheight())  # 8 points above the highest title
+    fig.text(0.5, y, SYNTHETIC_LABEL, ha="center", va="bottom", color="red", fontsize=13,
              fontweight="bold", gid=_STAMP_GID,
              bbox={"facecolor": "white", "edgecolor": "red", "boxstyle": "round,pad=0.3"})
 

@@ -18,9 +18,9 @@ from medclf.reporting.notices import SYNTHETIC_BANNER  # shown on every report m
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 72em; padding: 0 1em; color: #222; }
+       max-width: 88em; padding: 0 1.5em; color: #222; overflow-wrap: anywhere; }
 h1 { font-size: 1.6em; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
 .banner { background: #b00020; color: #fff; font-weight: bold; font-size: 1.4em; padding: 0.8em 1em;
@@ -32,12 +32,14 @@ th { background: #f2f2f2; }
 .error { font-family: monospace; font-size: 0.9em; color: #b00020; }
 .meta td:first-child { font-weight: bold; }
 .note { color: #666; font-size: 0.9em; }
-div.wide { overflow-x: auto; margin: 0.5em 0 1.5em; }
+div.wide { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1.5em; }
 table.headline { font-size: 0.85em; margin: 0; }
+table.headline th, table.headline td { overflow-wrap: normal; }
 table.headline small { color: #555; white-space: nowrap; }
-figure { display: inline-block; margin: 0 1em 1em 0; max-width: 100%; vertical-align: top; }
-figure img { max-width: 28em; width: 100%; border: 1px solid #ddd; }
-figcaption { color: #666; font-size: 0.85em; max-width: 28em; }
+div.figures { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
+figure { margin: 0; max-width: 100%; }  /* each figure at its own size, shrunk only to fit the window */
+figure img { display: block; max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { color: #666; font-size: 0.85em; }
 """
 
 
@@ -189,7 +191,7 @@ def readable_headline(frame):
 #: Figures shown under the headline table: (notebook, file stem, caption), drawn by 06_compare.
 HEADLINE_FIGURES = (
     ("06_compare", "roc_overlay", "Test ROC curves of the best model of each family (chosen on validation)"),
-    ("06_compare", "accuracy_vs_time", "Test accuracy (95% CI) against training time, every model"),
+    ("06_compare", "accuracy_vs_time", "Test accuracy (95% CI) beside training time, every model"),
 )
 
 
@@ -225,9 +227,12 @@ def index_html(run_info: dict[str, Any], rows: list[dict[str, Any]], headline: s
     parts.append("<h2>Headline results</h2>")
     parts.append(headline if headline else
                  '<p class="note">No headline table yet (tables/headline.csv or headline.md).</p>')
-    for href, caption in figures or []:
-        parts.append(f'<figure><a href="{html.escape(href, quote=True)}"><img src="{html.escape(href, quote=True)}" '
-                     f'alt="{_e(caption)}"></a><figcaption>{_e(caption)}</figcaption></figure>')
+    if figures:
+        parts.append('<div class="figures">')
+        for href, caption in figures:
+            parts.append(f'<figure><a href="{html.escape(href, quote=True)}"><img src="{html.escape(href, quote=True)}" '
+                         f'alt="{_e(caption)}"></a><figcaption>{_e(caption)}</figcaption></figure>')
+        parts.append("</div>")
 
     parts.append("<h2>Notebooks</h2>")
     parts.append("<table><tr><th>notebook</th><th>status</th><th>wall time</th><th>report</th>"
@@ -279,19 +284,29 @@ def write_index(dataset_dir: str | Path, run_info: dict[str, Any], order: list[s
     return io.write_text(layout.reports / "index.html", page)
 
 
-#: nbconvert template: JupyterLab's look, each code input in an open <details> (click to fold),
-#: and no <script> tags (require.js, MathJax, mermaid come from a CDN; pages must read offline).
+#: nbconvert template: JupyterLab's look, each code input in an open <details> (click to fold) except the
+#: settings papermill injected (one long line of every parameter: folded, the notebook prints what it uses),
+#: wide outputs scroll inside their own box (the page never scrolls sideways), and no <script> tags
+#: (require.js, MathJax, mermaid come from a CDN; pages must read offline).
 _NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {% block html_head_js %}{% endblock html_head_js %}
 {% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}
 {% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
 {% block extra_css %}<style>
 details.medclf-code > summary { cursor: pointer; color: #777; font-size: 0.8em; margin: 0.3em 0 0.1em 0.5em; }
+.jp-OutputArea-output, .jp-InputArea-editor { max-width: 100%; overflow-x: auto; }
+.jp-RenderedImage img { max-width: 100%; height: auto; }
 </style>{% endblock extra_css %}
 {% block input_group -%}
+{%- if 'injected-parameters' in cell.metadata.get('tags', []) -%}
+<details class="medclf-code medclf-injected"><summary>settings injected by run_all.py: every parameter of this run (click to show)</summary>
+{{ super() }}
+</details>
+{%- else -%}
 <details class="medclf-code" open><summary>code</summary>
 {{ super() }}
 </details>
+{%- endif -%}
 {%- endblock input_group %}
 """
 
