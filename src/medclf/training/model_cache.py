@@ -22,7 +22,6 @@ import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, fields, is_dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy as np
 
 from medclf.config.settings import TrainingSettings, TransferSettings
 from medclf.core.io import atomic_path
+from medclf.core.versions import package_versions
 from medclf.models import files
 from medclf.training.fit import TrainResult
 
@@ -52,16 +52,6 @@ def code_hash() -> str:
             digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def _versions() -> dict[str, str | None]:
-    found = {}
-    for name in LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 def _describe(value: Any) -> Any:
@@ -102,7 +92,7 @@ def model_key(*, spec: Any, input_shape: Sequence[int], epochs: int, training: T
         "data": [array_digest(a) for a in arrays],
         "precision": precision,
         "code": code_hash(),
-        "versions": _versions(),
+        "versions": package_versions(LIBRARIES),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
