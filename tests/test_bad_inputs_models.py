@@ -364,8 +364,8 @@ BAD_IMAGES = {
     "zero_byte_file": (_file("zero.png", b""), "empty file"),
     "text_named_png": (_file("notes.png", b"just some text, not a PNG\n"), "not a readable image"),
     "text_file": (_file("notes.txt", b"hello\n"), "not an image file"),
-    "dangling_symlink": (_link("gone.png", "does-not-exist.png"), "dangling symbolic link"),
-    "looping_symlink": (_link("loop.png", "loop.png"), "loops"),
+    "dangling_symlink": (_link("gone.png", "does-not-exist.png"), "broken symbolic link"),
+    "looping_symlink": (_link("loop.png", "loop.png"), "symbolic link loop"),
     "symlink_to_folder": (_dir_link, "link to a folder"),
 }
 
