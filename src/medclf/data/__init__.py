@@ -141,10 +141,7 @@ def load_dataset(params: dict) -> Dataset:
 
 def _load_folder(root: Path, params: dict) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     candidates, skipped = discover(root, params["class_names"])
-    listing = list(zip(candidates["relpath"], candidates["file_bytes"].tolist(), candidates["mtime_ns"].tolist()))
-    key = cache.cache_key(listing, params["image_size"], params["color_mode"], params["resize"],
-                          params["max_image_pixels"])
-    path = config.array_cache_file(params, key)
+    path = cache.cache_file(params, candidates)
     cached = cache.load(path, candidates["relpath"].tolist())
     if cached is None:
         images, records = _decode_candidates(root, candidates, DataSettings.of(params))

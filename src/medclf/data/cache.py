@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medclf.config.paths import array_cache_file
 from medclf.core.io import atomic_path
 
 #: Bump when decoding changes, so old caches are not reused.
@@ -24,12 +25,19 @@ FIELDS = ("relpath", "sha256", "orig_width", "orig_height", "orig_mode", "error"
 
 
 def cache_key(listing: list[tuple[str, int, int]], image_size: int, color_mode: str, resize: str,
-              max_pixels: int | None = None) -> str:
+              max_pixels: int) -> str:
     """Hash of (file list with sizes and mtimes, size, colour mode, resize method, pixel limit, cache version);
     the pixel limit decides which files are skipped."""
-    payload = json.dumps([CACHE_VERSION, image_size, color_mode, resize, listing]
-                         + ([] if max_pixels is None else [max_pixels]))
+    payload = json.dumps([CACHE_VERSION, image_size, color_mode, resize, listing, max_pixels])
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def cache_file(params: dict, candidates) -> Path:
+    """The one cache file for the discovered ``candidates`` (relpath, file_bytes, mtime_ns) under the decoding
+    settings in ``params`` — the same answer for the runner's up-front check and for loading."""
+    listing = list(zip(candidates["relpath"], candidates["file_bytes"].tolist(), candidates["mtime_ns"].tolist()))
+    key = cache_key(listing, params["image_size"], params["color_mode"], params["resize"], params["max_image_pixels"])
+    return array_cache_file(params, key)
 
 
 def save(path: Path, images: np.ndarray, records: dict[str, list]) -> None:

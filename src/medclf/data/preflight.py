@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medclf.config import paths as config
 from medclf.data import cache
 from medclf.data.dataset import SPLITS
 from medclf.data.decode import CHANNELS
@@ -120,9 +119,7 @@ def check_folder(root: Path, params: dict) -> DataSummary:
         official.discard("val")
     _require_every_split(by_split, class_names, root, official)
     check_memory(len(frame), params, root)
-    listing = list(zip(candidates["relpath"], candidates["file_bytes"].tolist(), candidates["mtime_ns"].tolist()))
-    cache_file = config.array_cache_file(params, cache.cache_key(listing, params["image_size"], params["color_mode"],
-                                                                 params["resize"]))
+    cache_file = cache.cache_file(params, candidates)
     return DataSummary(root, {name: int((frame["class_name"] == name).sum()) for name in class_names},
                        {s: int((frame["split"] == s).sum()) for s in SPLITS}, skipped,
                        cache_file, cache.problem(cache_file))
