@@ -109,6 +109,10 @@ SPECS: dict[str, Spec] = {
                                  low=8, high=2048),
     "eda_samples_per_class": Spec(int, "EDA: images per class in the sample grid.", low=1, high=100),
     "report_hide_code": Spec(bool, "Rendered HTML reports hide code cells."),
+    "cell_timeout_s": Spec(int, "run_all.py: a notebook cell running longer fails its notebook (papermill's "
+                                "execution_timeout); null: no limit.", nullable=True, low=1),
+    "stall_timeout_s": Spec(int, "run_all.py: a kernel with no progress (no CPU use, no progress report, no "
+                                 "finished cell) for this long is stopped and its notebook fails; null: never.", nullable=True, low=1),
     "baselines": Spec(list, "Models the baselines notebook trains (names from medclf.models.registry.MODELS).",
                       items=str),
     "transfer_models": Spec(list, "Models the transfer notebook trains (transfer-family names from medclf.models.registry.MODELS).",
@@ -371,9 +375,14 @@ def _layer(path: Path) -> dict[str, Any]:
     return validate(read_yaml(path), str(path)) if path.exists() else {}
 
 
+#: How the runner watches a run, not what it computes: left out of :func:`params_hash` (changing them reruns nothing).
+RUN_CONTROL_KEYS = ("cell_timeout_s", "stall_timeout_s")
+
+
 def params_hash(params: dict[str, Any]) -> str:
-    """Stable short hash of a parameter set (key order does not matter)."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Stable short hash of a parameter set (key order does not matter; :data:`RUN_CONTROL_KEYS` left out)."""
+    hashed = {key: value for key, value in params.items() if key not in RUN_CONTROL_KEYS}
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def markdown_table() -> str:
