@@ -11,6 +11,7 @@ module level: the runner's start-up (``--help``, ``--list``, a bad parameter) st
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import tempfile
@@ -74,27 +75,36 @@ def one_line(text: Any, limit: int = 300) -> str:
 
 
 def _failed_cell_number(executed: Path, fallback_index: int | None) -> int | None:
-    """1-based position of the failed cell in the *source* notebook (injected/error cells not counted)."""
+    """1-based position in the *source* notebook (injected/error cells not counted) of the cell that
+    failed, or else of the cell at index ``fallback_index`` of the executed notebook."""
     try:
         import nbformat
 
         node = nbformat.read(str(executed), as_version=4)
-        position, running = 0, None
-        for cell in node.cells:
+        position = 0
+        for index, cell in enumerate(node.cells):
             tags = cell.get("metadata", {}).get("tags", [])
             if "injected-parameters" in tags or "papermill-error-cell-tag" in tags:
                 continue
             position += 1
-            status = cell.get("metadata", {}).get("papermill", {}).get("status")
-            if status == "failed":
+            if cell.get("metadata", {}).get("papermill", {}).get("status") == "failed" or index == fallback_index:
                 return position
-            if status == "running" and running is None:  # the kernel died or was stopped in this cell
-                running = position
-        if running is not None:
-            return running
     except Exception:
         pass
     return None if fallback_index is None else fallback_index  # index incl. the injected cell ≈ 1-based
+
+
+class _RunningCell:
+    """nbclient hooks that remember which cell is executing: the one a dead, stalled or timed-out kernel was in."""
+
+    def __init__(self) -> None:
+        self.index: int | None = None
+
+    def started(self, cell: Any = None, cell_index: int | None = None, **_: Any) -> None:
+        self.index = cell_index
+
+    def finished(self, cell: Any = None, cell_index: int | None = None, **_: Any) -> None:
+        self.index = None
 
 
 def _respect_umask(path: Path) -> None:
@@ -127,6 +137,10 @@ def execute_notebook(step: Step, out_dir: str | Path, settings: dict[str, Any], 
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    papermill_log = logging.getLogger("papermill")  # its errors (a timeout, a dead kernel) are reported here
+    if not papermill_log.handlers:
+        papermill_log.addHandler(logging.NullHandler())
+
     published = paths.RunPaths(Path(out_dir)).notebook_outputs(step.notebook.stem)
     work = Path(stage.dir) if stage else Path(out_dir)
     outputs = paths.RunPaths(work).notebook_outputs(step.notebook.stem)
@@ -142,7 +156,7 @@ def execute_notebook(step: Step, out_dir: str | Path, settings: dict[str, Any], 
     status_file = outputs["executed"].parent / f".{step.notebook.stem}.progress.json"
     stall_s, cell_s = settings.get("stall_timeout_s"), settings.get("cell_timeout_s")
     label = step.notebook.stem
-    dog = None
+    dog, running = None, _RunningCell()
     try:
         try:
             with contextlib.ExitStack() as context:
@@ -154,12 +168,13 @@ def execute_notebook(step: Step, out_dir: str | Path, settings: dict[str, Any], 
                     str(step.path), str(tmp), parameters={SETTINGS_PARAMETER: settings}, kernel_name=KERNEL_NAME,
                     language="python", cwd=str(cwd), progress_bar=False, log_output=False,
                     request_save_on_cell_execute=True, execution_timeout=cell_s,
+                    on_cell_execute=running.started, on_cell_executed=running.finished,
                     extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except PapermillExecutionError as exc:
             cell = _failed_cell_number(tmp, exc.cell_index)
             error = f"{exc.ename}: {one_line(exc.evalue)}" if exc.evalue else str(exc.ename)
         except Exception as exc:  # kernel died, cell timed out, missing kernel, unreadable notebook, ...
-            cell = _failed_cell_number(tmp, None)
+            cell = _failed_cell_number(tmp, running.index) if running.index is not None else None
             error = f"{type(exc).__name__}: {one_line(exc)}"
             if type(exc).__name__ == "CellTimeoutError":
                 error = (f"cell timed out after {cell_s} s (cell_timeout_s: raise it, or null for no limit)")

@@ -184,13 +184,14 @@ def recover(root: str | os.PathLike, record: Callable[[str, dict[str, Any]], Any
         discard(root, stem)
         said.append(f"recovered: finished publishing {stem}, which a stopped run had begun "
                     f"({done} of its {len(moved)} files were still to move)")
-    for folder in sorted(p for p in layout.staging_root.iterdir() if p.is_dir()):
-        shutil.rmtree(folder, ignore_errors=True)
-        said.append(f"removed the unpublished outputs of {folder.name} left by a stopped run; "
-                    "the published ones are unchanged")
-    for leftover in layout.staging_root.iterdir():  # e.g. a journal's unfinished temporary file
-        if leftover.is_file():
-            leftover.unlink(missing_ok=True)
+    left = sorted(layout.staging_root.iterdir()) if layout.staging_root.is_dir() else []
+    for path in left:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            said.append(f"removed the unpublished outputs of {path.name} left by a stopped run; "
+                        "the published ones are unchanged")
+        else:  # e.g. a journal's unfinished temporary file
+            path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         layout.staging_root.rmdir()
     return said
