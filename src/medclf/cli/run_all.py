@@ -8,6 +8,10 @@ it writes
 * ``reports/NN_name.html`` (and ``NN_name.failed.html``) and ``reports/index.html``,
 * ``run.json``: versions, git commit, settings and, per notebook, status, time and fingerprint.
 
+A notebook's outputs are staged and published only when it succeeds (:mod:`medclf.pipeline.staging`);
+one run at a time holds the output folder (:mod:`medclf.pipeline.runlock`); a stalled kernel is stopped
+(:mod:`medclf.pipeline.watchdog`). See docs/runs.md.
+
 The settings are merged and checked once here (:func:`medclf.pipeline.plan.resolve_settings`),
 before any notebook starts, and every notebook receives exactly those (its ``settings`` parameter).
 Planning lives in :mod:`medclf.pipeline.plan`, execution in :mod:`medclf.pipeline.execute`, the run
@@ -68,8 +72,9 @@ def main(argv: list[str] | None = None, *, registry: tuple[Notebook, ...] | list
          notebooks_dir: str | Path | None = None) -> int:
     """Command-line entry point of ``run_all.py``; returns the exit code.
 
-    0: every selected notebook ok or up to date; 1: a notebook failed; 2: bad parameters or data
-    (``error: <message>`` on stderr); 130: interrupted (Ctrl-C); 143: terminated (SIGTERM).
+    0: every selected notebook ok or up to date; 1: a notebook failed (or stalled, or timed out); 2: bad
+    parameters or data, or another run holds the output folder (``error: <message>`` on stderr);
+    130: interrupted (Ctrl-C); 143: terminated (SIGTERM).
     """
     try:
         args = build_parser().parse_args(argv)

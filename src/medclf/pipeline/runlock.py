@@ -60,6 +60,7 @@ def hold(root: str | os.PathLike, holder: dict[str, Any], say: Callable[[str], N
         LockHeld: another live run holds it.
     """
     path = paths.RunPaths(Path(root)).lock
+    created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     holder = {"pid": os.getpid(), "host": socket.gethostname(), **holder}
     while True:
@@ -92,3 +93,6 @@ def hold(root: str | os.PathLike, holder: dict[str, Any], say: Callable[[str], N
         with contextlib.suppress(OSError):
             path.unlink()
         os.close(fd)
+        if created:  # a run that stopped before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
