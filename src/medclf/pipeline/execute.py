@@ -81,14 +81,17 @@ def _failed_cell_number(executed: Path, fallback_index: int | None) -> int | Non
         import nbformat
 
         node = nbformat.read(str(executed), as_version=4)
-        position = 0
+        positions, position = {}, 0
         for index, cell in enumerate(node.cells):
             tags = cell.get("metadata", {}).get("tags", [])
             if "injected-parameters" in tags or "papermill-error-cell-tag" in tags:
                 continue
             position += 1
-            if cell.get("metadata", {}).get("papermill", {}).get("status") == "failed" or index == fallback_index:
+            if cell.get("metadata", {}).get("papermill", {}).get("status") == "failed":
                 return position
+            positions[index] = position
+        if fallback_index in positions:  # the kernel died, stalled or timed out in this cell
+            return positions[fallback_index]
     except Exception:
         pass
     return None if fallback_index is None else fallback_index  # index incl. the injected cell ≈ 1-based
