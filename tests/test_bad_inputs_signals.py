@@ -206,7 +206,8 @@ def test_sigint_during_a_notebook_keeps_the_published_tree_and_reruns_it(bench):
     child.send_signal(signal.SIGINT)
     code, out, err = finish(child)
     assert code == 130, out + err
-    assert "interrupted: finished notebooks are recorded in run.json; the unfinished one's outputs were discarded" in err
+    assert ("interrupted: finished notebooks are recorded in run.json; "
+            "the unfinished one's outputs were discarded") in err
     assert published(bench.out) == before
     assert gone(kernel)
     assert bench.run_json()["notebooks"]["b"]["status"] == "interrupted"
@@ -362,7 +363,8 @@ def _interrupt_02(args: list[str], out: Path, how: str) -> subprocess.CompletedP
     child = subprocess.Popen([sys.executable, str(paths.PROJECT_ROOT / "run_all.py"), *args],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=paths.PROJECT_ROOT,
                              preexec_fn=_default_sigint)
-    staged, published_record = out / ".staging" / "02_baselines" / "results" / "svm_pixels.json", out / "results" / "svm_pixels.json"
+    staged = out / ".staging" / "02_baselines" / "results" / "svm_pixels.json"
+    published_record = out / "results" / "svm_pixels.json"
     deadline = time.monotonic() + 600
     while True:
         assert child.poll() is None and time.monotonic() < deadline, "".join(child.communicate())

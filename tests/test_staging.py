@@ -1,4 +1,4 @@
-"""Staging and publishing a notebook's outputs, the output-folder lock, and what reruns after a stop (fast, no kernel)."""
+"""Staging and publishing a notebook's outputs, the output-folder lock, what reruns after a stop (fast, no kernel)."""
 
 from __future__ import annotations
 

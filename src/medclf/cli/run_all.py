@@ -192,7 +192,9 @@ def _run_locked(args: argparse.Namespace, registry: tuple[Notebook, ...], notebo
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, execute.Terminated)
         if current is not None:  # a publish under way is finished (its journal says what), else discarded
-            staging.settle(out_dir, current.stem, lambda name, new: provenance.write_run_info(out_dir, run_info))
+            record = lambda name, new: provenance.write_run_info(out_dir, run_info)  # noqa: E731
+            if not staging.settle(out_dir, current.stem, record):
+                run_info["notebooks"][current.name]["status"] = "running"  # marked interrupted below
         for entry in run_info["notebooks"].values():
             if entry.get("status") == "running":
                 entry["status"] = "interrupted"

@@ -151,13 +151,14 @@ def publish(root: str | os.PathLike, stage: Stage, name: str, entry: dict[str, A
     return done
 
 
-def settle(root: str | os.PathLike, stem: str, record: Callable[[str, dict[str, Any]], Any]) -> None:
-    """After an interruption: finish notebook ``stem``'s publish if it had begun (its journal exists),
-    else discard its staging folder."""
+def settle(root: str | os.PathLike, stem: str, record: Callable[[str, dict[str, Any]], Any]) -> bool:
+    """After an interruption: finish notebook ``stem``'s publish if it had begun (its journal exists) and
+    return True, else discard its staging folder and return False."""
     if paths.RunPaths(Path(root)).publish_journal(stem).is_file():
         recover(root, record)
-    else:
-        discard(root, stem)
+        return True
+    discard(root, stem)
+    return False
 
 
 def recover(root: str | os.PathLike, record: Callable[[str, dict[str, Any]], Any]) -> list[str]:
