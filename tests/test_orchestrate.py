@@ -20,7 +20,7 @@ import pytest
 
 import medclf.data
 from medclf.cli import run_all
-from medclf.config.params import SPECS
+from medclf.config.param_specs import SPECS
 from medclf.core import progress
 from medclf.pipeline import execute, plan
 from medclf.pipeline.plan import Notebook

@@ -7,8 +7,8 @@ import yaml
 
 from medclf.config import datasets
 from medclf.config import paths as config
-from medclf.config.params import (SPECS, ParamError, check_model_names, load_params, markdown_table, parse_override,
-                                  read_yaml)
+from medclf.config.param_specs import SPECS
+from medclf.config.params import ParamError, check_model_names, load_params, markdown_table, parse_override, read_yaml
 from medclf.config.settings import Settings, grouped_keys
 from medclf.pipeline.notebook import run_settings
 

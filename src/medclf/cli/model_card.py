@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from medclf.config.params import SPECS
+from medclf.config.param_specs import SPECS
 from medclf.data.augment import check_augmentation
 from medclf.data.decode import CHANNELS
 from medclf.evaluation import scoring

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from medclf.cli.model_card import ModelCard, PredictError, load_card  # noqa: F401 - PredictError, load_card: API
-from medclf.config.params import SPECS
+from medclf.config.param_specs import SPECS
 from medclf.config.paths import MODEL_SUFFIXES, PICKLE_SUFFIXES
 from medclf.core import io
 from medclf.data.decode import DEFAULT_MAX_PIXELS, decode_files

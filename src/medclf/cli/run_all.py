@@ -8,6 +8,10 @@ it writes
 * ``reports/NN_name.html`` (and ``NN_name.failed.html``) and ``reports/index.html``,
 * ``run.json``: versions, git commit, settings and, per notebook, status, time and fingerprint.
 
+A notebook's outputs are staged and published only when it succeeds (:mod:`medclf.pipeline.staging`);
+one run at a time holds the output folder (:mod:`medclf.pipeline.runlock`); a stalled kernel is stopped
+(:mod:`medclf.pipeline.watchdog`). See docs/runs.md.
+
 The settings are merged and checked once here (:func:`medclf.pipeline.plan.resolve_settings`),
 before any notebook starts, and every notebook receives exactly those (its ``settings`` parameter).
 Before the model registry (Keras) is even imported, the output and cache folders must be writable,
@@ -32,7 +36,7 @@ from medclf.config import paths
 from medclf.core import quiet
 from medclf.config.params import ParamError, load_params, params_hash, parse_override
 from medclf.data import DataError
-from medclf.pipeline import execute, plan, provenance
+from medclf.pipeline import execute, plan, provenance, runlock, staging
 from medclf.pipeline.execute import say
 from medclf.pipeline.plan import Notebook, OrchestrationError
 
@@ -114,8 +118,9 @@ def main(argv: list[str] | None = None, *, registry: tuple[Notebook, ...] | list
          notebooks_dir: str | Path | None = None) -> int:
     """Command-line entry point of ``run_all.py``; returns the exit code.
 
-    0: every selected notebook ok or up to date; 1: a notebook failed; 2: bad parameters or data
-    (``error: <message>`` on stderr); 130: interrupted (Ctrl-C); 143: terminated (SIGTERM).
+    0: every selected notebook ok or up to date; 1: a notebook failed (or stalled, or timed out); 2: bad
+    parameters or data, or another run holds the output folder (``error: <message>`` on stderr);
+    130: interrupted (Ctrl-C); 143: terminated (SIGTERM).
     """
     try:
         args = build_parser().parse_args(argv)
@@ -148,7 +153,7 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
     settings = plan.resolve_settings(args.dataset, args.profile, args.data_root, overrides)
     params = settings.as_params()
     p_hash = params_hash(params)
-    out_dir = paths.run_dir(params)
+    out_dir = paths.published_run_dir(params)
     available = plan.available_notebooks(registry, notebooks_dir)
     selected = plan.select_notebooks(available, args.only, registry)
     if not selected:
@@ -156,7 +161,18 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
 
     if args.list:
         return _list(args, params, p_hash, out_dir, selected, available, notebooks_dir, summary)
+    with runlock.hold(out_dir, {"started": started, "command": ["run_all.py", *_argv_of(args)]}, say):
+        for line in staging.recover(out_dir, lambda name, entry: provenance.record_notebook(out_dir, name, entry)):
+            say(line)
+        return _run_locked(args, registry, notebooks_dir, settings, p_hash, out_dir, selected, available,
+                           started, started_wall, summary)
 
+
+def _run_locked(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir: Path, settings: Any,
+                p_hash: str, out_dir: Path, selected: list[Notebook], available: list[Notebook], started: str,
+                started_wall: float, summary: Any) -> int:
+    """The run itself, holding the output folder's lock (:mod:`medclf.pipeline.runlock`)."""
+    params = settings.as_params()
     data.prepare(params)
     if summary is None:  # made by prepare (generated or downloaded): check what it made
         summary = data.check(params)
@@ -178,6 +194,7 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
 
     failed: set[str] = set()  # failed, or skipped because a dependency failed
     width = max(len(s.notebook.stem) for s in steps)
+    current: Notebook | None = None  # the notebook executing: its staging is discarded on an interruption
     try:
         for i, step in enumerate(steps, 1):
             nb = step.notebook
@@ -198,9 +215,15 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
                 for stale in (outputs["failed"], outputs["failed_html"]):
                     stale.unlink(missing_ok=True)
                 text = "skipped (up to date)"
-            else:
+            entry["executed"] = os.path.relpath(outputs["executed"], out_dir)
+            entry["html"] = os.path.relpath(outputs["html"], out_dir)
+            if step.run and not bad_deps:  # outputs are staged and published only on success
+                run_info["notebooks"][nb.name] = {**entry, "status": "running", "started": provenance.now()}
+                provenance.write_run_info(out_dir, run_info)
+                current = nb
+                stage = staging.open_stage(out_dir, nb.stem)
                 result = execute.execute_notebook(step, out_dir, params, notebooks_dir,
-                                                  hide_code=settings.report.report_hide_code)
+                                                  hide_code=settings.report.report_hide_code, stage=stage)
                 entry.update(status=result["status"], wall_s=result["wall_s"], steal_s=result["steal_s"],
                              error=result["error"], cell=result["cell"], finished=provenance.now())
                 if result["status"] == "ok":
@@ -211,21 +234,35 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
                     text = f"ok  {result['wall_s']:.1f} s{stolen}"
                 else:
                     failed.add(nb.name)
+                    entry["kept"] = result.get("kept")
                     where = f"at cell {result['cell']}: " if result["cell"] else ""
                     text = f"FAILED  {where}{result['error']}"
-            entry["executed"] = os.path.relpath(outputs["executed"], out_dir)
-            entry["html"] = os.path.relpath(outputs["html"], out_dir)
             run_info["notebooks"][nb.name] = entry
+            if current is not None and entry["status"] == "ok":
+                staging.publish(out_dir, stage, nb.name, entry,
+                                lambda name, new: provenance.write_run_info(out_dir, run_info))
+            else:
+                if current is not None:
+                    staging.discard(out_dir, current.stem)
+                provenance.write_run_info(out_dir, run_info)
+            current = None
             say(f"{_label(i, len(steps), nb, width)} {text}")
-            provenance.write_run_info(out_dir, run_info)
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, execute.Terminated)
+        if current is not None:  # a publish under way is finished (its journal says what), else discarded
+            record = lambda name, new: provenance.write_run_info(out_dir, run_info)  # noqa: E731
+            if not staging.settle(out_dir, current.stem, record):
+                run_info["notebooks"][current.name]["status"] = "running"  # marked interrupted below
+        for entry in run_info["notebooks"].values():
+            if entry.get("status") == "running":
+                entry["status"] = "interrupted"
         run_info.update(status="interrupted", interrupted_by="SIGTERM" if terminated else "SIGINT",
                         ended=provenance.now())
         provenance.write_run_info(out_dir, run_info)
         provenance.write_index(out_dir, run_info, order)
         print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: finished notebooks are recorded in "
-              "run.json; nothing half-written was kept", file=sys.stderr, flush=True)
+              "run.json; the unfinished one's outputs were discarded and it reruns next time",
+              file=sys.stderr, flush=True)
         return 143 if terminated else 130
 
     run_info.update(status="failed" if failed else "ok", ended=provenance.now())
@@ -238,9 +275,10 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     say(f"done in {time.monotonic() - started_wall:.1f} s: {summary}")
     for step in steps:
-        if run_info["notebooks"][step.notebook.name]["status"] == "failed":
-            say(f"  {step.notebook.stem} failed; executed notebook kept at "
-                f"{layout.notebook_outputs(step.notebook.stem)['failed']}")
+        entry = run_info["notebooks"][step.notebook.name]
+        if entry["status"] == "failed":
+            say(f"  {step.notebook.stem} failed; " + (f"executed notebook kept at {entry['kept']}" if entry.get("kept")
+                                                     else "the kernel stopped before any cell ran: no executed copy"))
     if index:
         say(f"report: {index}")
     return 1 if failed else 0

@@ -14,8 +14,15 @@ Outputs of one data set under one profile live in their own folder (:func:`run_d
         models/<model_id>.keras  (or .skops, a scikit-learn model) and models/<model_id>.json, the model card
         figures/<notebook>/<name>.png
         tables/<name>.csv, .md
+        .lock                    held by the run writing here (:mod:`medclf.pipeline.runlock`)
+        .staging/<notebook>/     a running notebook's outputs until it succeeds (:mod:`medclf.pipeline.staging`)
 
-so a quick run never meets the records of a full run in a table. Caches are keyed by their
+so a quick run never meets the records of a full run in a table.
+
+Under ``run_all.py`` a notebook does not write into the run folder itself: the runner names a staging
+folder in :data:`STAGING_ENV` and :func:`run_dir` answers that folder (which starts as a hard-linked copy
+of the published tree, so earlier notebooks' outputs read as usual); the runner publishes it when the
+notebook succeeds. Run alone (JupyterLab), a notebook writes into the run folder directly. Caches are keyed by their
 content (data manifest, decode settings), not by profile, and are shared::
 
     <cache_dir>/<dataset>/<key>.npz           decoded image arrays
@@ -50,9 +57,28 @@ def resolve(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-def run_dir(params: dict) -> Path:
-    """``<output_dir>/<dataset>/<profile>``: everything the runs of one data set under one profile write."""
+#: Environment variable the runner sets while a notebook runs: the staging folder
+#: ``<run_dir>/.staging/<notebook>`` that stands in for the run folder in that kernel.
+STAGING_ENV = "MEDCLF_STAGING_DIR"
+
+#: Names under a run folder that are the runner's own state, not published outputs (see
+#: :meth:`RunPaths.is_run_state`).
+RUN_STATE = ("run.json", ".lock", ".staging", "reports/index.html")
+
+
+def published_run_dir(params: dict) -> Path:
+    """``<output_dir>/<dataset>/<profile>``: everything the runs of one data set under one profile publish."""
     return resolve(params["output_dir"]) / params["dataset"] / params["profile"]
+
+
+def run_dir(params: dict) -> Path:
+    """Where this process reads and writes the run's outputs: :func:`published_run_dir`, or, in a kernel
+    the runner started, that folder's staging folder named in :data:`STAGING_ENV`."""
+    published = published_run_dir(params)
+    staged = os.environ.get(STAGING_ENV)
+    if staged and Path(staged).parent.parent == published:
+        return Path(staged)
+    return published
 
 
 @dataclass(frozen=True)
@@ -106,6 +132,40 @@ class RunPaths:
 
     def model_file(self, model_id: str, suffix: str = KERAS_SUFFIX) -> Path:
         return self.models / f"{model_id}{suffix}"
+
+    @property
+    def lock(self) -> Path:
+        """``.lock``: who is running on this folder (:mod:`medclf.pipeline.runlock`)."""
+        return self.root / ".lock"
+
+    @property
+    def staging_root(self) -> Path:
+        return self.root / ".staging"
+
+    def staging(self, stem: str) -> Path:
+        """``.staging/<stem>``: the outputs of notebook ``stem`` while it runs."""
+        return self.staging_root / stem
+
+    def publish_journal(self, stem: str) -> Path:
+        """``.staging/<stem>.publish.json``: the moves of a publish under way (:mod:`medclf.pipeline.staging`)."""
+        return self.staging_root / f"{stem}.publish.json"
+
+    @staticmethod
+    def is_run_state(relative: str) -> bool:
+        """Whether a path relative to the run folder is the runner's state rather than a published output:
+        :data:`RUN_STATE` (run.json, the lock, staging, reports/index.html) and the copies of failed
+        notebooks (``notebooks/*.failed.ipynb``, ``reports/*.failed.html``)."""
+        rel = Path(relative).as_posix()
+        if any(rel == name or rel.startswith(name + "/") for name in RUN_STATE):
+            return True
+        return rel.endswith((".failed.ipynb", ".failed.html"))
+
+    def published_files(self) -> list[Path]:
+        """Every published output file under the run folder (sorted; run state left out)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.rglob("*")
+                      if p.is_file() and not self.is_run_state(p.relative_to(self.root).as_posix()))
 
     def notebook_outputs(self, stem: str) -> dict[str, Path]:
         """Where the runner puts one notebook's executed copy and HTML (and their ``.failed`` twins)."""

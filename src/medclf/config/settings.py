@@ -122,9 +122,17 @@ class ReportSettings(_Group):
     eda_samples_per_class: int
 
 
+@dataclass(frozen=True)
+class RunnerSettings(_Group):
+    """How run_all.py watches a notebook (not part of the parameters hash)."""
+
+    cell_timeout_s: int | None
+    stall_timeout_s: int | None
+
+
 _GROUPS = {"data": DataSettings, "models": ModelSelection, "training": TrainingSettings,
            "transfer": TransferSettings, "evaluation": EvaluationSettings, "explain": ExplainSettings,
-           "report": ReportSettings}
+           "report": ReportSettings, "runner": RunnerSettings}
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,7 @@ class Settings:
     evaluation: EvaluationSettings
     explain: ExplainSettings
     report: ReportSettings
+    runner: RunnerSettings
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Settings:

@@ -11,6 +11,7 @@ module level: the runner's start-up (``--help``, ``--list``, a bad parameter) st
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import tempfile
@@ -23,6 +24,7 @@ from medclf.accel import cpu_steal
 from medclf.config import paths
 from medclf.core import io, progress
 from medclf.reporting import pages
+from medclf.pipeline import staging, watchdog
 from medclf.pipeline.plan import Step
 
 #: Kernel the notebooks run in.
@@ -73,22 +75,39 @@ def one_line(text: Any, limit: int = 300) -> str:
 
 
 def _failed_cell_number(executed: Path, fallback_index: int | None) -> int | None:
-    """1-based position of the failed cell in the *source* notebook (injected/error cells not counted)."""
+    """1-based position in the *source* notebook (injected/error cells not counted) of the cell that
+    failed, or else of the cell at index ``fallback_index`` of the executed notebook."""
     try:
         import nbformat
 
         node = nbformat.read(str(executed), as_version=4)
-        position = 0
-        for cell in node.cells:
+        positions, position = {}, 0
+        for index, cell in enumerate(node.cells):
             tags = cell.get("metadata", {}).get("tags", [])
             if "injected-parameters" in tags or "papermill-error-cell-tag" in tags:
                 continue
             position += 1
             if cell.get("metadata", {}).get("papermill", {}).get("status") == "failed":
                 return position
+            positions[index] = position
+        if fallback_index in positions:  # the kernel died, stalled or timed out in this cell
+            return positions[fallback_index]
     except Exception:
         pass
     return None if fallback_index is None else fallback_index  # index incl. the injected cell ≈ 1-based
+
+
+class _RunningCell:
+    """nbclient hooks that remember which cell is executing: the one a dead, stalled or timed-out kernel was in."""
+
+    def __init__(self) -> None:
+        self.index: int | None = None
+
+    def started(self, cell: Any = None, cell_index: int | None = None, **_: Any) -> None:
+        self.index = cell_index
+
+    def finished(self, cell: Any = None, cell_index: int | None = None, **_: Any) -> None:
+        self.index = None
 
 
 def _respect_umask(path: Path) -> None:
@@ -104,21 +123,30 @@ def write_html(notebook_file: Path, html_path: Path, hide_code: bool) -> None:
 
 
 def execute_notebook(step: Step, out_dir: str | Path, settings: dict[str, Any], cwd: str | Path,
-                     hide_code: bool = False) -> dict[str, Any]:
-    """Execute one planned notebook into ``out_dir`` with
-    ``settings`` injected as its :data:`SETTINGS_PARAMETER`; return
+                     hide_code: bool = False, stage: staging.Stage | None = None) -> dict[str, Any]:
+    """Execute one planned notebook with ``settings`` injected as its :data:`SETTINGS_PARAMETER`; return
     ``{"status", "wall_s", "steal_s", "error", "cell"}`` (``steal_s``: CPU seconds the hypervisor
     took meanwhile, see :mod:`medclf.accel.cpu_steal`; ``None`` with the ``accel`` setting off).
 
-    The notebook is executed into a temporary file beside the destination. On success the HTML
-    is rendered and both are moved into place, and stale ``.failed`` files are removed. On
-    failure the executed notebook becomes ``NN_name.failed.ipynb`` (plus ``.failed.html``) and
-    the last good executed notebook and HTML are left untouched.
+    With a ``stage`` (:mod:`medclf.pipeline.staging`) the kernel writes its outputs there and the
+    executed notebook and HTML go there too, for the runner to publish; without, into ``out_dir``.
+    The notebook is executed into a hidden temporary file (saved after every cell). On success the HTML
+    is rendered and both are moved into place, and stale ``.failed`` files are removed. On failure the
+    executed notebook becomes ``<out_dir>/notebooks/NN_name.failed.ipynb`` (plus ``.failed.html``)
+    and the last good executed notebook and HTML are left untouched. ``cell_timeout_s`` bounds each
+    cell (papermill's ``execution_timeout``), ``stall_timeout_s`` a kernel without progress
+    (:mod:`medclf.pipeline.watchdog`).
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    outputs = paths.RunPaths(Path(out_dir)).notebook_outputs(step.notebook.stem)
+    papermill_log = logging.getLogger("papermill")  # its errors (a timeout, a dead kernel) are reported here
+    if not papermill_log.handlers:
+        papermill_log.addHandler(logging.NullHandler())
+
+    published = paths.RunPaths(Path(out_dir)).notebook_outputs(step.notebook.stem)
+    work = Path(stage.dir) if stage else Path(out_dir)
+    outputs = paths.RunPaths(work).notebook_outputs(step.notebook.stem)
     outputs["executed"].parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{step.notebook.stem}.", suffix=".tmp.ipynb",
                                     dir=outputs["executed"].parent)
@@ -129,20 +157,32 @@ def execute_notebook(step: Step, out_dir: str | Path, settings: dict[str, Any], 
     start, steal_start = time.monotonic(), cpu_steal.steal_seconds() if steal_counted else None
     error, cell = None, None
     status_file = outputs["executed"].parent / f".{step.notebook.stem}.progress.json"
+    stall_s, cell_s = settings.get("stall_timeout_s"), settings.get("cell_timeout_s")
+    label = step.notebook.stem
+    dog, running = None, _RunningCell()
     try:
         try:
-            with progress.watch(status_file, lambda line: say(f"      {step.notebook.stem} {line}"),
-                                interval=PROGRESS_INTERVAL_S):
+            with contextlib.ExitStack() as context:
+                context.enter_context(staging.staged_env(stage) if stage else contextlib.nullcontext())
+                context.enter_context(progress.watch(status_file, lambda line: say(f"      {label} {line}"),
+                                                     interval=PROGRESS_INTERVAL_S))
+                dog = context.enter_context(watchdog.watching(stall_s, [status_file, tmp], say, label))
                 papermill.execute_notebook(
                     str(step.path), str(tmp), parameters={SETTINGS_PARAMETER: settings}, kernel_name=KERNEL_NAME,
                     language="python", cwd=str(cwd), progress_bar=False, log_output=False,
-                    request_save_on_cell_execute=False,
+                    request_save_on_cell_execute=True, execution_timeout=cell_s,
+                    on_cell_execute=running.started, on_cell_executed=running.finished,
                     extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except PapermillExecutionError as exc:
             cell = _failed_cell_number(tmp, exc.cell_index)
             error = f"{exc.ename}: {one_line(exc.evalue)}" if exc.evalue else str(exc.ename)
-        except Exception as exc:  # kernel died, missing kernel, unreadable notebook, ...
+        except Exception as exc:  # kernel died, cell timed out, missing kernel, unreadable notebook, ...
+            cell = _failed_cell_number(tmp, running.index) if running.index is not None else None
             error = f"{type(exc).__name__}: {one_line(exc)}"
+            if type(exc).__name__ == "CellTimeoutError":
+                error = (f"cell timed out after {cell_s} s (cell_timeout_s: raise it, or null for no limit)")
+        if dog is not None and dog.stalled:
+            error = dog.stalled
         wall, steal = round(time.monotonic() - start, 2), cpu_steal.stolen_since(steal_start)
         if error is None:
             try:
@@ -151,15 +191,22 @@ def execute_notebook(step: Step, out_dir: str | Path, settings: dict[str, Any], 
                 error = f"HTML report failed: {type(exc).__name__}: {one_line(exc)}"
             else:
                 os.replace(tmp, outputs["executed"])
-                for stale in (outputs["failed"], outputs["failed_html"]):
+                for stale in (published["failed"], published["failed_html"]):
                     stale.unlink(missing_ok=True)
                 return {"status": "ok", "wall_s": wall, "steal_s": steal, "error": None, "cell": None}
+        kept = None
         if tmp.is_file() and tmp.stat().st_size > 0:
-            os.replace(tmp, outputs["failed"])
+            published["failed"].parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, published["failed"])
+            kept = str(published["failed"])
             try:
-                write_html(outputs["failed"], outputs["failed_html"], hide_code=False)
+                write_html(published["failed"], published["failed_html"], hide_code=False)
             except Exception:
-                outputs["failed_html"].unlink(missing_ok=True)
-        return {"status": "failed", "wall_s": wall, "steal_s": steal, "error": error, "cell": cell}
+                published["failed_html"].unlink(missing_ok=True)
+        else:  # nothing was executed: no copy is kept, and none from an earlier failure may pass for it
+            for stale in (published["failed"], published["failed_html"]):
+                stale.unlink(missing_ok=True)
+        return {"status": "failed", "wall_s": wall, "steal_s": steal, "error": error, "cell": cell,
+                "kept": kept}
     finally:
         tmp.unlink(missing_ok=True)

@@ -9,6 +9,10 @@ Every notebook's parameters cell holds one ``settings`` dict and its next cells 
 * run alone (JupyterLab, or ``papermill -y "settings: {dataset: chest_xray}"``), ``settings`` is a
   request, ``dataset``, ``profile``, ``data_root`` and any parameter overrides, merged exactly as
   the runner would (:func:`medclf.pipeline.plan.resolve_settings`).
+
+Under the runner the notebook's outputs go to a staging folder published when it succeeds
+(:mod:`medclf.pipeline.staging`); ``NotebookRun.paths`` is that folder, which also holds the earlier
+notebooks' published outputs. Run alone, ``paths`` is the run folder and every write lands there at once.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from medclf.config.paths import RunPaths
-from medclf.config.params import SPECS, check_model_names
+from medclf.config.paths import RunPaths, published_run_dir
+from medclf.config.param_specs import SPECS
+from medclf.config.params import check_model_names
 from medclf.config.settings import Settings
 from medclf.pipeline import plan
 from medclf.reporting import artifacts
@@ -69,7 +74,9 @@ def notebook_setup(settings: dict[str, Any] | None, notebook: str, show: Sequenc
     layout = RunPaths.of(params)
     pd.set_option("display.max_columns", 40)
     pd.set_option("display.width", 200)
-    print(f"{notebook}: dataset {checked.dataset}, profile {checked.profile}, outputs {layout.root}")
+    published = published_run_dir(params)
+    staged = f" (staged in {layout.root} until the notebook succeeds)" if layout.root != published else ""
+    print(f"{notebook}: dataset {checked.dataset}, profile {checked.profile}, outputs {published}{staged}")
     for key in (list(params) if show == "all" else show):
         print(f"  {key:28} {params[key]!r}")
     artifacts.show_synthetic_notice(params, notice)

@@ -2,8 +2,9 @@
 
 A notebook's *fingerprint* hashes its file bytes, the settings hash, all ``*.py`` source of
 ``medclf``, the data manifest fingerprint and the fingerprints of the notebooks it depends on.
-It is skipped as up to date when that equals the fingerprint of its last successful run and its
-executed notebook and HTML exist.
+It is skipped as up to date when that equals the fingerprint of its last successful run, its last
+attempt did not fail or stop (:data:`UNFINISHED`), no notebook it depends on reran (in this run, or
+since it last succeeded) and its executed notebook and HTML exist.
 
 Light at import time (no TensorFlow, papermill or pandas), so ``run_all.py --list`` answers quickly.
 """
@@ -206,6 +207,7 @@ def make_plan(selected: list[Notebook], available: list[Notebook], notebooks_dir
     fps: dict[str, str] = {}
     steps: list[Step] = []
     selected_names = {nb.name for nb in selected}
+    will_run: set[str] = set()
     for nb in available:
         path = notebooks_dir / nb.file
         deps = {d: fps[d] for d in nb.deps if d in fps}
@@ -216,6 +218,7 @@ def make_plan(selected: list[Notebook], available: list[Notebook], notebooks_dir
             continue
         prev = prev_entries.get(nb.name) or {}
         outputs = layout.notebook_outputs(nb.stem)
+        rerun_deps = [d for d in nb.deps if d in will_run or _newer(prev_entries.get(d), prev)]
         if data_hash is None:
             run, reason = True, "data not prepared"
         elif force:
@@ -224,10 +227,33 @@ def make_plan(selected: list[Notebook], available: list[Notebook], notebooks_dir
             run, reason = True, "never run successfully"
         elif prev["ok_fingerprint"] != fp:
             run, reason = True, _changed(prev.get("ok_inputs"), inputs)
+        elif prev.get("status") in UNFINISHED:
+            run, reason = True, UNFINISHED[prev["status"]]
+        elif rerun_deps:
+            run, reason = True, f"dependency {', '.join(rerun_deps)} reran"
         elif not (outputs["executed"].is_file() and outputs["html"].is_file()):
             run, reason = True, "outputs missing"
         else:
             run, reason = False, "up to date"
+        if run:
+            will_run.add(nb.name)
         steps.append(Step(nb, path, fp, inputs, run, reason))
     return steps
+
+
+#: A notebook whose last attempt ended so reruns even when its inputs match its last success: its
+#: outputs were never published (:mod:`medclf.pipeline.staging`), yet the next run does it again
+#: rather than call the older outputs up to date.
+UNFINISHED = {"running": "last run did not finish", "interrupted": "last run interrupted",
+              "failed": "last run failed"}
+
+
+def _newer(dependency: dict[str, Any] | None, entry: dict[str, Any]) -> bool:
+    """Whether ``dependency`` last succeeded after ``entry`` did (its outputs changed under ``entry``'s)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(dependency["ok_finished"]) > datetime.fromisoformat(entry["ok_finished"])
+    except (TypeError, KeyError, ValueError):
+        return False
 

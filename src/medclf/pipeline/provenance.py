@@ -1,8 +1,8 @@
 """Run provenance: run.json (versions, git commit, machine, settings, per-notebook status) and the index page.
 
-``<run_dir>/run.json`` (:class:`medclf.config.paths.RunPaths`) is rewritten after every notebook,
-so an interrupted run still says which notebooks finished; its per-notebook ``ok_*`` fields are
-what the next run's plan compares fingerprints with.
+``<run_dir>/run.json`` (:class:`medclf.config.paths.RunPaths`) is rewritten when a notebook starts
+(status ``running``) and when it ends, so an interrupted run still says which notebooks finished and
+which did not; its per-notebook ``ok_*`` fields are what the next run's plan compares fingerprints with.
 """
 
 from __future__ import annotations
@@ -37,6 +37,13 @@ def read_run_info(out_dir: str | Path) -> dict[str, Any]:
 def write_run_info(out_dir: str | Path, run_info: dict[str, Any]) -> Path:
     """Write ``run.json`` atomically."""
     return io.write_json(paths.RunPaths(Path(out_dir)).run_info, run_info)
+
+
+def record_notebook(out_dir: str | Path, name: str, entry: dict[str, Any]) -> Path:
+    """Set notebook ``name``'s entry in ``run.json`` (read, changed, written atomically)."""
+    info = read_run_info(out_dir)
+    info.setdefault("notebooks", {})[name] = entry
+    return write_run_info(out_dir, info)
 
 
 def machine_info() -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from medclf.config import paths as config
-from medclf.config.params import MODEL_OVERRIDES
+from medclf.config.param_specs import MODEL_OVERRIDES
 from medclf.config.settings import EvaluationSettings, TrainingSettings, TransferSettings
 from medclf.evaluation import metrics, records, scoring, statistics
 from medclf.evaluation.predictions import save_predictions
