@@ -61,3 +61,34 @@ def test_demo_reports_show_no_stderr(demo_run):
         streams = [output.get("text", "") for cell in nbformat.read(str(path), as_version=4).cells
                    for output in cell.get("outputs", []) if output.get("name") == "stderr"]
         assert not streams, f"{path.name} wrote to stderr: {streams[0][:500]}"
+
+
+def _reuse_by_model(out) -> dict[str, bool]:
+    records = [json.loads(path.read_text()) for path in sorted((out / "results").glob("*.json"))]
+    return {record["model_id"]: record["training"]["model_cache"]["reused"] for record in records}
+
+
+def test_a_figure_only_rerun_retrains_nothing_and_force_retrains(demo_run, tmp_path):
+    """A copy of the demo's outputs rerun with only a figure setting changed: every notebook reruns (its params
+    changed) and every model comes from the model cache; ``--force`` retrains the models it reruns."""
+    import shutil
+
+    first, overrides, out = demo_run
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert not all(_reuse_by_model(out).values()), "the first demo run trained its models"
+    copy_root = tmp_path / "out"
+    shutil.copytree(out.parents[1], copy_root)
+    moved = [*overrides, "-p", f"output_dir={copy_root}"]
+    copy = copy_root / "synthetic" / "demo"
+    figure_only = run_all(*moved, "-p", "eda_samples_per_class=3")
+    assert figure_only.returncode == 0, figure_only.stdout[-3000:] + figure_only.stderr[-3000:]
+    statuses = {name: entry["status"] for name, entry in json.loads((copy / "run.json").read_text())["notebooks"].items()}
+    assert set(statuses.values()) == {"ok"}, statuses
+    reused = _reuse_by_model(copy)
+    assert reused and all(reused.values()), f"retrained after a figure-only change: {[m for m, r in reused.items() if not r]}"
+
+    forced = run_all(*moved, "-p", "eda_samples_per_class=3", "--force", "--only", "baselines")
+    assert forced.returncode == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
+    names = json.loads((copy / "run.json").read_text())["params"]["baselines"]
+    after = _reuse_by_model(copy)
+    assert names and not any(after[name] for name in names), f"--force reused {[n for n in names if after[n]]}"

@@ -1,6 +1,6 @@
 """The model cache: the same inputs reuse the trained model (same scores), any input that changes the
 weights trains again, a report-only change does not, ``model_cache: false`` neither reads nor writes,
-and a damaged entry costs a retraining, never the run."""
+``refresh`` (``run_all.py --force``) retrains and replaces, and a damaged entry costs a retraining, never the run."""
 
 from __future__ import annotations
 
@@ -55,6 +55,23 @@ def test_model_cache_off_neither_reads_nor_writes(params):
     run = experiment.run_model("svm_pixels", {**params, "model_cache": False})
     assert run.record["training"]["model_cache"] == {"key": None, "reused": False}
     assert cache_entries(params) == before
+
+
+def test_refresh_trains_again_and_replaces_the_entry(params):
+    first = experiment.run_model("svm_pixels", params)
+    key = first.record["training"]["model_cache"]["key"]
+    info_file = paths.model_cache_dir(params) / key / model_cache.TRAINING_FILE
+    before = info_file.stat().st_mtime_ns
+    run = experiment.run_model("svm_pixels", {**params, "model_cache": "refresh"})
+    assert run.record["training"]["model_cache"] == {"key": key, "reused": False}
+    assert info_file.stat().st_mtime_ns > before and cache_entries(params) == [key]
+    assert experiment.run_model("svm_pixels", params).record["training"]["model_cache"]["reused"] is True
+
+
+def test_the_setting_is_not_in_the_params_hash():
+    from medclf.config.params import params_hash
+
+    assert params_hash({"seed": 1, "model_cache": True}) == params_hash({"seed": 1, "model_cache": "refresh"})
 
 
 def test_a_damaged_entry_is_trained_again_with_one_line(params, capsys):

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
                         help="run only this notebook (repeatable): eda or 01_eda")
     parser.add_argument("--list", action="store_true", help="print the plan and run nothing")
-    parser.add_argument("--force", action="store_true", help="run even notebooks that are up to date")
+    parser.add_argument("--force", action="store_true", help="run even notebooks that are up to date, and retrain models the model cache holds")
     parser.add_argument("--download", action="store_true",
                         help="fetch the data set into data_root when missing (same as -p download=true)")
     parser.add_argument("--verbose", action="store_true",
@@ -147,6 +147,8 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
         overrides["download"] = True
     # Checked before the model registry (Keras, seconds) is imported: a bad path answers at once.
     checked = load_params(args.dataset, args.profile, args.data_root, overrides)
+    if args.force and checked["model_cache"] is True:  # rerun everything, the models too (not in the params hash)
+        overrides["model_cache"] = "refresh"
     check_writable_folders(checked)
     check_weights(checked)
     summary = data.check(checked)

@@ -130,8 +130,10 @@ SPECS: dict[str, Spec] = {
                                low=0.0, high=1.0, open_low=True, open_high=True),
     "bootstrap_replicates": Spec(int, "Bootstrap replicates for the 95% confidence intervals.", low=0, high=100_000),
     "save_models": Spec(bool, "Save every trained model under outputs/<dataset>/<profile>/models/."),
-    "model_cache": Spec(bool, "Reuse a trained model (<cache_dir>/models/) when all that sets its weights is unchanged "
-                              "(spec, settings, arrays, seed, precision, code, versions). false: train every model."),
+    "model_cache": Spec((bool, str), "Reuse a trained model (<cache_dir>/models/) when all that sets its weights is "
+                                     "unchanged (spec, settings, arrays, seed, precision, code, versions). false: train "
+                                     "every model, store none; refresh: train every model and store it (run_all --force).",
+                        choices=(True, False, "refresh")),
     "lime_samples": Spec(int, "Explanations: perturbed images LIME scores per explained image (more: steadier weights).",
                          low=1, high=100_000),
     "lime_segments": Spec(int, "Explanations: about how many SLIC superpixels LIME switches on and off.",
@@ -156,5 +158,6 @@ MODEL_OVERRIDES: dict[str, Spec] = {
 #: Parameters that name registered models (checked by :func:`medclf.config.params.check_model_names`).
 MODEL_LIST_KEYS = ("baselines", "transfer_models", "augmentation_models")
 
-#: How the runner watches a run, not what it computes: left out of :func:`medclf.config.params.params_hash` (changing them reruns nothing).
-RUN_CONTROL_KEYS = ("cell_timeout_s", "stall_timeout_s")
+#: How a run is watched or whether trained models are reused, not what it computes: left out of
+#: :func:`medclf.config.params.params_hash` (changing them reruns nothing).
+RUN_CONTROL_KEYS = ("cell_timeout_s", "stall_timeout_s", "model_cache")

@@ -79,7 +79,7 @@ class TrainingSettings(_Group):
     accel: bool
     mixed_precision: str
     save_models: bool
-    model_cache: bool = True
+    model_cache: bool | str = True  # True, False or "refresh"
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,8 @@ def _fit_or_reuse(spec: ModelSpec, input_shape: tuple, data: Dataset, settings: 
 
     Returns:
         ``(model, training result, {"key", "reused"})``; the training result of a reused model is the
-        one recorded when it was trained (its seconds included). With ``model_cache`` off: key ``None``.
+        one recorded when it was trained (its seconds included). With ``model_cache`` off: key ``None``;
+        ``refresh`` (``run_all.py --force``) trains and replaces the entry.
     """
     if not settings.training.model_cache:
         return (*_fit(spec, input_shape, data, settings, augmentation, verbose), {"key": None, "reused": False})
@@ -177,7 +178,7 @@ def _fit_or_reuse(spec: ModelSpec, input_shape: tuple, data: Dataset, settings: 
         transfer=settings.transfer if spec.family == "transfer" else None, augmentation=augmentation,
         arrays=[*data.arrays("train"), *data.selection_arrays()], precision=policy)
     cache = model_cache.ModelCache(cache_dir)
-    hit = cache.get(key)
+    hit = None if settings.training.model_cache == "refresh" else cache.get(key)
     if hit is not None:
         with progress.task("reused from the model cache"):
             return (*hit, {"key": key, "reused": True})

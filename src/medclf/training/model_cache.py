@@ -11,7 +11,8 @@ with the same spec, data and seed as ``02`` is loaded, and a rerun after a repor
 retrains nothing. What is scored is always recomputed from the model.
 
 Anything outside the training path (evaluation, plots, reports, notebooks) is not in the key:
-changing it reuses the models. ``model_cache: false`` neither reads nor writes the cache.
+changing it reuses the models. ``model_cache: false`` neither reads nor writes the cache; ``refresh`` (what ``run_all.py --force``
+sets) trains every model and replaces its entry.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class ModelCache:
         leaves an incomplete entry that :meth:`get` ignores."""
         entry = self.entry(key)
         entry.mkdir(parents=True, exist_ok=True)
+        (entry / TRAINING_FILE).unlink(missing_ok=True)  # replacing an entry: incomplete until rewritten
         saved = files.save_model(model, entry / "model")
         with atomic_path(entry / TRAINING_FILE) as tmp:
             Path(tmp).write_text(json.dumps({"model_file": saved.path.name, "model_sha256": saved.sha256,
