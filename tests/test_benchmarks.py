@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -42,3 +43,34 @@ def test_input_pipeline_benchmark_runs_both_sides(synthetic_root, monkeypatch):
     ours, ours_cpu, _, onednn_b, policy = bench_input_pipeline.workspace_way(root, 16, 1)
     assert onednn_a == onednn_b  # in one process TensorFlow starts once
     assert len(theirs) == len(ours) == 1 and min(theirs + ours + theirs_cpu + ours_cpu) > 0 and policy
+
+
+@pytest.mark.slow
+def test_gpu_study_script_runs_the_demo_and_prints_one_line_per_notebook(tmp_path):
+    """``benchmarks/gpu_study.sh --profile demo`` on this CPU, as a user runs it: every notebook ok, one
+    summary line per notebook and a total line naming the device."""
+    import subprocess
+
+    out = tmp_path / "study"
+    done = subprocess.run(["bash", str(config.PROJECT_ROOT / "benchmarks" / "gpu_study.sh"), "--profile", "demo",
+                           "--no-install", "--out", str(out)], capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "PYTHON": sys.executable}, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = done.stdout.split("== summary\n", 1)[1].splitlines()
+    notebooks = [line for line in summary if line.startswith("synthetic/demo") and "TOTAL" not in line]
+    assert [line.split()[1] for line in notebooks] == ["01_eda", "02_baselines", "03_transfer", "04_augmentation",
+                                                       "05_explain", "06_compare"]
+    assert all(line.split()[2] == "ok" for line in notebooks)
+    total = next(line for line in summary if "TOTAL" in line)
+    assert "models trained" in total and ("CPU" in total or "GPU" in total.upper())
+    assert "GPUs:" in done.stdout  # the device line
+
+
+def test_gpu_study_script_rejects_an_unknown_data_set(tmp_path):
+    import subprocess
+
+    done = subprocess.run(["bash", str(config.PROJECT_ROOT / "benchmarks" / "gpu_study.sh"), "--no-install",
+                           "--datasets", "chestxray", "--out", str(tmp_path), "--", "--list"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 2 and "unknown data set chestxray" in done.stderr

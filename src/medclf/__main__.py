@@ -9,6 +9,8 @@ Commands:
                           score images with a saved model and the preprocessing and threshold
                           of its model card (models/<id>.json beside it); writes a CSV
                           (docs/predict.md: model file safety, checks, skipped files, exit codes)
+    results [OUTPUT_ROOT] [--update docs/results.md] [--include-synthetic]
+                          the latest numbers of finished runs as Markdown (date, commit, CPU, headline)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from medclf.cli import predict
+from medclf.cli import predict, results
 from medclf.config.params import ParamError, load_params, markdown_table, parse_override
 
 
@@ -48,12 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     data_cmd.add_argument("--profile")
     data_cmd.add_argument("-p", action="append", default=[], metavar="KEY=VALUE")
     predict.add_arguments(commands.add_parser("predict", help="score images with a saved model"))
+    results.add_arguments(commands.add_parser("results", help="the latest numbers of finished runs as Markdown"))
     args = parser.parse_args(argv)
     if args.command == "params":
         print(markdown_table())
         return 0
     if args.command == "predict":
         return predict.run(args)
+    if args.command == "results":
+        return results.run(args)
     return _data_summary(args)
 
 

@@ -6,6 +6,8 @@ timing can be read against the machine that produced it.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 #: CPU flags (``/proc/cpuinfo``) that mean native bf16 matrix arithmetic.
@@ -41,6 +43,20 @@ def cpu_model(cpuinfo: str | None = None) -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return "cpu"
+
+
+def gpu_names() -> list[str]:
+    """Names of the NVIDIA GPUs ``nvidia-smi`` lists (``[]`` without one or without the tool); no
+    TensorFlow import, so the runner can record them cheaply."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return []
+    try:
+        done = subprocess.run([tool, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
 
 
 def gpu_has_bf16() -> bool:

@@ -47,10 +47,10 @@ def record_notebook(out_dir: str | Path, name: str, entry: dict[str, Any]) -> Pa
 
 
 def machine_info() -> dict[str, Any]:
-    """The CPU (model name and native bf16 flags), core count and whether oneDNN was asked for:
-    the same notebook takes two to four times longer on a CPU without bf16."""
+    """The CPU (model name and native bf16 flags), core count, GPUs and whether oneDNN was asked for:
+    the same notebook takes two to four times longer on a CPU without bf16, and minutes on a GPU."""
     return {"cpu": hardware.cpu_model(), "cpu_bf16": hardware.cpu_bf16_flags(), "cpus": os.cpu_count(),
-            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
+            "gpus": hardware.gpu_names(), "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
 
 
 def new_run_info(params: dict[str, Any], p_hash: str, data_hash: str | None, command: list[str],
