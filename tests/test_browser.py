@@ -172,3 +172,25 @@ def test_no_report_page_scrolls_sideways(chromium, demo_run, report, tmp_path):
         if width["page"] > width["window"]:
             too_wide[f"{page.parent.parent.name}/{page.name}"] = width
     assert not too_wide, f"pages wider than the window: {too_wide}"
+
+
+def test_the_published_results_section_fits_the_window(chromium, tmp_path):
+    """The widest published table (PneumoniaMNIST: seven MedMNIST rows beside ours) stays inside a 1400-px window."""
+    from medclf.analysis import compare
+    from medclf.config import datasets
+    from medclf.evaluation.records import load_records
+    from medclf.reporting import pages
+
+    out = tmp_path / "out" / "pneumoniamnist" / "full"
+    for seed, (model_id, family) in enumerate(zip(("svm_a", "ann_a", "cnn_a", "transfer_a"),
+                                                  ("svm", "ann", "cnn", "transfer"))):
+        make_model(out, model_id, family, 0.4 + 0.1 * seed, 0.5, seed)
+    records = load_records(out)
+    table = compare.published_table(datasets.get("pneumoniamnist").published, records,
+                                    compare.load_predictions_for(out, records)[0])
+    (out / "tables").mkdir()
+    table.to_csv(out / "tables" / "published.csv", index=False)
+    page = pages.write_index(out, {"dataset": "pneumoniamnist", "profile": "full", "notebooks": {}})
+    assert "Google AutoML Vision" in page.read_text()
+    width = page_width(chromium, page, tmp_path / "profile")
+    assert width["page"] <= width["window"] == 1400, width

@@ -1,4 +1,4 @@
-"""Cross-model comparison of one data set's results: the headline table, every model, McNemar.
+"""Cross-model comparison of one data set's results: the headline table, every model, McNemar, published results.
 
 Everything here is computed from the per-model records and prediction files
 (:mod:`medclf.evaluation.records`, :mod:`medclf.evaluation.predictions`: ``results/<model_id>.json``,
@@ -14,6 +14,10 @@ each model's predictions at its own stored threshold against the overall best's,
 file (:func:`medclf.evaluation.predictions.align_predictions`). Prediction files that do not hold the
 same images (or disagree on a label) are refused.
 
+Published results (:attr:`medclf.config.datasets.DatasetInfo.published`) are set beside the family bests
+in :func:`published_table`, each marked as reported by its authors and placed against our overall best's
+95% intervals (inside, below or above).
+
 Pure functions on records and DataFrames, except :func:`load_comparison`, which reads them.
 """
 
@@ -27,7 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from medclf.evaluation import metrics, tables
+from medclf.config.datasets import PublishedResult
+from medclf.evaluation import metrics, statistics, tables
 from medclf.evaluation.predictions import align_predictions, decisions, load_predictions, predictions_path
 from medclf.evaluation.records import load_comparable
 from medclf.evaluation.selection import (
@@ -195,6 +200,103 @@ def roc_inputs(headline: pd.DataFrame, predictions: Mapping[str, pd.DataFrame]
         label = f"{row['family']}: {row['model_id']}" + (" (best)" if row["overall_best"] else "")
         curves.append((label, frame["true_label"].to_numpy(np.int64), frame["probability"].to_numpy(np.float64)))
     return curves
+
+
+# ---------------------------------------------------------------------------------------------
+# published results beside ours
+# ---------------------------------------------------------------------------------------------
+
+#: ``reported_by`` of a published row: the number is the paper's, not recomputed here.
+REPORTED_BY_AUTHORS = "reported by the authors"
+
+_PUBLISHED_COLUMNS = ["reported_by", "source", "model", "evaluation", "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high",
+                      "accuracy_at_0.5", "accuracy_at_0.5_ci_low", "accuracy_at_0.5_ci_high", "accuracy_at_threshold",
+                      "accuracy_at_threshold_ci_low", "accuracy_at_threshold_ci_high", "threshold", "sensitivity",
+                      "specificity", "vs_our_best", "overall_best", "note"]
+
+
+def interval_verdict(value, low, high) -> str:
+    """Where a published ``value`` falls against our interval ``[low, high]``: ``"inside"``, ``"below"`` or
+    ``"above"``; ``""`` when the value or either end is missing."""
+    numbers = [np.nan if v is None else float(v) for v in (value, low, high)]
+    if any(math.isnan(v) for v in numbers):
+        return ""
+    value, low, high = numbers
+    return "below" if value < low else "above" if value > high else "inside"
+
+
+def accuracy_at_half(record: Mapping, frame: pd.DataFrame | None) -> tuple[float, float, float]:
+    """``(accuracy, ci_low, ci_high)`` on test at probability 0.5, as MedMNIST reports it: the record's accuracy and a
+    95% bootstrap interval recomputed from its predictions CSV (records keep intervals at the validation-chosen
+    threshold only), with the record's replicates and seed. The ends are NaN without predictions, or when the
+    CSV's accuracy disagrees with the record's (a stale file)."""
+    evaluation = record["evaluation"]
+    point = float(evaluation["test"]["at_0.5"]["accuracy"])
+    settings = evaluation.get("bootstrap") or {}
+    if frame is None or not settings.get("n_replicates"):
+        return point, np.nan, np.nan
+    y = frame["true_label"].to_numpy(np.int64)
+    p = frame["probability"].to_numpy(np.float64)
+    if not math.isclose(float(np.mean((p >= 0.5) == y)), point, abs_tol=1e-9):
+        return point, np.nan, np.nan
+    low, high = statistics.bootstrap_ci(y, p, 0.5, n_replicates=int(settings["n_replicates"]),
+                                        seed=int(settings.get("seed", 0)), with_auc=False)["accuracy"]
+    return point, (np.nan if low is None else low), (np.nan if high is None else high)
+
+
+def _our_row(record: Mapping, frame: pd.DataFrame | None, best_id: str | None) -> dict:
+    evaluation, ci = record["evaluation"], record["evaluation"].get("ci") or {}
+    at_t, at_half = evaluation["test"]["at_threshold"], evaluation["test"]["at_0.5"]
+    names = class_names([record])
+    half = accuracy_at_half(record, frame)
+    row = {"reported_by": f"ours: best {record.get('family')} on validation", "source": "this run",
+           "model": record["model_id"], "evaluation": f"test split ({at_t.get('n', '?')} images), per image",
+           "roc_auc": at_t.get("roc_auc"), "accuracy_at_threshold": at_t["accuracy"],
+           "threshold": evaluation["threshold"], "sensitivity": at_half["per_class"][names[1]]["recall"],
+           "specificity": at_half["per_class"][names[0]]["recall"], "vs_our_best": "",
+           "overall_best": record["model_id"] == best_id, "note": ""}
+    row["accuracy_at_0.5"], row["accuracy_at_0.5_ci_low"], row["accuracy_at_0.5_ci_high"] = half
+    for key in ("roc_auc", "accuracy_at_threshold"):
+        low, high = ci.get("roc_auc" if key == "roc_auc" else "accuracy") or (None, None)
+        row[f"{key}_ci_low"], row[f"{key}_ci_high"] = (np.nan if low is None else low), (np.nan if high is None else high)
+    return row
+
+
+def _published_row(result: PublishedResult, best: dict | None) -> dict:
+    if best is None:
+        verdict = "no model of ours to compare"
+    else:
+        parts = [(label, interval_verdict(value, best[f"{key}_ci_low"], best[f"{key}_ci_high"]))
+                 for label, value, key in (("AUC", result.roc_auc, "roc_auc"),
+                                           ("acc@0.5", result.accuracy, "accuracy_at_0.5"))
+                 if value is not None]
+        verdict = " · ".join(f"{label} {word or 'no interval'}" for label, word in parts)
+    return {"reported_by": REPORTED_BY_AUTHORS, "source": result.source, "model": result.model,
+            "evaluation": result.evaluation, "roc_auc": result.roc_auc, "accuracy_at_0.5": result.accuracy,
+            "sensitivity": result.sensitivity, "specificity": result.specificity, "vs_our_best": verdict,
+            "overall_best": False, "note": result.note}
+
+
+def published_table(published: Sequence[PublishedResult], records: Sequence[Mapping],
+                    predictions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Published results beside ours: one row per result the papers reported (``reported_by`` says so, and
+    ``evaluation`` how they measured it), then the validation-best model of each family
+    (:func:`medclf.evaluation.selection.family_bests`: models flagged for constant predictions never appear).
+
+    Our rows hold test ``roc_auc`` and ``accuracy_at_threshold`` (the validation-chosen ``threshold``) with the
+    record's 95% intervals, and ``accuracy_at_0.5`` with its interval (:func:`accuracy_at_half`); ``sensitivity``
+    and ``specificity`` are at 0.5, the authors' decision rule. A published row puts the authors' accuracy under
+    ``accuracy_at_0.5`` and says in ``vs_our_best`` whether its AUC and accuracy fall inside, below or above the
+    intervals of our overall best (``overall_best``). No published results, no rows: an empty table.
+    """
+    if not published:
+        return pd.DataFrame(columns=_PUBLISHED_COLUMNS)
+    best = overall_best(records)
+    ours = [_our_row(r, predictions.get(r["model_id"]), best and best["model_id"])
+            for r in family_bests(records).values()]
+    best_row = next((row for row in ours if row["overall_best"]), None)
+    rows = [_published_row(result, best_row) for result in published] + ours
+    return pd.DataFrame(rows).reindex(columns=_PUBLISHED_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ div.wide { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1.5em; }
 table.headline { font-size: 0.85em; margin: 0; }
 table.headline th, table.headline td { overflow-wrap: normal; }
 table.headline small { color: #555; white-space: nowrap; }
+table.published td { min-width: 4.5em; }
 div.figures { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
 figure { margin: 0; max-width: 100%; }  /* each figure at its own size, shrunk only to fit the window */
 figure img { display: block; max-width: 100%; height: auto; border: 1px solid #ddd; }
@@ -188,6 +189,38 @@ def readable_headline(frame):
     return frame
 
 
+#: The published-results table on the index page: ``tables/published.csv`` columns shown, and their short headers.
+PUBLISHED_COLUMNS = {"reported_by": "reported by", "source": "source", "model": "model", "evaluation": "evaluation",
+                     "roc_auc": "AUC", "accuracy_at_0.5": "acc @0.5", "accuracy_at_threshold": "acc @val. threshold",
+                     "vs_our_best": "vs our best (95% CI)", "overall_best": "overall_best"}
+#: The caveat printed under it.
+PUBLISHED_CAVEAT = ("Published numbers are as reported by their authors, on their own protocol (cross-validation, "
+                    "their test set, accuracy at 0.5); ours are on this run's test split with 95% bootstrap "
+                    "intervals. Details and the rest of the columns: tables/published.csv and 06_compare.")
+
+
+def published_html(tables_dir: str | Path) -> str | None:
+    """The published results beside ours (``tables/published.csv``, written by 06_compare) with the
+    :data:`PUBLISHED_COLUMNS`, intervals merged as in :func:`readable_headline`, then :data:`PUBLISHED_CAVEAT`;
+    ``None`` when there is no such table or it has no rows (no published results apply to the data set)."""
+    path = Path(tables_dir) / "published.csv"
+    if not path.is_file():
+        return None
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:  # a broken table must not break the report
+        return f'<p class="error">published results could not be read: {_e(exc)}</p>'
+    if frame.empty:
+        return None
+    names = {f"{c}{end}": f"{PUBLISHED_COLUMNS[c]}{end}" for c in PUBLISHED_COLUMNS for end in ("", "_ci_low", "_ci_high")}
+    keep = [c for c in frame.columns if c in names]
+    table = readable_headline(frame[keep].rename(columns=names)).to_html(
+        index=False, border=0, na_rep="", classes="headline published", escape=False, float_format=lambda v: f"{v:.4g}")
+    return f'<div class="wide">{table}</div><p class="note">{_e(PUBLISHED_CAVEAT)}</p>'
+
+
 #: Figures shown under the headline table: (notebook, file stem, caption), drawn by 06_compare.
 HEADLINE_FIGURES = (
     ("06_compare", "roc_overlay", "Test ROC curves of the best model of each family (chosen on validation)"),
@@ -203,10 +236,11 @@ def headline_figures(dataset_dir: str | Path) -> list[tuple[str, str]]:
 
 
 def index_html(run_info: dict[str, Any], rows: list[dict[str, Any]], headline: str | None = None,
-               figures: list[tuple[str, str]] | None = None) -> str:
+               figures: list[tuple[str, str]] | None = None, published: str | None = None) -> str:
     """The full ``index.html`` page for one run (pure: builds a string from its arguments).
 
-    ``figures`` are ``(relative href, caption)`` pairs shown under the headline table.
+    ``figures`` are ``(relative href, caption)`` pairs shown under the headline table; ``published``
+    (:func:`published_html`) is the "Published results" section under them, left out when ``None``.
     """
     dataset = run_info.get("dataset") or run_info.get("params", {}).get("dataset", "?")
     profile = run_info.get("profile") or run_info.get("params", {}).get("profile", "?")
@@ -233,6 +267,9 @@ def index_html(run_info: dict[str, Any], rows: list[dict[str, Any]], headline: s
             parts.append(f'<figure><a href="{html.escape(href, quote=True)}"><img src="{html.escape(href, quote=True)}" '
                          f'alt="{_e(caption)}"></a><figcaption>{_e(caption)}</figcaption></figure>')
         parts.append("</div>")
+    if published:
+        parts.append("<h2>Published results, as reported by their authors, beside ours</h2>")
+        parts.append(published)
 
     parts.append("<h2>Notebooks</h2>")
     parts.append("<table><tr><th>notebook</th><th>status</th><th>wall time</th><th>report</th>"
@@ -280,7 +317,8 @@ def write_index(dataset_dir: str | Path, run_info: dict[str, Any], order: list[s
     """Write ``<run_dir>/reports/index.html`` atomically for ``run_info``; return its path."""
     layout = paths.RunPaths(Path(dataset_dir))
     rows = notebook_rows(run_info, layout.root, order)
-    page = index_html(run_info, rows, headline_html(layout.tables), headline_figures(layout.root))
+    page = index_html(run_info, rows, headline_html(layout.tables), headline_figures(layout.root),
+                      published_html(layout.tables))
     return io.write_text(layout.reports / "index.html", page)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from medclf.config import paths as config
+from medclf.config import datasets, paths as config
 from medclf.config.param_specs import MODEL_OVERRIDES
 from medclf.config.settings import EvaluationSettings, TrainingSettings, TransferSettings
 from medclf.evaluation import metrics, records, scoring, statistics
@@ -314,10 +314,11 @@ def _save_model(model: Any, out_dir: Path, model_id: str) -> tuple[str, str]:
 
 
 def plan_table(names: list[str], params: dict) -> "pd.DataFrame":
-    """What each model will be trained with under ``params`` (sizes and epochs after the caps)."""
+    """What each model will be trained with under ``params`` (sizes and epochs after the caps), and the study's
+    reported accuracy where the studies' numbers apply to the data set (``DatasetInfo.study_reproduction``)."""
     import pandas as pd
 
-    rows = []
+    studies_apply, rows = datasets.get(params["dataset"]).study_reproduction, []
     for name in names:
         spec = resolve_spec(name, params)
         rows.append({"model": name, "family": spec.family, "study": spec.study or "ours",
@@ -325,7 +326,7 @@ def plan_table(names: list[str], params: dict) -> "pd.DataFrame":
                      "learning_rate": spec.learning_rate, "epochs": epochs_for(spec, params) if spec.epochs else "—",
                      "batch": spec.batch_size or "—", "callbacks": ", ".join(spec.callbacks) or "—",
                      "augmentation": ", ".join(f"{k} {v}" for k, v in (spec.augmentation or {}).items()) or "—",
-                     "reported_accuracy": (spec.reported or {}).get("accuracy")})
+                     "reported_accuracy": (spec.reported or {}).get("accuracy") if studies_apply else None})
     return pd.DataFrame(rows)
 
 
