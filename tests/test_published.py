@@ -217,7 +217,7 @@ def test_index_shows_the_published_section_marked_as_the_authors(out_dir):
     assert "Google AutoML Vision" in page and "cnn_best" in page and "★ best on validation" in page
     for header in ("AUC (95% CI)", "acc @0.5 (95% CI)", "acc @val. threshold (95% CI)"):
         assert f"<th>{header}</th>" in page
-    assert '<div class="wide"><table' in fragment  # scrolls inside its box, never the page
+    assert '<div class="wide" style="overflow-x: auto"><table' in fragment  # scrolls inside its box, never the page
     assert "<th>note</th>" not in fragment and "<th>sensitivity</th>" not in fragment  # the narrow selection
 
 

@@ -145,10 +145,15 @@ def headline_html(tables_dir: str | Path) -> str | None:
             return None
     except Exception as exc:  # a broken table must not break the report
         return f'<p class="error">headline table could not be read: {_e(exc)}</p>'
-    table = readable_headline(frame).to_html(index=False, border=0, na_rep="", classes="headline", escape=False,
+    return readable_html(frame) + headline_notes_html(tables_dir)
+
+
+def readable_html(frame, classes: str = "headline") -> str:
+    """``frame`` as :func:`readable_headline` HTML (one cell per value and its interval), in a box that
+    scrolls sideways rather than widen the page: the index page and 06_compare show tables this way."""
+    table = readable_headline(frame).to_html(index=False, border=0, na_rep="", classes=classes, escape=False,
                                              float_format=lambda v: f"{v:.4g}")
-    # scrolls sideways instead of overflowing the page
-    return f'<div class="wide">{table}</div>' + headline_notes_html(tables_dir)
+    return f'<div class="wide" style="overflow-x: auto">{table}</div>'
 
 
 def readable_headline(frame):
@@ -216,9 +221,8 @@ def published_html(tables_dir: str | Path) -> str | None:
         return None
     names = {f"{c}{end}": f"{PUBLISHED_COLUMNS[c]}{end}" for c in PUBLISHED_COLUMNS for end in ("", "_ci_low", "_ci_high")}
     keep = [c for c in frame.columns if c in names]
-    table = readable_headline(frame[keep].rename(columns=names)).to_html(
-        index=False, border=0, na_rep="", classes="headline published", escape=False, float_format=lambda v: f"{v:.4g}")
-    return f'<div class="wide">{table}</div><p class="note">{_e(PUBLISHED_CAVEAT)}</p>'
+    return readable_html(frame[keep].rename(columns=names), "headline published") + \
+        f'<p class="note">{_e(PUBLISHED_CAVEAT)}</p>'
 
 
 #: Figures shown under the headline table: (notebook, file stem, caption), drawn by 06_compare.
