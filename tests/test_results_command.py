@@ -34,11 +34,11 @@ def test_the_demo_run_becomes_one_section_with_its_headline(demo_run, tmp_path):
         assert model_id in text
 
     page = tmp_path / "results.md"
-    page.write_text(f"# Results\n\nwritten by hand\n\n{BEGIN}\nold\n{END}\n\nafter\n")
+    page.write_text(f"# Results\n\nwritten by hand\n\n{BEGIN}\nstale generated text\n{END}\n\nafter\n")
     updated = results(str(root), "--include-synthetic", "--update", str(page))
     assert updated.returncode == 0, updated.stderr
     new = page.read_text()
-    assert "written by hand" in new and "after" in new and "old" not in new and "### synthetic, demo profile" in new
+    assert "written by hand" in new and "after" in new and "stale generated text" not in new and "### synthetic, demo profile" in new
 
 
 def test_bad_folders_and_pages_get_one_line_and_exit_2(tmp_path):
