@@ -57,9 +57,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import medclf  # quiet TensorFlow start-up
 import tensorflow as tf
 from medclf.accel import hardware
-gpus = [tf.config.experimental.get_device_details(g).get("device_name", "gpu") for g in tf.config.list_physical_devices("GPU")]
-print(f"TensorFlow {tf.__version__}; GPUs: {', '.join(gpus) or 'none'}; CPU {hardware.cpu_model()} x{os.cpu_count()}; "
-      f"bf16 on GPU: {hardware.gpu_has_bf16()}; python {platform.python_version()}")
+print(f"TensorFlow {tf.__version__}; GPUs: {', '.join(hardware.gpu_names()) or 'none'}; device {hardware.device_id()} "
+      f"x{os.cpu_count()} CPUs; bf16 on GPU: {hardware.gpu_has_bf16()}; python {platform.python_version()}")
 PY
 
 status=0

@@ -56,8 +56,7 @@ def run_section(run_dir: Path) -> str | None:
               *[f"{c.removeprefix('recall_')} recall" for c in recalls], "test AUC [95% CI]", "threshold"]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in headline.iterrows():
-        name = f"**{row['model_id']}**" if row.get("overall_best") is True or row.get("overall_best") == "True" \
-            else str(row["model_id"])
+        name = f"**{row['model_id']}**" if str(row.get("overall_best")) == "True" else str(row["model_id"])
         study = row["study"] if isinstance(row.get("study"), str) else ""
         cells = [row["family"], name, study, f"{row['val_roc_auc']:.4f}", _ci(row, "accuracy"),
                  *[_ci(row, c) for c in recalls], _ci(row, "roc_auc"), f"{row['threshold']:.3f}"]

@@ -166,15 +166,14 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
     with runlock.hold(out_dir, {"started": started, "command": ["run_all.py", *_argv_of(args)]}, say):
         for line in staging.recover(out_dir, lambda name, entry: provenance.record_notebook(out_dir, name, entry)):
             say(line)
-        return _run_locked(args, registry, notebooks_dir, settings, p_hash, out_dir, selected, available,
-                           started, started_wall, summary)
+        return _run_locked(args, registry, notebooks_dir, settings, params, p_hash, out_dir, selected,
+                           available, started, started_wall, summary)
 
 
 def _run_locked(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir: Path, settings: Any,
-                p_hash: str, out_dir: Path, selected: list[Notebook], available: list[Notebook], started: str,
-                started_wall: float, summary: Any) -> int:
+                params: dict[str, Any], p_hash: str, out_dir: Path, selected: list[Notebook],
+                available: list[Notebook], started: str, started_wall: float, summary: Any) -> int:
     """The run itself, holding the output folder's lock (:mod:`medclf.pipeline.runlock`)."""
-    params = settings.as_params()
     data.prepare(params)
     if summary is None:  # made by prepare (generated or downloaded): check what it made
         summary = data.check(params)
@@ -197,6 +196,10 @@ def _run_locked(args: argparse.Namespace, registry: tuple[Notebook, ...], notebo
     failed: set[str] = set()  # failed, or skipped because a dependency failed
     width = max(len(s.notebook.stem) for s in steps)
     current: Notebook | None = None  # the notebook executing: its staging is discarded on an interruption
+
+    def record(name: str, new: dict) -> None:  # the publish journal's way of writing run.json
+        provenance.write_run_info(out_dir, run_info)
+
     try:
         for i, step in enumerate(steps, 1):
             nb = step.notebook
@@ -241,8 +244,7 @@ def _run_locked(args: argparse.Namespace, registry: tuple[Notebook, ...], notebo
                     text = f"FAILED  {where}{result['error']}"
             run_info["notebooks"][nb.name] = entry
             if current is not None and entry["status"] == "ok":
-                staging.publish(out_dir, stage, nb.name, entry,
-                                lambda name, new: provenance.write_run_info(out_dir, run_info))
+                staging.publish(out_dir, stage, nb.name, entry, record)
             else:
                 if current is not None:
                     staging.discard(out_dir, current.stem)
@@ -252,7 +254,6 @@ def _run_locked(args: argparse.Namespace, registry: tuple[Notebook, ...], notebo
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, execute.Terminated)
         if current is not None:  # a publish under way is finished (its journal says what), else discarded
-            record = lambda name, new: provenance.write_run_info(out_dir, run_info)  # noqa: E731
             if not staging.settle(out_dir, current.stem, record):
                 run_info["notebooks"][current.name]["status"] = "running"  # marked interrupted below
         for entry in run_info["notebooks"].values():
