@@ -282,3 +282,31 @@ def test_notes_follow_the_dataset_registry():
     assert not artifacts.applies({"dataset": "malaria"}, "chest_like")
     with pytest.raises(ValueError, match="chest_like"):
         artifacts.applies({"dataset": "malaria"}, "lungs")
+
+
+@pytest.mark.parametrize("seconds", [[4.9, 16.0, 55.0, 31.0], [0.0, 2.5, 2.6, 300.0], [0.02, 30.0, 2000.0, 300.0]],
+                         ids=["under a decade", "four decades", "five decades"])
+def test_training_time_axis_labels_never_overlap(seconds):
+    """Less than a decade of range once drew every minor tick's label on top of the next."""
+    fig, axes = plt.subplots(1, 2, sharey=True, figsize=(10, 3), layout="constrained")
+    compare_plots.plot_accuracy_vs_time(axes, _all_models().assign(train_seconds=seconds))
+    fig.canvas.draw()
+    ax_time = axes[1]
+    labels = [t for t in [*ax_time.get_xticklabels(), *ax_time.get_xticklabels(minor=True)]
+              if t.get_visible() and t.get_text() and ax_time.get_xlim()[0] <= t.get_position()[0] <= ax_time.get_xlim()[1]]
+    boxes = sorted((t.get_window_extent() for t in labels), key=lambda box: box.x0)
+    assert len(boxes) >= 2
+    assert not any(_overlaps(a, b) for a, b in zip(boxes, boxes[1:])), [t.get_text() for t in labels]
+
+
+def test_recall_values_sit_above_their_intervals():
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    recalls = _recalls()
+    compare_plots.plot_recall_bars(ax, recalls, CHEST)
+    fig.canvas.draw()
+    texts = [t for t in ax.texts if t.get_text()]
+    assert sorted(t.get_text() for t in texts) == sorted(f"{r:.2f}" for r in recalls["recall"])
+    for text in texts:
+        row = recalls.iloc[[f"{r:.2f}" for r in recalls["recall"]].index(text.get_text())]
+        cap = ax.transData.transform((0, row["ci_high"]))[1]
+        assert text.get_window_extent().y0 >= cap, text.get_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -74,6 +75,12 @@ def plot_accuracy_vs_time(axes, table: pd.DataFrame):
     sns.barplot(frame, x="train_seconds", y="model_id", hue="family", palette=colors, dodge=False, legend=False,
                 orient="h", ax=ax_time, order=list(frame["model_id"]), native_scale=False)
     ax_time.set_xscale("log")
+    # Under a decade of range matplotlib labels the minor ticks too, and they pile up: label 1-2-5 per
+    # decade when the times span at most two decades, else the decades only.
+    decades = np.log10(frame["train_seconds"].max() / frame["train_seconds"].min())
+    ax_time.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 2 else (1.0,)))
+    ax_time.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax_time.xaxis.set_minor_formatter(ticker.NullFormatter())
     for container in ax_time.containers:
         ax_time.bar_label(container, fmt=_seconds, fontsize=7, padding=2)
     ax_acc.set_yticks(y, frame["model_id"])
@@ -120,7 +127,12 @@ def plot_recall_bars(ax, recalls: pd.DataFrame, class_names: Sequence[str]):
         centers = [bar.get_x() + bar.get_width() / 2 for bar in bars]
         ax.errorbar(centers, rows["recall"], yerr=[rows["recall"] - rows["ci_low"], rows["ci_high"] - rows["recall"]],
                     fmt="none", ecolor="black", capsize=3, linewidth=1)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+        for center, value, top in zip(centers, rows["recall"], rows["ci_high"]):  # above the interval's cap
+            if not np.isfinite(value):
+                continue
+            top = top if np.isfinite(top) else value
+            ax.annotate(f"{value:.2f}", (center, top), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(models)), models, rotation=20, ha="right")
     ax.set_xlabel("")
     ax.set_ylim(0, 1.12)
