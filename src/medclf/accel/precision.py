@@ -22,12 +22,20 @@ from medclf.core.io import write_json
 
 MODES = ("auto", "on", "off")
 
+#: ``auto`` picks bf16 only where its training step is measured at least this much faster than float32.
+#: Within that margin the choice would follow timing noise, and the two precisions train to different
+#: weights: on one 2-vCPU AVX512-BF16 machine two fresh clones probed ``ann_deep`` at 96 px as 11%
+#: faster and 0.2% slower in bf16, and its chest X-ray quick runs ended at validation AUC 0.956 (bf16)
+#: and 0.500 (float32, constant predictions). The models bf16 pays off for gain 25-45%.
+BF16_MIN_SPEEDUP = 0.15
+
 
 def precision_policy(mode: str, probe: Callable[[str], float] | None = None, accel: bool = True) -> str:
     """Keras dtype policy for ``mode`` in auto/on/off: ``"mixed_bfloat16"`` or ``"float32"``.
 
     ``auto`` needs native bf16 hardware and, when a ``probe`` is given (seconds of one training step
-    under a policy, see :func:`step_seconds`), bf16 must also be measured faster for that model: it is
+    under a policy, see :func:`step_seconds`), bf16 must also be measured faster for that model, by at
+    least :data:`BF16_MIN_SPEEDUP` (so that timing noise does not decide a model's precision): it is
     not for every model (MobileNetV2's depthwise convolutions run ~1.5x slower in bf16 on an AMX CPU,
     while VGG16 runs 3x faster). With ``accel`` false, ``auto`` is float32 (nothing detected or probed).
     """
@@ -39,7 +47,8 @@ def precision_policy(mode: str, probe: Callable[[str], float] | None = None, acc
         return "float32"
     if mode == "on" or probe is None:
         return "mixed_bfloat16"
-    return "mixed_bfloat16" if probe("mixed_bfloat16") < probe("float32") else "float32"
+    faster = probe("mixed_bfloat16") <= (1 - BF16_MIN_SPEEDUP) * probe("float32")
+    return "mixed_bfloat16" if faster else "float32"
 
 
 def set_precision(mode: str, probe: Callable[[str], float] | None = None, accel: bool = True) -> str:
@@ -60,7 +69,7 @@ def current_policy() -> str:
 
 
 def step_seconds(build: Callable[[], Any], input_shape: Sequence[int], policy: str, batch_size: int = 16,
-                 repeats: int = 3) -> float:
+                 repeats: int = 5) -> float:
     """Fastest of ``repeats`` timed training steps of ``build()`` under ``policy`` on a random batch.
 
     The first step (graph tracing) is not timed; the global policy is restored afterwards.
