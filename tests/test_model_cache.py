@@ -98,3 +98,45 @@ def test_the_key_names_no_memory_address():
 
     described = json.dumps(model_cache._describe(registry.get_spec("cnn_deeper")))
     assert " at 0x" not in described and "build_cnn" in described
+
+
+def test_a_model_and_an_ensemble_of_it_share_one_training_identity():
+    """Name, description and ensemble size are not how one network trains; its recipe is."""
+    import dataclasses
+
+    from medclf.models import registry
+
+    single, ensemble = registry.get_spec("cnn_ours_chest"), registry.get_spec("cnn_ours_chest_ensemble")
+    assert model_cache.identity_digest(single) == model_cache.identity_digest(ensemble)
+    for other in (registry.get_spec("cnn_ours_malaria"), dataclasses.replace(single, learning_rate=3e-4),
+                  dataclasses.replace(single, augmentation=None)):
+        assert model_cache.identity_digest(other) != model_cache.identity_digest(single)
+
+
+def test_an_ensemble_member_and_the_single_model_with_its_seed_are_trained_once(params):
+    ensemble = experiment.run_model("cnn_ours_chest_ensemble", params)
+    info = ensemble.record["training"]["model_cache"]
+    assert info["reused"] is False and len(set(info["key"])) == 3 and len(cache_entries(params)) == 3
+    single = experiment.run_model("cnn_ours_chest", params)  # the first member: seed `seed`
+    assert single.record["training"]["model_cache"] == {"key": info["key"][0], "reused": True}
+    assert len(cache_entries(params)) == 3 and single.model.name == "cnn_ours_chest"
+    member = ensemble.model.get_layer("member1")
+    for mine, its in zip(single.model.get_weights(), member.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, its)
+    again = experiment.run_model("cnn_ours_chest_ensemble", params)
+    assert again.record["training"]["model_cache"] == {"key": info["key"], "reused": True}
+    np.testing.assert_array_equal(again.p_test, ensemble.p_test)
+
+
+def test_an_ensemble_reuses_the_single_model_as_its_first_member(params):
+    single = experiment.run_model("cnn_ours_chest", params)
+    ensemble = experiment.run_model("cnn_ours_chest_ensemble", params)
+    info = ensemble.record["training"]["model_cache"]
+    assert info["key"][0] == single.record["training"]["model_cache"]["key"]
+    assert info["reused"] is False and len(cache_entries(params)) == 3  # two members trained, one reused
+
+
+def test_an_ensemble_without_the_cache_has_no_keys(params):
+    run = experiment.run_model("cnn_ours_chest_ensemble", {**params, "model_cache": False})
+    assert run.record["training"]["model_cache"] == {"key": None, "reused": False}
+    assert cache_entries(params) == []

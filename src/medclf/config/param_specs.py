@@ -130,8 +130,9 @@ SPECS: dict[str, Spec] = {
                                low=0.0, high=1.0, open_low=True, open_high=True),
     "bootstrap_replicates": Spec(int, "Bootstrap replicates for the 95% confidence intervals.", low=0, high=100_000),
     "save_models": Spec(bool, "Save every trained model under outputs/<dataset>/<profile>/models/."),
-    "model_cache": Spec((bool, str), "Reuse a trained model (<cache_dir>/models/) when all that sets its weights is "
-                                     "unchanged (spec, settings, arrays, seed, precision, code, versions). false: train "
+    "model_cache": Spec((bool, str), "Reuse a trained model (<cache_dir>/models/; an ensemble member by member) when all "
+                                     "that sets its weights is unchanged (spec, settings, arrays, seed, precision, code, "
+                                     "versions). false: train "
                                      "every model, store none; refresh: train every model and store it (run_all --force).",
                         choices=(True, False, "refresh")),
     "lime_samples": Spec(int, "Explanations: perturbed images LIME scores per explained image (more: steadier weights).",

@@ -6,7 +6,6 @@ it shows is also in ``results/<model_id>.json`` and ``predictions/<model_id>.csv
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +26,9 @@ from medclf.models.transfer import weights_file
 from medclf.models.specs import ModelSpec
 from medclf.core import progress
 from medclf.accel import hardware, precision
-from medclf.training import fit, model_cache
+from medclf.training import fit, model_cache, train_or_reuse
 from medclf.evaluation import tta
-from medclf.data.augment import build_augmenter
 from medclf.data import Dataset, load_dataset
-from medclf.training.transfer_fit import fit_transfer
 
 
 class DataCache:
@@ -102,89 +99,16 @@ def epochs_for(spec: ModelSpec, params: dict) -> int:
 def precision_probe(spec: ModelSpec, input_shape: tuple, store: Path) -> Callable[[str], float]:
     """Seconds of one training step of ``spec`` under a dtype policy, measured once per machine and
     remembered in ``store`` (:func:`medclf.config.paths.precision_probe_file`; random weights: speed does
-    not depend on them)."""
+    not depend on them). Keyed by how the spec trains one network (:func:`model_cache.identity_digest`), so a
+    model and an ensemble of it share one measurement and so one policy, and with it their cache entries."""
     import keras
 
     options = {"weights": "none"} if spec.family == "transfer" else {}
     shape = "x".join(str(s) for s in input_shape)
-    key = f"{spec.name}|{shape}|{hardware.device_id()}|keras {keras.__version__}"
+    key = f"{model_cache.identity_digest(spec)}|{shape}|{hardware.device_id()}|keras {keras.__version__}"
     return precision.cached_probe(
         lambda policy: precision.step_seconds(lambda: registry.build_model(spec, input_shape, **options), input_shape, policy),
         store, key)
-
-
-@dataclass(frozen=True)
-class _FitSettings:
-    """What fitting one model needs, taken from the parameters once per :func:`run_model` call."""
-
-    epochs: int
-    training: TrainingSettings
-    transfer: TransferSettings
-    feature_dir: Path
-
-    def with_seed(self, seed: int) -> _FitSettings:
-        return dataclasses.replace(self, training=dataclasses.replace(self.training, seed=seed))
-
-
-def _fit_member(spec: ModelSpec, input_shape: tuple, data: Dataset, settings: _FitSettings,
-                augmentation: dict | None, verbose: int) -> tuple[Any, fit.TrainResult]:
-    """Build and fit one Keras model seeded with ``settings.training.seed`` on the training split, validating
-    on the validation rows that choose epochs (:meth:`Dataset.selection_mask`): a transfer model in its stages
-    (head, then fine-tuning), any other network in one fit."""
-    training = settings.training
-    if spec.family == "transfer":
-        return fit_transfer(spec, input_shape, data, augmentation, settings.epochs, training=training,
-                            transfer=settings.transfer, feature_dir=settings.feature_dir, verbose=verbose)
-    fit.seed_everything(training.seed)
-    model = registry.build_model(spec, input_shape)
-    result = fit.fit_spec(model, spec, data.arrays("train"), data.selection_arrays(), training=training,
-                          learning_rate=spec.learning_rate, epochs=settings.epochs,
-                          augmenter=build_augmenter(augmentation, seed=training.seed), verbose=verbose)
-    return model, result
-
-
-def _fit(spec: ModelSpec, input_shape: tuple, data: Dataset, settings: _FitSettings, augmentation: dict | None,
-         verbose: int) -> tuple[Any, fit.TrainResult]:
-    """Fit the SVM, one network (transfer models included), or an ensemble of ``spec.ensemble`` networks
-    (seeds seed, seed+1, ...) averaged into one model."""
-    if spec.family == "svm":
-        model = registry.build_model(spec, input_shape)
-        return model, fit.fit_svm(model, data.arrays("train"))
-    fitted = []
-    for i in range(spec.ensemble):
-        with progress.task(f"member {i + 1}/{spec.ensemble}") if spec.ensemble > 1 else contextlib.nullcontext():
-            fitted.append(_fit_member(spec, input_shape, data, settings.with_seed(settings.training.seed + i),
-                                      augmentation, verbose))
-    if spec.ensemble == 1:
-        return fitted[0]
-    members, member_results = zip(*fitted)
-    return builders.build_ensemble(members, name=spec.name), fit.combine_results(member_results)
-
-
-def _fit_or_reuse(spec: ModelSpec, input_shape: tuple, data: Dataset, settings: _FitSettings,
-                  augmentation: dict | None, verbose: int, *, policy: str, cache_dir: Path
-                  ) -> tuple[Any, fit.TrainResult, dict]:
-    """:func:`_fit`, or the model the cache holds for exactly these inputs (:mod:`medclf.training.model_cache`).
-
-    Returns:
-        ``(model, training result, {"key", "reused"})``; the training result of a reused model is the
-        one recorded when it was trained (its seconds included). With ``model_cache`` off: key ``None``;
-        ``refresh`` (``run_all.py --force``) trains and replaces the entry.
-    """
-    if not settings.training.model_cache:
-        return (*_fit(spec, input_shape, data, settings, augmentation, verbose), {"key": None, "reused": False})
-    key = model_cache.model_key(
-        spec=spec, input_shape=input_shape, epochs=settings.epochs, training=settings.training,
-        transfer=settings.transfer if spec.family == "transfer" else None, augmentation=augmentation,
-        arrays=[*data.arrays("train"), *data.selection_arrays()], precision=policy)
-    cache = model_cache.ModelCache(cache_dir)
-    hit = None if settings.training.model_cache == "refresh" else cache.get(key)
-    if hit is not None:
-        with progress.task("reused from the model cache"):
-            return (*hit, {"key": key, "reused": True})
-    model, training = _fit(spec, input_shape, data, settings, augmentation, verbose)
-    cache.put(key, model, training)
-    return model, training, {"key": key, "reused": False}
 
 
 def run_model(name: str, params: dict, data: DataCache | None = None, *, model_id: str | None = None,
@@ -216,7 +140,7 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         augmentation = spec.augmentation
     shape = (size, size, spec.channels)
     train_settings, scoring_settings = TrainingSettings.of(params), EvaluationSettings.of(params)
-    fit_settings = _FitSettings(epochs=epochs_for(spec, params), training=train_settings,
+    fit_settings = train_or_reuse.FitSettings(epochs=epochs_for(spec, params), training=train_settings,
                                 transfer=TransferSettings.of(params),
                                 feature_dir=config.feature_cache_dir(params, ds.name))
     with progress.task(model_id):
@@ -224,7 +148,7 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
         probe = precision_probe(spec, shape, config.precision_probe_file(params)) if accel else None
         policy = "float64" if spec.family == "svm" else precision.set_precision(train_settings.mixed_precision,
                                                                                 probe, accel=accel)
-        model, training, cache_info = _fit_or_reuse(spec, shape, ds, fit_settings, augmentation or None, verbose,
+        model, training, cache_info = train_or_reuse.fit_or_reuse(spec, shape, ds, fit_settings, augmentation or None, verbose,
                                                     policy=policy, cache_dir=config.model_cache_dir(params))
         with progress.task("scoring"):
             (x_val, y_val), (x_test, y_test) = ds.arrays("val"), ds.arrays("test")

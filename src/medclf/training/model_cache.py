@@ -1,6 +1,8 @@
 """The model cache: a trained model is never trained twice for the same inputs.
 
-A model's weights are determined by its spec (after overrides and caps), the input shape, the
+One entry is one trained network (or SVM). Its weights are determined by how its spec trains one network
+(:func:`training_identity`: the spec after overrides and caps, less its name, description, study, scoring and
+ensemble size), the input shape, the
 training settings, the exact training and validation arrays it sees (so the data manifest *and*
 the split), the seed, the dtype policy, the code of the training path and the library versions.
 :func:`model_key` hashes all of those; :class:`ModelCache` keeps one entry per key under
@@ -8,7 +10,9 @@ the split), the seed, the dtype policy, the code of the training path and the li
 or the safe scikit-learn format) and ``training.json`` (the training result, written last: an entry
 without it is incomplete and ignored). ``02``, ``03`` and ``04`` share it, so a model ``04`` trains
 with the same spec, data and seed as ``02`` is loaded, and a rerun after a report-only change
-retrains nothing. What is scored is always recomputed from the model.
+retrains nothing. An ensemble is cached member by member, so its member with seed ``s`` and the single model
+trained with seed ``s`` (``cnn_ours_chest_ensemble``'s first member and ``cnn_ours_chest``) are one entry, trained
+once. What is scored is always recomputed from the model.
 
 Anything outside the training path (evaluation, plots, reports, notebooks) is not in the key:
 changing it reuses the models. ``model_cache: false`` neither reads nor writes the cache; ``refresh`` (what ``run_all.py --force``
@@ -40,6 +44,9 @@ TRAINING_CODE = ("core", "config", "accel", "data", "models", "training", "evalu
 LIBRARIES = ("keras", "tensorflow", "numpy", "scikit-learn")
 #: Training settings that do not change the weights.
 _NOT_IN_KEY = {"save_models", "model_cache"}
+#: Spec fields that name, document or score a model, or say how many seeded copies are averaged: none of
+#: them changes how one network trains.
+_SPEC_NOT_IN_KEY = {"name", "description", "study", "reported", "dataset", "tta_views", "ensemble"}
 TRAINING_FILE = "training.json"
 
 
@@ -79,12 +86,31 @@ def array_digest(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def training_identity(spec: Any) -> Any:
+    """What of ``spec`` decides how one network (or the SVM) trains: its description (:func:`_describe`)
+    without :data:`_SPEC_NOT_IN_KEY` and without the Keras model name its builder is given."""
+    described = _describe(spec)
+    if not isinstance(described, dict):
+        return described
+    identity = {k: v for k, v in described.items() if k not in _SPEC_NOT_IN_KEY}
+    build = identity.get("build")
+    if isinstance(build, dict) and "keywords" in build:
+        identity["build"] = {**build, "keywords": {k: v for k, v in build["keywords"].items() if k != "name"}}
+    return identity
+
+
+def identity_digest(spec: Any) -> str:
+    """A short digest of :func:`training_identity`: the same for a model and each member of an ensemble of it."""
+    return hashlib.sha256(json.dumps(training_identity(spec), sort_keys=True).encode()).hexdigest()[:12]
+
+
 def model_key(*, spec: Any, input_shape: Sequence[int], epochs: int, training: TrainingSettings,
               transfer: TransferSettings | None, augmentation: dict | None, arrays: Sequence[np.ndarray],
               precision: str) -> str:
-    """The cache key of one training run: everything that determines the trained weights (see the module)."""
+    """The cache key of one training run of one network: everything that determines its weights (see the
+    module); ``training.seed`` is the member's own seed."""
     payload = {
-        "spec": _describe(spec),
+        "spec": training_identity(spec),
         "input_shape": list(input_shape),
         "epochs": epochs,
         "training": {k: v for k, v in asdict(training).items() if k not in _NOT_IN_KEY},
