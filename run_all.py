@@ -2,7 +2,7 @@
 """Run every notebook in order and write the reports: ``python run_all.py --help`` (see :mod:`medclf.cli.run_all`)."""
 import sys
 
-from medclf.cli.run_all import main
+from medclf.cli.run_all import exit_process, main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_process(main(sys.argv[1:]))

@@ -5,7 +5,7 @@
     Keras' own Adam (what the studies compiled with);
     TensorFlow's own choice of CPU kernels (oneDNN only on CPUs with AVX512 deep-learning features);
 (b) this workspace: decoded once into cached uint8 arrays, fed from memory by tf.data, with
-    mixed_bfloat16 where ``mixed_precision=auto`` picks it (native bf16, measured faster for the model),
+    the dtype policy the quick profile declares for the model (``mixed_precision``),
     Keras' Adam and oneDNN kernels
     on every x86 CPU (``medclf/__init__.py``).
 
@@ -74,19 +74,16 @@ def studies_way(root: str, batch_size: int, epochs: int,
 
 def workspace_way(root: str, batch_size: int, epochs: int) -> tuple[list[float], list[float], float | None, bool | None,
                                                                    str]:
-    from medclf.training import experiment
     from medclf.accel import precision
     from medclf.data.pipeline import make_dataset
     from medclf.models import builders, registry
     from medclf.training import fit
     from medclf.data import load_dataset
     from medclf.config.params import load_params
-    from medclf.config import paths
 
     params = load_params("chest_xray", "quick", root, {"image_size": 128, "color_mode": "rgb"})
     spec = registry.get_spec(MODEL)
-    policy = precision.set_precision(params["mixed_precision"], experiment.precision_probe(
-        spec, (128, 128, 3), paths.precision_probe_file(params)))
+    policy = precision.set_precision(precision.declared_precision(MODEL, params).policy)
     fit.seed_everything(0)
     ds = load_dataset(params)
     rows = (ds.frame["source_split"] == "train").to_numpy()

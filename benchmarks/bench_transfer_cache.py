@@ -4,8 +4,7 @@
 (a) the studies' way: every epoch Keras' directory loader decodes the JPEGs and every batch runs
     through the frozen backbone (float32, Keras' default policy), training and validation;
 (b) this workspace: the backbone's output is computed once per image into a fresh feature cache, under
-    the precision ``auto`` picks (mixed_bfloat16 only where the hardware has it and a probe measures it
-    faster for this model), then only the head trains.
+    the dtype policy the full profile declares for this model (``mixed_precision``), then only the head trains.
 
 Same model, same images, same batch size, same epochs (early stopping off), one run; each variant
 runs in a fresh process (see ``isolated.py``). (b)'s time includes computing the features (a cold
@@ -29,7 +28,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -127,18 +125,12 @@ def timed_workspace_way(params: dict, data: Subset, spec, epochs: int, image_siz
     return since(start)
 
 
-def probe_policy(params: dict, image_size: int) -> tuple[str, float]:
-    """The policy ``mixed_precision=auto`` picks for the frozen model (a probe, once per cache dir) and
-    the probe's seconds; run in its own process so this one never imports TensorFlow."""
+def declared_policy(params: dict) -> str:
+    """The dtype policy the settings declare for the frozen model; in its own process so this one never
+    imports TensorFlow."""
     from medclf.accel import precision
-    from medclf.config import paths
-    from medclf.models import registry
-    from medclf.training import experiment
 
-    start = time.perf_counter()
-    probe = experiment.precision_probe(registry.get_spec("mobilenet_v2_frozen"), (image_size, image_size, 1),
-                                       paths.precision_probe_file(params))
-    return precision.precision_policy(params["mixed_precision"], probe), time.perf_counter() - start
+    return precision.declared_precision("mobilenet_v2_frozen", params).policy
 
 
 def variant(name: str, params: dict, limit: int | None, epochs: int, image_size: int, policy: str):
@@ -173,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as cache:
         params = {**load_params("chest_xray", "full", args.data_root, {
             "image_size": args.image_size, "color_mode": "grayscale", "class_weight": True}), "cache_dir": cache}
-        try:  # the probe runs once per machine in normal use (remembered in the cache dir)
-            ours, probe_s = run_isolated(probe_policy, params, args.image_size)
+        try:
+            ours = run_isolated(declared_policy, params)
             (a, a_cpu, steal_a), counts = run_isolated(variant, "a", params, args.limit, args.epochs, args.image_size,
                                                        "float32")
             (b, b_cpu, steal_b), _ = run_isolated(variant, "b", params, args.limit, args.epochs, args.image_size, ours)
@@ -188,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
               "cached_warm_s": round(b_warm, 1), "ratio_cold": round(a / b, 1), "ratio_warm": round(a / b_warm, 1),
               "end_to_end_cpu_s": round(a_cpu, 1), "cached_cold_cpu_s": round(b_cpu, 1),
               "cpu_ratio_cold": round(a_cpu / b_cpu, 1),
-              "cached_precision": ours, "precision_probe_s": round(probe_s, 1), "weights": params["weights"],
+              "cached_precision": ours, "weights": params["weights"],
               "cpu_steal_s": {"end_to_end": steal_a, "cached_cold": steal_b}}
     if args.json:
         with open(args.json, "w") as handle:
@@ -197,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(a) end to end, float32 {a:.0f} s; (b) cached features ({ours}) {b:.0f} s incl. extraction, "
           f"{b_warm:.0f} s with the cache filled; ratio (a)/(b) = {a / b:.1f}x cold, {a / b_warm:.1f}x warm; "
           f"by CPU time {a_cpu:.0f} / {b_cpu:.0f} CPU-s = {a_cpu / b_cpu:.1f}x cold "
-          f"(precision chosen by a {probe_s:.0f} s probe, once per machine; CPU steal {steal_a} s during (a), "
+          f"(precision as declared; CPU steal {steal_a} s during (a), "
           f"{steal_b} s during (b) cold)")
     return 0
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole study on one machine, timed: install, run every notebook on each data set, print one line per
-# notebook (benchmarks/study_summary.py). Made for a GPU machine (TensorFlow finds the GPU by itself and
-# mixed_precision=auto picks bf16 on compute capability >= 8.0); runs the same on a CPU.
+# notebook (benchmarks/study_summary.py). Made for a GPU machine (TensorFlow finds the GPU by itself; every
+# model trains in the precision its profile declares, as on a CPU: to train in mixed precision on the GPU,
+# declare it after --, e.g. -- -p mixed_precision=mixed_float16); runs the same on a CPU.
 #
 # usage: benchmarks/gpu_study.sh [--profile full|quick|demo] [--data DIR] [--out DIR] [--datasets "chest_xray malaria"]
 #                                [--wheels DIR] [--no-install] [-- extra run_all.py arguments]
@@ -58,7 +59,7 @@ import medclf  # quiet TensorFlow start-up
 import tensorflow as tf
 from medclf.accel import hardware
 print(f"TensorFlow {tf.__version__}; GPUs: {', '.join(hardware.gpu_names()) or 'none'}; device {hardware.device_id()} "
-      f"x{os.cpu_count()} CPUs; bf16 on GPU: {hardware.gpu_has_bf16()}; python {platform.python_version()}")
+      f"x{os.cpu_count()} CPUs; python {platform.python_version()}")
 PY
 
 status=0

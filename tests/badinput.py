@@ -41,6 +41,34 @@ def predict(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return run(["-m", "medclf", "predict", *args], **kwargs)
 
 
+def predict_in_process(capfd, *args: str) -> subprocess.CompletedProcess:
+    """``python -m medclf predict <args>`` through its entry point (:func:`medclf.__main__.main`) in this
+    process: what it writes to stdout and stderr (Python's streams and the file descriptors, ``capfd``) and
+    the warnings it raises, shown as a fresh interpreter's default filters show them. No interpreter and
+    TensorFlow start-up per call, so a table of bad inputs runs in seconds; :func:`predict` is the fresh process."""
+    import warnings
+
+    from PIL import Image
+
+    from medclf.__main__ import main
+
+    capfd.readouterr()
+    pixel_limit = Image.MAX_IMAGE_PIXELS  # --max-image-pixels sets PIL's limit process-wide
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", hidden)
+        try:
+            code = main(["predict", *args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        finally:
+            Image.MAX_IMAGE_PIXELS = pixel_limit
+    out, err = capfd.readouterr()
+    err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
+    return subprocess.CompletedProcess(["predict", *args], code, out, err)
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
     """``proc`` exited with ``code``, printed no traceback, and its stderr is exactly one non-empty
     line containing every needle (case-insensitive); returns that line."""

@@ -15,13 +15,66 @@ from medclf.config.params import load_params
 
 SHARED_DATA = Path(os.environ.get("MEDCLF_SHARED_DATA", config.PROJECT_ROOT.parent / "shared" / "data"))
 
+#: Markers of the long end-to-end tests the default run (the check before every commit) leaves out;
+#: ``python -m pytest --all`` (CI) runs them too.
+LONG_MARKERS = ("slow",)
+_LEFT_OUT = pytest.StashKey[int]()  # how many tests the default run deselected
 
-def real_data(relative: str) -> Path:
-    """Path of a real data set under ../shared/data, or skip the test when it is absent."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"real data not present: {path}")
-    return path
+
+def pytest_addoption(parser):
+    parser.addoption("--all", action="store_true", default=False,
+                     help=f"also run the long end-to-end tests (marked {', '.join(LONG_MARKERS)}); CI runs this")
+
+
+def _asked_for_long_tests(config) -> bool:
+    """``--all``, a ``-m`` expression (the user chose by marker) or a test named by its node id."""
+    return (config.getoption("--all") or bool(config.getoption("markexpr"))
+            or any("::" in arg for arg in config.args))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without ``--all``, deselect the tests marked with :data:`LONG_MARKERS` (counted for the summary)."""
+    if _asked_for_long_tests(config):
+        return
+    long = [item for item in items if any(item.get_closest_marker(m) for m in LONG_MARKERS)]
+    if long:
+        config.hook.pytest_deselected(items=long)
+        items[:] = [item for item in items if not any(item.get_closest_marker(m) for m in LONG_MARKERS)]
+    config.stash[_LEFT_OUT] = len(long)
+
+
+def pytest_report_header(config):
+    if config.getoption("--all"):
+        return "medclf: --all: every test, the long end-to-end ones included"
+    if _asked_for_long_tests(config):
+        return None
+    return f"medclf: tests marked {' or '.join(LONG_MARKERS)} are left out; python -m pytest --all runs them too"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    left_out = config.stash.get(_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"medclf: {left_out} long end-to-end tests (marked {' or '.join(LONG_MARKERS)}) were left out: "
+            "python -m pytest --all runs everything (CI does)")
+
+
+def real_data_places(dataset: str) -> list[Path]:
+    """Where the tests look for a real data set, in order: under :data:`SHARED_DATA` (``../shared/data``
+    or ``$MEDCLF_SHARED_DATA``, laid out as the project's ``data/`` folder), then the data set's own default
+    ``data_root`` (``params/datasets/<name>.yaml``, e.g. ``<project>/data/chest_xray``), where the README
+    tells a user to put it."""
+    default = Path(load_params(dataset)["data_root"])
+    return [SHARED_DATA.joinpath(*default.parts[1:]), config.resolve(default)]
+
+
+def real_data(dataset: str) -> Path:
+    """The first of :func:`real_data_places` that exists, or skip the test when the data set is absent."""
+    places = real_data_places(dataset)
+    for path in places:
+        if path.exists():
+            return path
+    pytest.skip(f"real data set {dataset} not present: looked in {' and '.join(map(str, places))}")
 
 
 def write_image(path: Path, rng: np.random.Generator, size: int = 20, mode: str = "L", value: int | None = None) -> Path:
@@ -126,12 +179,24 @@ def folder_params(tmp_path):
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """``python run_all.py`` on the demo profile into a tmp folder, once per session (a fresh subprocess, as a
-    user runs it): ``(completed process, overrides, dataset folder)``. The end-to-end and browser tests share it."""
+    user runs it, in :func:`user_env`): ``(completed process, overrides, dataset folder)``. The end-to-end,
+    browser, quiet and benchmark tests share it; a test that changes its outputs works on a copy."""
     import subprocess
 
-    tmp = tmp_path_factory.mktemp("demo")
-    overrides = ["-p", f"output_dir={tmp / 'out'}", "-p", f"data_root={tmp / 'synthetic'}",
-                 "-p", f"cache_dir={tmp / 'cache'}"]
+    root = tmp_path_factory.mktemp("demo") / "out"
+    # laid out as benchmarks/gpu_study.sh lays out its --out folder, so that script finds this run up to date
+    overrides = ["-p", f"output_dir={root}", "-p", f"data_root={root / 'synthetic_data'}",
+                 "-p", f"cache_dir={root / 'cache'}"]
     done = subprocess.run([sys.executable, str(config.PROJECT_ROOT / "run_all.py"), *overrides],
-                          capture_output=True, text=True, timeout=900, cwd=config.PROJECT_ROOT)
-    return done, overrides, tmp / "out" / "synthetic" / "demo"
+                          capture_output=True, text=True, timeout=900, cwd=config.PROJECT_ROOT, env=user_env())
+    return done, overrides, root / "synthetic" / "demo"
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """This process's environment less the variables that quiet or loosen TensorFlow's logging, as a user's
+    shell has it (so a quiet run proves medclf quiets itself), plus ``extra``."""
+    from medclf.core import quiet
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY", quiet.VERBOSE_ENV)}
+    return {**env, **extra}

@@ -1,11 +1,11 @@
-"""The optional CPU speed-ups (medclf.accel): hardware detection and the precision choice behind ``accel``."""
+"""medclf.accel: hardware detection, and the dtype policy a model trains in: declared, never measured."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from medclf.accel import hardware, precision
+from medclf.config.params import ParamError, USER_SOURCE, declared_in, load_params, parse_override
 
 AMX_CPU = "processor : 0\nflags : fpu sse avx512f amx_bf16 amx_tile\n"
 OLD_CPU = "processor : 0\nflags : fpu sse avx2\n"
@@ -53,74 +53,143 @@ def test_device_id_names_the_cpu_kernels():
     assert hardware.device_id().startswith(hardware.cpu_model()) and hardware.device_id().endswith(("|onednn", "|eigen"))
 
 
-def test_precision_policy_modes(monkeypatch):
-    monkeypatch.setattr(hardware, "gpu_has_bf16", lambda: False)
-    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda cpuinfo=None: False)
-    assert precision.precision_policy("auto") == "float32"
-    assert precision.precision_policy("on") == "mixed_bfloat16"
-    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda cpuinfo=None: True)
-    assert precision.precision_policy("auto") == "mixed_bfloat16"
-    assert precision.precision_policy("off") == "float32"
-    with pytest.raises(ValueError, match="auto, on or off"):
-        precision.precision_policy("maybe")
+def test_precision_is_declared_float32_by_default_and_names_where_it_was_declared():
+    params = load_params()
+    assert precision.declared_precision("cnn_deeper", params) == precision.Declared("float32", "default")
+    params = load_params(overrides={"mixed_precision": "mixed_bfloat16"})
+    assert precision.declared_precision("cnn_deeper", params) == precision.Declared("mixed_bfloat16", USER_SOURCE)
+    params = load_params(overrides={"model_overrides": {"cnn_deeper": {"mixed_precision": "mixed_bfloat16"}}})
+    assert precision.declared_precision("cnn_deeper", params) == precision.Declared(
+        "mixed_bfloat16", f"model_overrides ({USER_SOURCE})")
+    assert precision.declared_precision("ann_deep", params) == precision.Declared("float32", "default")
 
 
-def test_auto_precision_follows_the_probe_only_where_bf16_exists(monkeypatch):
-    calls = []
-
-    def probe(policy):
-        calls.append(policy)
-        return {"mixed_bfloat16": 2.0, "float32": 1.0}[policy]
-
-    monkeypatch.setattr(hardware, "gpu_has_bf16", lambda: False)
-    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda cpuinfo=None: True)
-    assert precision.precision_policy("auto", probe) == "float32"  # measured slower in bf16: not used
-    assert precision.precision_policy("auto", lambda policy: {"mixed_bfloat16": 1.0, "float32": 3.0}[policy]) \
-        == "mixed_bfloat16"
-    assert precision.precision_policy("on", probe) == "mixed_bfloat16" and precision.precision_policy("off", probe) == "float32"
-    # faster, but within the margin timing noise spans: float32, so a model's precision does not flip between runs
-    for bf16_seconds, expected in ((0.89, "float32"), (0.86, "float32"), (0.85, "mixed_bfloat16"), (0.6, "mixed_bfloat16")):
-        times = {"mixed_bfloat16": bf16_seconds, "float32": 1.0}
-        assert precision.precision_policy("auto", times.__getitem__) == expected, bf16_seconds
-    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda cpuinfo=None: False)
-    calls.clear()
-    assert precision.precision_policy("auto", probe) == "float32" and calls == []  # no bf16 hardware: no probe
+def test_declared_in_names_the_last_file_layer_that_set_the_value(tmp_path):
+    (tmp_path / "profiles").mkdir(parents=True)
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "default.yaml").write_text("mixed_precision: float32\nseed: 1\nmodel_overrides: {}\n")
+    (tmp_path / "datasets" / "synthetic.yaml").write_text("seed: 2\n")
+    (tmp_path / "profiles" / "quick.yaml").write_text(
+        "mixed_precision: mixed_bfloat16\nper_dataset:\n  synthetic:\n"
+        "    model_overrides: {cnn_deeper: {mixed_precision: mixed_bfloat16}}\n")
+    params = {"dataset": "synthetic", "profile": "quick", "mixed_precision": "mixed_bfloat16", "seed": 2,
+              "model_overrides": {"cnn_deeper": {"mixed_precision": "mixed_bfloat16"}}}
+    assert declared_in("mixed_precision", params, tmp_path) == "profile quick"
+    assert declared_in("seed", params, tmp_path) == "dataset synthetic"
+    assert declared_in("model_overrides", params, tmp_path) == "profile quick per_dataset.synthetic"
+    assert declared_in("mixed_precision", {**params, "mixed_precision": "float32"}, tmp_path) == USER_SOURCE
+    assert declared_in("mixed_precision", {**params, "profile": "demo"}, tmp_path) == USER_SOURCE  # no such file
 
 
-def test_cached_probe_measures_once_per_key_and_policy(tmp_path):
-    calls = []
+@pytest.mark.parametrize("override, fix", [
+    ({"mixed_precision": "auto"}, "float32 (the default) or mixed_bfloat16"),
+    ({"mixed_precision": "on"}, "write mixed_bfloat16"),
+    (dict([parse_override("mixed_precision=off")]), "write float32"),
+    ({"mixed_precision": False}, "write float32"),  # what YAML makes of `mixed_precision: off`
+    ({"model_overrides": {"cnn_deeper": {"mixed_precision": "auto"}}}, "float32 (the default) or mixed_bfloat16"),
+    ({"mixed_precision": "bfloat16"}, "must be one of float32, mixed_bfloat16, mixed_float16"),
+])
+def test_retired_or_unknown_precisions_are_refused_in_one_line_saying_what_to_write(override, fix):
+    with pytest.raises(ParamError) as raised:
+        load_params(overrides=override)
+    assert fix in str(raised.value) and "\n" not in str(raised.value)
 
-    def probe(policy):
-        calls.append(policy)
-        return 0.5
 
-    store = tmp_path / "probe.json"
-    first = precision.cached_probe(probe, store, "model|32x32x1|cpu")
-    assert first("float32") == 0.5 and first("float32") == 0.5 and calls == ["float32"]
-    again = precision.cached_probe(probe, store, "model|32x32x1|cpu")  # a later run reads the file
-    assert again("float32") == 0.5 and calls == ["float32"]
-    assert again("mixed_bfloat16") == 0.5 and calls == ["float32", "mixed_bfloat16"]
-
-
-def test_step_seconds_times_a_training_step_and_restores_the_policy():
+def test_mixed_float16_is_refused_without_a_gpu_and_set_with_one(monkeypatch):
     import keras
 
-    def build():
-        inputs = keras.Input((8, 8, 1))
-        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs)))
+    monkeypatch.setattr(hardware, "has_gpu", lambda: False)
+    with pytest.raises(ValueError, match="needs a GPU and none is visible: declare float32 or mixed_bfloat16") \
+            as raised:
+        precision.set_precision("mixed_float16")
+    assert "\n" not in str(raised.value)
+    assert precision.set_precision("mixed_bfloat16") == precision.current_policy() == "mixed_bfloat16"
+    monkeypatch.setattr(hardware, "has_gpu", lambda: True)
+    assert precision.set_precision("mixed_float16") == keras.mixed_precision.global_policy().name
 
-    keras.mixed_precision.set_global_policy("float32")
-    seconds = precision.step_seconds(build, (8, 8, 1), "mixed_bfloat16", batch_size=4)
-    assert 0.0 < seconds < 10.0
-    assert precision.current_policy() == "float32"
 
+def test_no_precision_decision_reads_a_clock_or_the_hardware_speed(monkeypatch):
+    """Declared on every machine alike: with every clock and the bf16 detection refusing, each model of
+    each profile still gets its policy, the one its settings name."""
+    import time
 
-def test_without_accel_auto_precision_is_float32_without_asking_the_hardware(monkeypatch):
+    import keras  # noqa: F401  (imported before the clocks go: importing TensorFlow reads them)
+
     def refuse(*args, **kwargs):
-        raise AssertionError("hardware asked")
+        raise AssertionError("a precision decision read a clock or asked how fast the hardware is")
 
-    monkeypatch.setattr(hardware, "gpu_has_bf16", refuse)
+    for clock in ("perf_counter", "monotonic", "time", "process_time", "perf_counter_ns", "monotonic_ns"):
+        monkeypatch.setattr(time, clock, refuse)
     monkeypatch.setattr(hardware, "cpu_has_bf16", refuse)
-    assert precision.precision_policy("auto", refuse, accel=False) == "float32"
-    assert precision.precision_policy("on", refuse, accel=False) == "mixed_bfloat16"
-    assert precision.precision_policy("off", refuse, accel=False) == "float32"
+    monkeypatch.setattr(hardware, "cpu_bf16_flags", refuse)
+    for dataset, profile in (("synthetic", "demo"), ("chest_xray", "quick"), ("chest_xray", "full"),
+                             ("malaria", "quick"), ("pneumoniamnist", "full")):
+        params = load_params(dataset, profile)
+        for name in {*params["baselines"], *params["transfer_models"], *params["augmentation_models"]}:
+            declared = precision.declared_precision(name, params)
+            own = (params["model_overrides"].get(name) or {}).get("mixed_precision")
+            assert declared.policy == (own or params["mixed_precision"]), (dataset, profile, name)
+            if declared.policy != "mixed_float16":
+                assert precision.set_precision(declared.policy) == precision.current_policy() == declared.policy
+
+
+_TRAIN_IN_FRESH_PROCESS = """
+import hashlib, json, random, sys, time
+from pathlib import Path
+
+# a clock that ticks by random amounts (seeded per process): any timing read into a decision follows it
+noise, now = random.Random(int(sys.argv[1])), [1000.0]
+def noisy():
+    now[0] += noise.uniform(1e-6, 1.0)
+    return now[0]
+time.perf_counter = time.monotonic = noisy
+
+root, cache = Path(sys.argv[2]), Path(sys.argv[3])
+cache.mkdir(parents=True)
+(cache / "precision_probe.json").write_text(json.dumps({"anything|mixed_bfloat16": float(sys.argv[1]),
+                                                        "anything|float32": 1.0}))
+from medclf.config.params import load_params
+from medclf.training import experiment
+
+params = load_params(overrides={"data_root": str(root / "syn"), "cache_dir": str(cache),
+                                "output_dir": str(cache / "out"), "synthetic_images_per_class": 40,
+                                "synthetic_image_size": 32, "max_epochs": 1, "max_image_size": 32,
+                                "bootstrap_replicates": 5, "model_cache": False, "save_models": False})
+run = experiment.run_model("cnn_deeper", params)
+weights = hashlib.sha256(b"".join(w.tobytes() for w in run.model.get_weights())).hexdigest()
+print(json.dumps({"policy": run.record["training"]["mixed_precision"],
+                  "declared_in": run.record["training"].get("mixed_precision_declared_in"), "weights": weights}))
+"""
+
+
+def test_two_fresh_processes_with_different_clocks_and_probe_files_train_identical_weights(tmp_path):
+    """The acceptance check of declared precision: what a clock or a left-over probe file says changes
+    nothing; the same settings train the same weights (SHA-256 of every weight array)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    results = []
+    for seed in (1, 2):
+        done = subprocess.run([sys.executable, "-c", _TRAIN_IN_FRESH_PROCESS, str(seed), str(tmp_path),
+                               str(tmp_path / f"clone{seed}")], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert results[0] == results[1]
+    assert results[0]["policy"] == "float32" and results[0]["declared_in"] == "default"
+
+
+def test_a_declared_bf16_is_applied_and_recorded_with_where_it_was_declared(tmp_path):
+    from conftest import synthetic_params
+    from medclf.training import experiment
+
+    params = synthetic_params(tmp_path, model_cache=False, save_models=False,
+                              model_overrides={"cnn_deeper": {"mixed_precision": "mixed_bfloat16"}})
+    run = experiment.run_model("cnn_deeper", params)
+    training = run.record["training"]
+    assert training["mixed_precision"] == "mixed_bfloat16"
+    assert training["mixed_precision_declared_in"] == f"model_overrides ({USER_SOURCE})"
+    # the convolutions compute in bf16 (the last activation stays float32, as Keras' mixed policies keep outputs)
+    assert [layer.compute_dtype for layer in run.model.layers if "conv" in layer.name] == ["bfloat16"] * 3

@@ -1,7 +1,9 @@
 """Bad model files, model cards and ``predict`` inputs: each is one clear line (no traceback), the right exit
 code, and the outputs already on disk stay byte-identical; no model file runs code unless the user allows it.
 
-Every case runs ``python -m medclf predict`` in a fresh process, as a user would. A module fixture trains the
+Every case runs ``python -m medclf predict``: by its entry point in the test process in the default run
+(:func:`badinput.predict_in_process`), and with ``--all`` also in a fresh process, as a user would (one
+model-file case always does). A module fixture trains the
 SVM and a small CNN on the synthetic set (outputs tree: models, cards, predictions) and scores once into
 ``scores.csv`` in that tree; bad cases write to that same ``--out``, which must be left untouched.
 Exit codes (docs/predict.md): 2 a usage problem, nothing scored; 0 some images scored, each bad image one
@@ -26,7 +28,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from badinput import assert_one_line_error, predict, snapshot
+from badinput import assert_one_line_error, predict, predict_in_process, snapshot
 from conftest import synthetic_params
 from medclf.config import paths
 from medclf.evaluation import records
@@ -95,6 +97,14 @@ def _drop(section: str, key: str):
         del record[section][key]
         return record
     return edit
+
+
+@pytest.fixture(params=["in_process", pytest.param("fresh_process", marks=pytest.mark.slow)])
+def run_predict(request, capfd):
+    """How a table case runs ``predict``: in this process, and (``--all``) in a fresh one as well."""
+    if request.param == "fresh_process":
+        return predict
+    return lambda *args: predict_in_process(capfd, *args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,14 +213,19 @@ MODEL_CASES = {
 
 
 @pytest.mark.parametrize("case", MODEL_CASES)
-def test_a_bad_model_file_is_one_line_and_runs_nothing(tree, tmp_path, case):
+def test_a_bad_model_file_is_one_line_and_runs_nothing(tree, tmp_path, case, run_predict):
     build, needles = MODEL_CASES[case]
     model = build(tree, tmp_path)
     before = snapshot(tree["out"])
-    proc = predict("--model", str(model), str(tree["image"]), "--out", str(tree["out"] / "scores.csv"))
+    proc = run_predict("--model", str(model), str(tree["image"]), "--out", str(tree["out"] / "scores.csv"))
     assert_one_line_error(proc, *needles, code=2)
     assert not (tmp_path / "MARKER").exists(), "loading the model file ran code from it"
     assert snapshot(tree["out"]) == before
+
+
+def test_a_crafted_pickle_in_a_fresh_process_is_one_line_and_runs_nothing(tree, tmp_path):
+    """One case as a user runs it, in the default run too: nothing at start-up adds a line or runs the file."""
+    test_a_bad_model_file_is_one_line_and_runs_nothing(tree, tmp_path, "crafted_pickle", predict)
 
 
 @pytest.mark.slow
@@ -304,11 +319,11 @@ CARD_CASES = {
 
 
 @pytest.mark.parametrize("case", CARD_CASES)
-def test_a_bad_model_card_is_one_line(tree, tmp_path, case):
+def test_a_bad_model_card_is_one_line(tree, tmp_path, case, run_predict):
     build, needles = CARD_CASES[case]
     model = build(tree, tmp_path / "m")
     before = snapshot(tree["out"])
-    proc = predict("--model", str(model), str(tree["image"]), "--out", str(tree["out"] / "scores.csv"))
+    proc = run_predict("--model", str(model), str(tree["image"]), "--out", str(tree["out"] / "scores.csv"))
     assert_one_line_error(proc, *needles, code=2)
     assert snapshot(tree["out"]) == before
 
@@ -429,29 +444,31 @@ FLAG_CASES = {
 
 
 @pytest.mark.parametrize("case", FLAG_CASES)
-def test_a_bad_flag_is_one_line_before_anything_is_scored(tree, tmp_path, case):
+def test_a_bad_flag_is_one_line_before_anything_is_scored(tree, tmp_path, case, run_predict):
     flags, needles = FLAG_CASES[case]
     before = snapshot(tree["out"])
-    proc = predict("--model", str(tree["models"]["svm_pixels"]), str(tree["image"]), *flags(tree, tmp_path))
+    proc = run_predict("--model", str(tree["models"]["svm_pixels"]), str(tree["image"]), *flags(tree, tmp_path))
     assert_one_line_error(proc, *needles, code=2)
     assert "images scored" not in proc.stdout
     assert snapshot(tree["out"]) == before
 
 
-def test_an_empty_folder_is_one_line_and_exit_1(tree, tmp_path):
+def test_an_empty_folder_is_one_line_and_exit_1(tree, tmp_path, run_predict):
     (tmp_path / "empty").mkdir()
     before = snapshot(tree["out"])
-    proc = predict("--model", str(tree["models"]["svm_pixels"]), str(tmp_path / "empty"),
-                   "--out", str(tree["out"] / "scores.csv"))
+    proc = run_predict("--model", str(tree["models"]["svm_pixels"]), str(tmp_path / "empty"),
+                       "--out", str(tree["out"] / "scores.csv"))
     assert_one_line_error(proc, "no image could be scored", "no files", code=1)
     assert snapshot(tree["out"]) == before
 
 
-def test_a_tiny_pixel_limit_skips_every_larger_image(tree, tmp_path):
+def test_a_tiny_pixel_limit_skips_every_larger_image(tree, tmp_path, run_predict):
     """--max-image-pixels is the limit: a 16×16 image is skipped under 100 pixels (between one and two times
     the limit, where PIL itself only warns) and scored under the default."""
     image = _file("good.png", _png(16))(tmp_path)
-    proc = predict("--model", str(tree["models"]["svm_pixels"]), str(image), "--out", str(tmp_path / "p.csv"),
-                   "--max-image-pixels", "200")
+    proc = run_predict("--model", str(tree["models"]["svm_pixels"]), str(image), "--out", str(tmp_path / "p.csv"),
+                       "--max-image-pixels", "200")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "16×16 = 256 pixels, over max_image_pixels 200" in proc.stderr and not (tmp_path / "p.csv").exists()
+    scored = run_predict("--model", str(tree["models"]["svm_pixels"]), str(image), "--out", str(tmp_path / "q.csv"))
+    assert scored.returncode == 0 and list(pd.read_csv(tmp_path / "q.csv")["file"]) == [str(image)], scored.stderr

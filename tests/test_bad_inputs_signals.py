@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,6 +86,7 @@ from medclf.pipeline import staging
 from medclf.pipeline.plan import Notebook
 medclf.data.prepare = lambda params: None
 medclf.data.manifest_fingerprint = lambda params: "data-v1"
+medclf.data.check = lambda params: None
 crash_after = os.environ.get("MEDCLF_TEST_CRASH_AFTER_MOVES")
 if crash_after:  # die (SIGKILL) half-way through a publish
     moves = []
@@ -96,16 +98,19 @@ if crash_after:  # die (SIGKILL) half-way through a publish
         real_replace(source, target)
     staging._replace = replace
 root = Path(sys.argv[1])
-sys.exit(run_all.main(["-p", f"output_dir={root / 'out'}", *sys.argv[2:]],
-                      registry=(Notebook("b", "01_b.ipynb"), Notebook("c", "02_c.ipynb", ("b",))),
-                      notebooks_dir=root / "notebooks"))
+run_all.exit_process(run_all.main(["-p", f"output_dir={root / 'out'}", "-p", f"data_root={root / 'data'}",
+                                   "-p", f"cache_dir={root / 'cache'}", *sys.argv[2:]],
+                                  registry=(Notebook("b", "01_b.ipynb"), Notebook("c", "02_c.ipynb", ("b",))),
+                                  notebooks_dir=root / "notebooks"))
 """
 
 
 def _default_sigint() -> None:
-    """In the child: Ctrl-C's default, even when this test session was started with SIGINT ignored
-    (a background job), so that the runner turns SIGINT into KeyboardInterrupt as in a terminal."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    """In the child: the default action of every stop signal, even when this test session was started with
+    one ignored (a background job ignores SIGINT, nohup SIGHUP), so that the runner stops on them as in a
+    terminal."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
 
 
 def make_notebook(path: Path, code: str) -> None:
@@ -128,12 +133,15 @@ def published(out: Path, data_only: bool = False) -> dict[str, str]:
 
 
 class Bench:
-    """Tiny notebooks, the child runner and the output folder in tmp_path."""
+    """Tiny notebooks, the child runner and the output folder (data and cache folders too) in tmp_path."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, write: bool = True):
         self.root = tmp_path
         self.out = tmp_path / "out" / "synthetic" / "demo"
         self.hold = tmp_path / "kernel.pid"
+        self.before: dict[str, str] = {}  # the published tree of the complete seed-1 run (``bench`` fixture)
+        if not write:  # a copy of a bench: rewritten notebooks would get new cell ids and count as changed
+            return
         for stem, code in NOTEBOOK_CODE.items():
             make_notebook(tmp_path / "notebooks" / f"{stem}.ipynb", code)
         (tmp_path / "runner.py").write_text(RUNNER)
@@ -169,9 +177,28 @@ class Bench:
         return published(self.out)
 
 
+@pytest.fixture(scope="module")
+def _completed_bench(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
+    """One complete run with seed 1, made once for the module (the runner and two kernels, seconds):
+    ``(its folder, a pristine copy of it, its published tree)``."""
+    root = tmp_path_factory.mktemp("signals") / "bench"
+    before = Bench(root).complete("-p", "seed=1")
+    pristine = root.with_name("pristine")
+    shutil.copytree(root, pristine, symlinks=True)
+    return root, pristine, before
+
+
 @pytest.fixture
-def bench(tmp_path):
-    return Bench(tmp_path)
+def bench(_completed_bench) -> Bench:
+    """A bench after one complete seed-1 run (``bench.before``: its published tree): each test gets the
+    pristine copy back at the same absolute path, so the output folder, and with it the parameters hash
+    and "up to date", are those of that run (mtimes kept)."""
+    root, pristine, before = _completed_bench
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(pristine, root, symlinks=True)
+    bench = Bench(root, write=False)
+    bench.before = before
+    return bench
 
 
 def finish(child: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
@@ -201,7 +228,7 @@ def assert_no_leftovers(out: Path) -> None:
 
 
 def test_sigint_during_a_notebook_keeps_the_published_tree_and_reruns_it(bench):
-    before = bench.complete("-p", "seed=1")
+    before = bench.before
     child, kernel = bench.held("-p", "seed=2")
     child.send_signal(signal.SIGINT)
     code, out, err = finish(child)
@@ -223,7 +250,7 @@ def test_sigint_during_a_notebook_keeps_the_published_tree_and_reruns_it(bench):
 
 
 def test_kill_9_of_the_kernel_fails_the_notebook_keeps_its_copy_and_the_tree(bench):
-    before = bench.complete("-p", "seed=1")
+    before = bench.before
     child, kernel = bench.held("-p", "seed=2")
     os.kill(kernel, signal.SIGKILL)
     code, out, err = finish(child)
@@ -240,7 +267,7 @@ def test_kill_9_of_the_kernel_fails_the_notebook_keeps_its_copy_and_the_tree(ben
 
 
 def test_a_stopped_kernel_is_stopped_by_the_watchdog(bench):
-    before = bench.complete("-p", "seed=1")
+    before = bench.before
     stall = 4
     child, kernel = bench.held("-p", "seed=2", "-p", f"stall_timeout_s={stall}", MEDCLF_TEST_BUSY="1")
     try:
@@ -260,7 +287,7 @@ def test_a_stopped_kernel_is_stopped_by_the_watchdog(bench):
 
 
 def test_sigterm_of_the_runner(bench):
-    before = bench.complete("-p", "seed=1")
+    before = bench.before
     child, kernel = bench.held("-p", "seed=2", MEDCLF_TEST_IN="02_c")
     child.send_signal(signal.SIGTERM)
     code, out, err = finish(child)
@@ -277,7 +304,7 @@ def test_sigterm_of_the_runner(bench):
 
 
 def test_a_second_run_on_a_locked_folder_exits_2_naming_the_holder(bench):
-    before = bench.complete("-p", "seed=1")
+    before = bench.before
     child, kernel = bench.held("-p", "seed=1", "--force")
     try:
         during = snapshot(bench.out)
@@ -294,7 +321,7 @@ def test_a_second_run_on_a_locked_folder_exits_2_naming_the_holder(bench):
 
 
 def test_a_stale_lock_is_taken_over_with_a_note(bench):
-    before = bench.complete("-p", "seed=1")
+    before = bench.before
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (bench.out / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(),
@@ -310,7 +337,7 @@ def test_a_stale_lock_is_taken_over_with_a_note(bench):
 
 
 def test_a_failed_notebook_keeps_a_copy_that_exists_and_changes_nothing(bench):
-    before = bench.complete("-p", "seed=1")
+    before = bench.before
     done = bench.run("-p", "seed=2", MEDCLF_TEST_RAISE="01_b")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAILED  at cell 3: ValueError: boom" in done.stdout
@@ -322,7 +349,7 @@ def test_a_failed_notebook_keeps_a_copy_that_exists_and_changes_nothing(bench):
 
 
 def test_a_cell_timeout_fails_the_notebook(bench):
-    before = bench.complete("-p", "seed=1")
+    before = bench.before
     done = bench.run("-p", "seed=2", "-p", "cell_timeout_s=3", MEDCLF_TEST_HOLD=str(bench.hold))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAILED  at cell 3: cell timed out after 3 s (cell_timeout_s" in done.stdout
@@ -330,7 +357,6 @@ def test_a_cell_timeout_fails_the_notebook(bench):
 
 
 def test_a_crash_mid_publish_is_completed_by_the_next_run(bench, tmp_path):
-    bench.complete("-p", "seed=1")
     crashed = bench.run("-p", "seed=2", MEDCLF_TEST_CRASH_AFTER_MOVES="2")
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
     journal = bench.out / ".staging" / "01_b.publish.json"

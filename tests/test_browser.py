@@ -1,9 +1,8 @@
 """The report as a person opens it: headless Chromium reads ``reports/index.html`` from disk.
 
-A tmp output folder gets a few generated model records, ``run_all.py --only compare`` executes the
-real compare notebook and writes the report, and Chromium (Debian package ``chromium``) dumps the
-DOM of the index and of every page it links with ``file://``. No server is involved, so this is also
-the check that the report works opened straight from disk.
+The session's demo run (``conftest.demo_run``: ``python run_all.py`` into a tmp folder) writes the report,
+and Chromium (Debian package ``chromium``) dumps the DOM of the index and of every page it links with
+``file://``. No server is involved, so this is also the check that the report works opened straight from disk.
 
 Skipped when Chromium is not installed, unless ``MEDCLF_REQUIRE_BROWSER=1`` (CI sets it), which
 turns the skip into a failure.
@@ -16,19 +15,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from html import unescape
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
 
-from medclf.config import paths as config
 from test_compare import make_model  # realistic records: evaluate_model on generated predictions
 
 pytestmark = pytest.mark.slow
-
-MODELS = ("svm_a", "ann_a", "cnn_a")
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +39,20 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    """``reports/index.html`` of a compare-only run over three generated models."""
-    tmp = tmp_path_factory.mktemp("browser")
-    out = tmp / "out" / "synthetic" / "demo"
-    for seed, (model_id, family) in enumerate(zip(MODELS, ("svm", "ann", "cnn"))):
-        make_model(out, model_id, family, 0.4 + 0.2 * seed, 0.5, seed, seconds=10.0 ** seed)
-    run = subprocess.run(
-        [sys.executable, str(config.PROJECT_ROOT / "run_all.py"), "--only", "compare",
-         "-p", f"output_dir={tmp / 'out'}", "-p", f"data_root={tmp / 'data'}", "-p", f"cache_dir={tmp / 'cache'}"],
-        capture_output=True, text=True, timeout=600, cwd=config.PROJECT_ROOT)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return out / "reports" / "index.html"
+def report(demo_run) -> Path:
+    """``reports/index.html`` of the session's demo run."""
+    done, _, demo = demo_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return demo / "reports" / "index.html"
+
+
+@pytest.fixture(scope="module")
+def headline(report) -> dict[str, str]:
+    """``{model_id: family}`` of the headline table the run wrote (``tables/headline.csv``)."""
+    import pandas as pd
+
+    table = pd.read_csv(report.parent.parent / "tables" / "headline.csv")
+    return dict(zip(table["model_id"], table["family"]))
 
 
 def dump_dom(chromium: str, url: str, profile: Path) -> str:
@@ -68,16 +65,17 @@ def dump_dom(chromium: str, url: str, profile: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def index_dom(chromium, report) -> str:
-    return dump_dom(chromium, report.as_uri(), report.parent.parent / "chromium-profile")
+def index_dom(chromium, report, tmp_path_factory) -> str:
+    return dump_dom(chromium, report.as_uri(), tmp_path_factory.mktemp("chromium-profile"))
 
 
-def test_index_shows_headline_table_and_figures(index_dom, report):
+def test_index_shows_headline_table_and_figures(index_dom, report, headline):
     dom = index_dom
     assert "SYNTHETIC DATA" in dom
     table = re.search(r'<table[^>]*class="[^"]*headline[^"]*".*?</table>', dom, re.S)
     assert table, "no headline table in the index page's DOM"
-    for model_id in MODELS:  # one row per family best: each family has one model here
+    assert len(set(headline.values())) == len(headline) >= 2  # one row per family: its best on validation
+    for model_id in headline:
         assert f"<td>{model_id}</td>" in table.group(0)
     assert "accuracy (95% CI)" in table.group(0) and "★ best on validation" in table.group(0)
     images = re.findall(r'<img src="([^"]+)"', dom)
@@ -87,11 +85,11 @@ def test_index_shows_headline_table_and_figures(index_dom, report):
         assert (report.parent / src).is_file(), f"figure {src} does not exist"
 
 
-def test_every_linked_page_loads_with_its_content(chromium, report, index_dom, tmp_path):
+def test_every_linked_page_loads_with_its_content(chromium, report, index_dom, headline, tmp_path):
     base = report.as_uri()
     links = sorted(set(re.findall(r'<a href="([^"]+)"', index_dom)))
     assert links, "the index links nothing"
-    expected = {".html": "Comparison of every trained model", ".ipynb": '"cells"', ".json": '"params_hash"',
+    expected = {".html": '<details class="medclf-code"', ".ipynb": '"cells"', ".json": '"params_hash"',
                 ".png": "<img"}
     seen = set()
     for href in links:
@@ -102,10 +100,12 @@ def test_every_linked_page_loads_with_its_content(chromium, report, index_dom, t
         page = dump_dom(chromium, url, tmp_path / "profile")
         assert expected[path.suffix] in page, f"{href} loaded without its expected content"
         seen.add(path.name)
-        if path.suffix == ".html":  # the rendered notebook: outputs inline, code foldable, no scripts
-            assert "data:image/png;base64" in page and '<details class="medclf-code"' in page
-            assert all(model_id in page for model_id in MODELS)
-    assert {"06_compare.html", "06_compare.ipynb", "run.json"} <= seen
+        if path.suffix == ".html":  # the rendered notebook: outputs inline, code foldable
+            assert "data:image/png;base64" in page, f"{href} shows no figure"
+        if path.name == "06_compare.html":
+            assert "Comparison of every trained model" in page and all(model_id in page for model_id in headline)
+    notebooks = ("01_eda", "02_baselines", "03_transfer", "04_augmentation", "05_explain", "06_compare")
+    assert {f"{n}.html" for n in notebooks} | {f"{n}.ipynb" for n in notebooks} | {"run.json"} <= seen
 
 
 #: Injected only into the test's copy of a page (the report pages have no scripts): once everything has loaded,
@@ -159,13 +159,11 @@ def test_width_probe_sees_a_page_wider_than_the_window(chromium, tmp_path):
     assert width["page"] > width["window"] == 1400 and width["wide"]
 
 
-def test_no_report_page_scrolls_sideways(chromium, demo_run, report, tmp_path):
-    """At a 1400-px window no page of the demo's report (index and the six notebooks) nor of the compare-only
-    report is wider than the window: wide tables and code scroll inside their own box, figures shrink to fit."""
-    done, _, demo = demo_run
-    assert done.returncode == 0, done.stdout + done.stderr
-    pages = report_pages(demo / "reports" / "index.html") + report_pages(report)
-    assert len(pages) >= 7 + 2
+def test_no_report_page_scrolls_sideways(chromium, report, tmp_path):
+    """At a 1400-px window no page of the demo's report (index and the six notebooks) is wider than the
+    window: wide tables and code scroll inside their own box, figures shrink to fit."""
+    pages = report_pages(report)
+    assert len(pages) == 7
     too_wide = {}
     for page in pages:
         width = page_width(chromium, page, tmp_path / "profile")

@@ -318,3 +318,29 @@ def test_comparison_plots_return_figures_and_write_nothing(out_dir, in_empty_dir
     assert compare_plots.plot_mcnemar(ax, comparison.mcnemar) is fig
     bars = [bar for c in ax.containers if isinstance(c, BarContainer) for bar in c if bar.get_width() > 0]
     assert len(bars) == comparison.mcnemar["p_value"].notna().sum()
+
+
+def test_a_flagged_model_is_marked_in_the_mcnemar_table_and_in_both_charts(out_dir, in_empty_dir):
+    """A model flagged for constant predictions still has its McNemar row and its accuracy/time bars, but every
+    label and shown table cell naming it carries the one mark (selection.FLAGGED_MARK); the others do not."""
+    records = load_records(out_dir)
+    for record in records:
+        if record["model_id"] == "ann_b":
+            record["evaluation"]["constant_predictions"] = {"flag": True, "spread": 0.0, "tolerance": 1e-3}
+    comparison = compare.compare_records(records, compare.load_predictions_for(out_dir, records)[0])
+    flagged = f"ann_b{selection.FLAGGED_MARK}"
+    assert comparison.mcnemar.set_index("model_id")["constant_predictions"].to_dict()["ann_b"] is True
+    assert not comparison.mcnemar.set_index("model_id")["constant_predictions"].drop("ann_b").any()
+    shown = selection.mark_frame(comparison.mcnemar, records)
+    assert flagged in set(shown["model_id"]) and "ann_b" not in set(shown["model_id"])
+    assert selection.mark_frame(shown, records).equals(shown)  # marking twice marks once
+
+    fig, axes = plt.subplots(1, 2, sharey=True)
+    compare_plots.plot_accuracy_vs_time(axes, comparison.all_models)
+    labels = [t.get_text() for t in axes[0].get_yticklabels()]
+    assert flagged in labels and "ann_b" not in labels and "ann_a" in labels
+
+    fig, ax = plt.subplots()
+    compare_plots.plot_mcnemar(ax, comparison.mcnemar)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert flagged in labels and "ann_b" not in labels

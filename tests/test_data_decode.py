@@ -47,7 +47,7 @@ def test_modes_load_into_requested_colour_mode(mode, color_mode, channels):
 
 def test_sixteen_bit_uses_full_range():
     image = Image.fromarray(np.array([[0, 32768], [65535, 1000]], dtype=np.uint16))
-    result = decode_bytes(encoded(image), 2, "grayscale")
+    result = decode_bytes(encoded(image), 2, "grayscale", min_side=1)
     assert result.array[..., 0].tolist() == [[0, 128], [255, 4]]
 
 
@@ -55,7 +55,7 @@ def test_transparency_is_composited_on_black():
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., :3] = 200
     rgba[:2, :, 3] = 255  # top half opaque, bottom transparent
-    result = decode_bytes(encoded(Image.fromarray(rgba, "RGBA")), 4, "rgb")
+    result = decode_bytes(encoded(Image.fromarray(rgba, "RGBA")), 4, "rgb", min_side=1)
     assert (result.array[:2] == 200).all() and (result.array[2:] == 0).all()
 
 

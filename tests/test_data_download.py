@@ -26,7 +26,8 @@ class FakeResponse(io.BytesIO):
 
 
 def test_missing_data_says_what_to_download_and_where(tmp_path):
-    params = load_params("malaria", data_root=str(tmp_path / "cells"))
+    params = load_params("malaria", data_root=str(tmp_path / "cells"),
+                         overrides={"cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "out")})
     with pytest.raises(DataError) as info:
         prepare(params)
     message = str(info.value)
@@ -39,7 +40,8 @@ def test_offline_download_fails_in_one_line(tmp_path, monkeypatch):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
     monkeypatch.setattr(download.urllib.request, "urlopen", offline)
-    params = load_params("pneumoniamnist", data_root=str(tmp_path / "p.npz"), overrides={"download": True})
+    params = load_params("pneumoniamnist", data_root=str(tmp_path / "p.npz"), overrides={
+        "download": True, "cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "out")})
     with pytest.raises(DataError, match="cannot download .*offline") as info:
         prepare(params)
     assert "\n" not in str(info.value)

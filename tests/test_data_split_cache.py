@@ -158,7 +158,8 @@ def test_npz_official_splits(tmp_path):
         arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(-1, 1).astype(np.uint8)
     np.savez(tmp_path / "mini.npz", **arrays)
     params = load_params("pneumoniamnist", overrides={"data_root": str(tmp_path / "mini.npz"), "image_size": 32,
-                                                      "color_mode": "rgb"})
+                                                      "color_mode": "rgb", "cache_dir": str(tmp_path / "cache"),
+                                                      "output_dir": str(tmp_path / "out")})
     ds = load_dataset(params)
     assert ds.images.shape == (34, 32, 32, 3)
     assert ds.frame.groupby("split").size().to_dict() == {"test": 8, "train": 20, "val": 6}

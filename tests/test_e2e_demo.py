@@ -30,7 +30,7 @@ def test_demo_profile_end_to_end(demo_run):
     assert "synthetic" in counts.lower()
     baselines = (out / "tables" / "baselines.md").read_text()
     assert "SYNTHETIC DATA" in baselines and "cnn_ours_chest" in baselines
-    assert (out / "tables" / "study_reproduction.md").is_file()
+    assert not (out / "tables" / "study_reproduction.md").exists()  # no study measured generated images
     assert len(list((out / "results").glob("*.json"))) == len(list((out / "predictions").glob("*.csv"))) >= 4
     run_info = json.loads((out / "run.json").read_text())
     assert {name: entry["status"] for name, entry in run_info["notebooks"].items()} == {

@@ -99,3 +99,69 @@ def test_epochs_and_models_are_chosen_on_new_patients_and_the_threshold_on_all(t
     assert selection.selection_auc(run.record) == chosen["roc_auc"]
     saved = load_predictions(paths.run_dir(params), "select_new", split="val")
     assert saved["selected"].sum() == chosen["images"] and len(saved) == len(val)
+
+
+def _run_with(framing_shares: dict[float, float], flagged: bool = False, weights: str | None = None,
+              name: str = "cnn_deeper"):
+    """A stand-in ModelRun for the text functions: a record with the framing probe's NORMAL shares and the flag."""
+    from types import SimpleNamespace
+
+    from medclf.models import registry
+
+    framing = [{"crop": crop, "class_name": "NORMAL", "called_positive": share, "change": share - framing_shares[1.0]}
+               for crop, share in framing_shares.items()]
+    record = {"model_id": name, "family": registry.get_spec(name).family, "params": {"weights": weights},
+              "training": {"weights_file": None},
+              "evaluation": {"framing": framing,
+                             "constant_predictions": {"flag": flagged, "spread": 0.0 if flagged else 0.4,
+                                                      "tolerance": 1e-3}}}
+    return SimpleNamespace(model_id=name, record=record, class_names=["NORMAL", "PNEUMONIA"],
+                           spec=registry.get_spec(name))
+
+
+def test_framing_verdict_follows_the_shares_and_quotes_its_cut_off():
+    """The demo's svm shares (0.087 as they are, 0.478 and 1.0 cropped) moved by far more than the tolerance:
+    they must not be called near-equal; shares within it are; a constant model gets no verdict."""
+    moved = experiment.framing_line(_run_with({1.0: 0.087, 0.85: 0.478, 0.7: 1.0}))
+    assert "Near-equal" not in moved and "+0.913" in moved and f"{experiment.FRAMING_TOLERANCE:.2f}" in moved
+    assert "follow how tightly the image is framed" in moved
+    steady = experiment.framing_line(_run_with({1.0: 0.20, 0.85: 0.22, 0.7: 0.25}))
+    assert "Near-equal shares" in steady and f"{experiment.FRAMING_TOLERANCE:.2f}" in steady
+    constant = experiment.framing_line(_run_with({1.0: 1.0, 0.85: 1.0, 0.7: 1.0}, flagged=True))
+    assert "Near-equal" not in constant and "constant" in constant
+
+
+def test_a_flagged_run_is_marked_in_its_heading_and_notes():
+    run = _run_with({1.0: 1.0, 0.85: 1.0, 0.7: 1.0}, flagged=True, weights="none", name="mobilenet_v2_frozen")
+    assert experiment.heading(run).startswith(f"### `mobilenet_v2_frozen`{selection.FLAGGED_MARK} — ")
+    assert experiment.notes(run).startswith(f"**{selection.FLAGGED_MARK.strip()}** mobilenet_v2_frozen: constant")
+    plain = _run_with({1.0: 0.2, 0.85: 0.2})
+    assert selection.FLAGGED_MARK not in experiment.heading(plain) and experiment.constant_line(plain) is None
+
+
+def test_a_transfer_description_says_the_weights_the_run_used():
+    """The demo trains from random weights: its description must not call the backbone an ImageNet one."""
+    random_run = _run_with({1.0: 0.2}, weights="none", name="mobilenet_v2_frozen")
+    assert "ImageNet" not in experiment.heading(random_run) and "random weights" in experiment.heading(random_run)
+    assert "ImageNet weights" in experiment.description(_run_with({1.0: 0.2}, weights="imagenet",
+                                                                   name="mobilenet_v2_frozen"))
+    assert experiment.description(_run_with({1.0: 0.2}, weights="none")) == experiment.registry.get_spec(
+        "cnn_deeper").description  # not a transfer model: nothing about weights
+
+
+def test_gap_line_names_the_class_validation_overstated_most():
+    gaps = pd.DataFrame({"model_id": ["a", "a", "b", "b"], "class": ["NORMAL", "PNEUMONIA"] * 2,
+                         "gap": [0.30, 0.02, 0.10, -0.04]})
+    line = experiment.gap_line(gaps)
+    assert "NORMAL +0.200" in line and "PNEUMONIA -0.010" in line and "the NORMAL class's" in line
+    assert "over 2 models" in line and experiment.gap_line(gaps.iloc[0:0]) is None
+
+
+def test_gap_line_leaves_out_flagged_models():
+    gaps = pd.DataFrame({"model_id": ["a", "a", "z", "z"], "class": ["NORMAL", "PNEUMONIA"] * 2,
+                         "gap": [0.30, 0.10, 0.0, 0.0]})
+    flagged = [{"model_id": "z", "evaluation": {"constant_predictions": {"flag": True}}},
+               {"model_id": "a", "evaluation": {}}]
+    line = experiment.gap_line(gaps, flagged)
+    assert "NORMAL +0.300" in line and "over 1 model (1 flagged" in line
+    assert "every model here is flagged" in experiment.gap_line(gaps[gaps["model_id"] == "z"], flagged)

@@ -387,3 +387,12 @@ def test_explained_table_joins_the_stored_predictions_and_the_feature_map_choice
     assert explain.feature_map_subject({"cnn": cnn}, examples) == (cnn, "img3.png")  # first disease example
     dense = loaded_model("ann", registry.build_model("ann_10_adam", (SIZE, SIZE, 1)))
     assert explain.feature_map_subject({"ann": dense}, examples) is None
+
+
+@pytest.mark.parametrize("size, grid", [(64, 16), (128, 32)])
+def test_gradcam_grid_is_the_read_layers_own_resolution(size, grid):
+    """05 states each model's heat-map resolution from the model itself: cnn_deeper reads conv3 after two
+    poolings, so its grid is a quarter of the input side (16×16 at the demo's 64 px, 32×32 at 128)."""
+    model = registry.build_model("cnn_deeper", (size, size, 3))
+    assert explain.gradcam_grid(model) == ("conv3", grid, grid)
+    assert explain.gradcam_grid(registry.build_model("ann_deep", (size, size, 1))) is None

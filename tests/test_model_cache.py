@@ -24,6 +24,31 @@ def params(tmp_path):
     return synthetic_params(tmp_path, synthetic_images_per_class=40)
 
 
+@pytest.fixture
+def built_not_fitted(monkeypatch) -> list[tuple[str, int]]:
+    """Networks are built (seeded) but not fitted, so ``run_model`` computes every cache key, writes and reads
+    its entries and scores as usual without training: what these tests check is which inputs reach the key
+    and which entries are used, not the weights. Returns the ``(spec name, seed)`` of each network built."""
+    import keras
+
+    from medclf.models import registry
+    from medclf.training import fit, train_or_reuse
+
+    built, fit_one = [], train_or_reuse._fit_one
+
+    def build_only(spec, input_shape, data, settings, augmentation, verbose):
+        if spec.family == "svm":
+            return fit_one(spec, input_shape, data, settings, augmentation, verbose)
+        fit.seed_everything(settings.training.seed)
+        built.append((spec.name, settings.training.seed))
+        return registry.build_model(spec, input_shape), fit.TrainResult(
+            seconds=0.5, seconds_per_epoch=0.5, epochs_run=1, best_epoch=1,
+            precision=keras.mixed_precision.global_policy().name)
+
+    monkeypatch.setattr(train_or_reuse, "_fit_one", build_only)
+    return built
+
+
 @pytest.mark.parametrize("name", ["svm_pixels", "cnn_baseline_8"])
 def test_same_inputs_reuse_the_model_and_score_the_same(params, name):
     first = experiment.run_model(name, params)
@@ -38,7 +63,7 @@ def test_same_inputs_reuse_the_model_and_score_the_same(params, name):
     assert again.record["training"]["seconds"] == first.record["training"]["seconds"]  # as trained
 
 
-def test_inputs_that_change_the_weights_train_again(params):
+def test_inputs_that_change_the_weights_train_again(params, built_not_fitted):
     base = experiment.run_model("cnn_baseline_8", params)
     keys = {base.record["training"]["model_cache"]["key"]}
     for change in ({"seed": 7}, {"model_overrides": {"cnn_baseline_8": {"learning_rate": 3e-4}}},
@@ -46,7 +71,7 @@ def test_inputs_that_change_the_weights_train_again(params):
         run = experiment.run_model("cnn_baseline_8", {**params, **change})
         assert run.record["training"]["model_cache"]["reused"] is False, change
         keys.add(run.record["training"]["model_cache"]["key"])
-    assert len(keys) == 5 and len(cache_entries(params)) == 5
+    assert len(keys) == 5 and len(cache_entries(params)) == 5 and len(built_not_fitted) == 5
 
 
 def test_model_cache_off_neither_reads_nor_writes(params):
@@ -113,11 +138,14 @@ def test_a_model_and_an_ensemble_of_it_share_one_training_identity():
         assert model_cache.identity_digest(other) != model_cache.identity_digest(single)
 
 
-def test_an_ensemble_member_and_the_single_model_with_its_seed_are_trained_once(params):
+def test_an_ensemble_member_and_the_single_model_with_its_seed_are_trained_once(params, built_not_fitted):
     ensemble = experiment.run_model("cnn_ours_chest_ensemble", params)
     info = ensemble.record["training"]["model_cache"]
     assert info["reused"] is False and len(set(info["key"])) == 3 and len(cache_entries(params)) == 3
+    seed = params["seed"]
+    assert built_not_fitted == [("cnn_ours_chest_ensemble", seed + i) for i in range(3)]
     single = experiment.run_model("cnn_ours_chest", params)  # the first member: seed `seed`
+    assert len(built_not_fitted) == 3  # nothing trained for it
     assert single.record["training"]["model_cache"] == {"key": info["key"][0], "reused": True}
     assert len(cache_entries(params)) == 3 and single.model.name == "cnn_ours_chest"
     member = ensemble.model.get_layer("member1")
@@ -128,15 +156,17 @@ def test_an_ensemble_member_and_the_single_model_with_its_seed_are_trained_once(
     np.testing.assert_array_equal(again.p_test, ensemble.p_test)
 
 
-def test_an_ensemble_reuses_the_single_model_as_its_first_member(params):
+def test_an_ensemble_reuses_the_single_model_as_its_first_member(params, built_not_fitted):
     single = experiment.run_model("cnn_ours_chest", params)
     ensemble = experiment.run_model("cnn_ours_chest_ensemble", params)
     info = ensemble.record["training"]["model_cache"]
     assert info["key"][0] == single.record["training"]["model_cache"]["key"]
     assert info["reused"] is False and len(cache_entries(params)) == 3  # two members trained, one reused
+    seed = params["seed"]
+    assert [s for _, s in built_not_fitted] == [seed, seed + 1, seed + 2]
 
 
-def test_an_ensemble_without_the_cache_has_no_keys(params):
+def test_an_ensemble_without_the_cache_has_no_keys(params, built_not_fitted):
     run = experiment.run_model("cnn_ours_chest_ensemble", {**params, "model_cache": False})
     assert run.record["training"]["model_cache"] == {"key": None, "reused": False}
-    assert cache_entries(params) == []
+    assert cache_entries(params) == [] and len(built_not_fitted) == 3

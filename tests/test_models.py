@@ -149,7 +149,7 @@ def test_fit_spec_trains_with_the_specs_optimizer():
     from medclf.config.settings import TrainingSettings
 
     training = TrainingSettings(seed=0, class_weight=False, monitor="val_auc", patience=1, max_epochs=None,
-                                max_image_size=None, accel=False, mixed_precision="off", save_models=False)
+                                max_image_size=None, accel=False, mixed_precision="float32", save_models=False)
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8), np.arange(8) % 2
     for name, expected in [("ann_10_adam", keras.optimizers.Adam), ("cnn_baseline_8", keras.optimizers.Adam),

@@ -58,3 +58,21 @@ def test_first_code_cell_is_the_parameters_cell(notebook):
 def test_parameters_cell_appears_once(notebook):
     tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1
+
+
+def _displayed(notebook):
+    """``(cell index, source of the first argument)`` of every ``display(...)`` call in the code cells."""
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "display" \
+                    and node.args:
+                yield index, ast.unparse(node.args[0])
+
+
+def test_tables_are_displayed_through_the_one_formatter(notebook):
+    """Every table a notebook shows goes through ``tables.readable`` (one missing-value symbol, three decimals):
+    a bare ``display(frame)`` printed NaN/None and 0.4 / 0.242 / 0.4994 side by side."""
+    for index, shown in _displayed(notebook):
+        assert shown.startswith(("Markdown(", "HTML(", "tables.readable(")), f"cell {index}: display({shown})"

@@ -172,7 +172,7 @@ def test_list_runs_nothing(ws, fake_papermill):
     calls = len(fake_papermill)
     code, out, _ = ws.run("--list")
     assert code == 0 and len(fake_papermill) == calls
-    assert out.count("skip (up to date)") == 2
+    assert out.count("skip (up to date") == 2
     code, out, _ = ws.run("--list", "--force")
     cpu = ws.run_json()["machine"]["cpu"]
     for stem in ("01_b", "02_c"):
@@ -408,18 +408,30 @@ from medclf.cli import run_all
 from medclf.pipeline.plan import Notebook
 medclf.data.prepare = lambda params: None
 medclf.data.manifest_fingerprint = lambda params: "data-v1"
+medclf.data.check = lambda params: None
 root = Path(sys.argv[1])
-sys.exit(run_all.main(["-p", f"output_dir={root / 'out'}"],
-                          registry=(Notebook("b", "01_b.ipynb"), Notebook("a", "02_a.ipynb")),
-                          notebooks_dir=root / "notebooks"))
+run_all.exit_process(run_all.main(["-p", f"output_dir={root / 'out'}", "-p", f"data_root={root / 'data'}",
+                                   "-p", f"cache_dir={root / 'cache'}"],
+                                  registry=(Notebook("b", "01_b.ipynb"), Notebook("a", "02_a.ipynb")),
+                                  notebooks_dir=root / "notebooks"))
 """
 
 
+def _default_stop_signals() -> None:
+    """In the child: the default action of every stop signal, even when this test session was started
+    with one ignored (a background job ignores SIGINT, nohup SIGHUP), as the runner sees them in a terminal."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code, said", [("SIGTERM", 143, "terminated (SIGTERM)"), ("SIGINT", 130, "interrupted")])
+@pytest.mark.parametrize("sig, code, said", [("SIGTERM", 143, "terminated (SIGTERM)"),
+                                             ("SIGHUP", 129, "terminated (SIGHUP)"),
+                                             ("SIGINT", 130, "interrupted")])
 def test_a_signal_to_the_runner_stops_the_kernel_and_keeps_what_finished(tmp_path, sig, code, said):
-    """``kill`` (or a scheduler's time limit) reaches the runner alone, not the kernel: the runner must
-    shut the kernel down, keep the finished notebook and record the interruption."""
+    """``kill`` (or a scheduler's time limit, or a terminal that closes: SIGHUP) reaches the runner alone, not
+    the kernel, which runs in a session of its own: the runner must shut the kernel down, keep the finished
+    notebook and record the interruption. Everything it reads and writes is under tmp_path."""
     make_notebook(tmp_path / "notebooks" / "01_b.ipynb", "x = 1")
     pid_file = tmp_path / "kernel.pid"
     make_notebook(tmp_path / "notebooks" / "02_a.ipynb",
@@ -427,7 +439,7 @@ def test_a_signal_to_the_runner_stops_the_kernel_and_keeps_what_finished(tmp_pat
     script = tmp_path / "runner.py"
     script.write_text(RUNNER_IN_A_CHILD)
     child = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_stop_signals)
     deadline = time.monotonic() + 120
     while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
         assert child.poll() is None, child.communicate()
@@ -453,3 +465,49 @@ def test_a_signal_to_the_runner_stops_the_kernel_and_keeps_what_finished(tmp_pat
     assert run["notebooks"]["b"]["status"] == "ok" and (out / "notebooks" / "01_b.ipynb").is_file()
     assert not (out / "notebooks" / "02_a.ipynb").exists()
     assert not [p.name for p in out.rglob(".*")], "temporary or progress files left behind"
+
+
+def test_a_stopping_run_kills_its_kernel_at_once(monkeypatch):
+    """Once a stop signal arrived, the kernel is killed rather than asked to shut down: the graceful way waits
+    up to 5 s for a kernel busy in native code (training), which cannot answer."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    asked = []
+
+    async def shutdown_kernel(self, now=False, restart=False):
+        asked.append(now)
+
+    monkeypatch.setattr(AsyncKernelManager, "shutdown_kernel", shutdown_kernel)
+    manager = execute._kernel_manager_class()()
+    import asyncio
+
+    asyncio.run(manager.shutdown_kernel())  # a notebook that finished: graceful
+    with execute.signals_as_interrupt():
+        with pytest.raises(execute.Terminated) as stopped:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises at the next bytecode
+        asyncio.run(manager.shutdown_kernel())  # nbclient's clean-up while the interrupt unwinds
+    asyncio.run(manager.shutdown_kernel())  # a later run in this process: graceful again
+    assert execute.stop_signal(stopped.value) == "SIGTERM"
+    assert asked == [False, True, False]
+
+
+def test_the_runner_process_exits_with_its_code_after_the_exit_hooks(tmp_path):
+    """run_all.py ends with exit_process: the exit hooks run and the output is flushed, the teardown is skipped."""
+    code = ("import atexit, sys\nfrom medclf.cli import run_all\n"
+            "atexit.register(lambda: open(sys.argv[1], 'w').write('hook ran'))\n"
+            "sys.stdout.write('last line, not flushed')\nrun_all.exit_process(7)\nprint('never')")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "hook")], capture_output=True, text=True)
+    assert done.returncode == 7 and done.stdout == "last line, not flushed"
+    assert (tmp_path / "hook").read_text() == "hook ran"
+
+
+def test_a_stop_before_the_notebooks_is_one_line_with_the_signal_s_code(ws, fake_papermill, monkeypatch):
+    def check(params):
+        raise execute.Terminated("SIGHUP")
+
+    monkeypatch.setattr(medclf.data, "check", check, raising=False)
+    make_notebook(ws.nb_dir / "01_b.ipynb")
+    code, _, err = ws.run()
+    assert code == 129 and err == "terminated (SIGHUP): stopped before the run was recorded in run.json\n"
+    assert fake_papermill == [] and not ws.out.exists()

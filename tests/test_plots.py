@@ -310,3 +310,107 @@ def test_recall_values_sit_above_their_intervals():
         row = recalls.iloc[[f"{r:.2f}" for r in recalls["recall"]].index(text.get_text())]
         cap = ax.transData.transform((0, row["ci_high"]))[1]
         assert text.get_window_extent().y0 >= cap, text.get_text()
+
+
+def test_a_flat_loss_curve_has_no_axis_offset():
+    """A loss stuck at ln 2 once read ``1e-5+6.931e-1`` above its axis: the ticks carry the values."""
+    from medclf.plots import training
+
+    fig, axes = plt.subplots(1, 2)
+    training.plot_training_curves(axes, {"loss": [0.693147, 0.693152, 0.693149], "auc": [0.5, 0.5, 0.5]}, 2)
+    fig.canvas.draw()
+    for ax in axes:
+        assert ax.yaxis.get_offset_text().get_text() == "", ax.get_title()
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        assert labels and all(len(label.lstrip("−-")) <= 5 for label in labels), labels
+    _, ax = plt.subplots()  # every figure: the style turns offsets off
+    ax.plot([1e5, 1e5 + 1], [0.69314, 0.69315])
+    ax.figure.canvas.draw()
+    assert ax.xaxis.get_offset_text().get_text() == "" and ax.yaxis.get_offset_text().get_text() == ""
+
+
+def test_shown_font_follows_the_width_it_is_shown_at():
+    assert common.shown_font_pt(10, 12, dpi=100) == 10  # 1200 px: shown as saved
+    assert common.shown_font_pt(10, 28, dpi=100) == pytest.approx(5)  # 2800 px shrunk to 1400
+
+
+def _gallery():
+    images = np.full((8, 16, 16, 1), 120, np.uint8)
+    errors = pd.DataFrame({"file": [f"person{i}_virus_{i}.jpeg" for i in range(8)], "true_class": "NORMAL",
+                           "probability": 0.9, "error": "false positive"})
+    return images, errors, np.random.default_rng(0).uniform(0, 1, (8, 16, 16))
+
+
+def _summary(history):
+    run = _run(history)
+    fig, axes = evaluation.summary_grid(run)
+    return evaluation.plot_model_summary(axes, run)
+
+
+def _error_gallery():
+    from medclf.plots import explain_plots
+
+    images, errors, cams = _gallery()
+    rows, cols = explain_plots.gallery_shape(len(errors), True)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.3 * rows), squeeze=False, layout="constrained")
+    return explain_plots.plot_error_gallery(axes, images, errors, cams)
+
+
+def _counts_bar():
+    counts = pd.DataFrame({"split": ["train"] * 2 + ["test"] * 2, "class_name": CHEST * 2, "count": [100, 300, 50, 150]})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")  # as 01_eda draws it
+    plots.plot_counts_bar(axes[0], counts)
+    return plots.plot_counts_bar(axes[1], counts)
+
+
+#: Multi-panel figures as the notebooks make them: (name, function returning the drawn figure).
+REPORT_FIGURES = {
+    "model summary, 5 panels": lambda: _summary({"loss": [0.7, 0.5], "val_loss": [0.7, 0.6], "auc": [0.6, 0.8],
+                                                  "val_auc": [0.6, 0.7]}),
+    "model summary, one-step fit": lambda: _summary({}),
+    "error gallery with Grad-CAM": _error_gallery,
+    "class counts": _counts_bar,
+    "recall bars": lambda: compare_plots.plot_recall_bars(plt.subplots(figsize=(9, 4.5), layout="constrained")[1],
+                                                          _recalls(), CHEST),
+}
+
+
+@pytest.mark.parametrize("kind", list(REPORT_FIGURES))
+def test_figures_read_at_report_width(kind):
+    """No text under 9 pt once a figure is shown at most 1400 px wide (5 panels in a row once read at 6 px)."""
+    fig = REPORT_FIGURES[kind]()
+    size, text = common.smallest_shown_text(fig)
+    assert size >= common.MIN_SHOWN_PT, f"{kind}: {text!r} reads at {size:.1f} pt"
+
+
+def test_summary_grid_wraps_panels_into_rows():
+    fig, axes = evaluation.summary_grid(_run({"loss": [0.7], "auc": [0.6]}))
+    assert len(axes) == 5 and fig.get_size_inches()[0] * common.SAVE_DPI <= common.SHOWN_WIDTH_PX
+    assert sum(ax.get_visible() for ax in fig.axes) == 5
+    with pytest.raises(ValueError, match="at least one panel"):
+        common.panel_grid(0)
+
+
+def test_one_image_size_is_a_sentence_not_a_plot():
+    ds = make_dataset(1)
+    assert plots.image_sizes_note(ds.frame) is None  # sizes differ: the scatter has something to show
+    same = ds.frame.assign(orig_width=64, orig_height=48)
+    assert plots.image_sizes_note(same) == "All 10 images are 64×48 (width × height) before resizing."
+
+
+def test_the_readability_rule_uses_the_resolution_figures_are_saved_at():
+    import inspect
+
+    assert inspect.signature(artifacts.save_figure).parameters["dpi"].default == common.SAVE_DPI
+
+
+def test_a_flagged_models_summary_figure_carries_the_mark():
+    from medclf.evaluation.selection import FLAGGED_MARK
+
+    run = _run({})
+    run.record["evaluation"]["constant_predictions"] = {"flag": True, "spread": 0.0, "tolerance": 1e-3}
+    fig, axes = plt.subplots(1, evaluation.summary_panels(run))
+    assert evaluation.plot_model_summary(axes, run)._suptitle.get_text().startswith(f"m{FLAGGED_MARK} (fitted")
+    fig, axes = plt.subplots(1, evaluation.summary_panels(run))
+    assert FLAGGED_MARK not in evaluation.plot_model_summary(axes, _run({}))._suptitle.get_text()
+    plt.close("all")

@@ -122,7 +122,7 @@ def test_model_files_reject_the_wrong_suffix(tmp_path):
 def saved(tmp_path_factory):
     """The MODELS trained one epoch on tiny synthetic data (32 px) and saved; ensemble of 2, fine-tuning 10 layers."""
     root = tmp_path_factory.mktemp("portable")
-    params = synthetic_params(root, save_models=True, weights="none", mixed_precision="off", fine_tune_epochs=1,
+    params = synthetic_params(root, save_models=True, weights="none", mixed_precision="float32", fine_tune_epochs=1,
                               model_overrides={"cnn_ours_chest_ensemble": {"ensemble": 2},
                                                "mobilenet_v2_finetune_aug": {"fine_tune": 10}})
     data = experiment.DataCache(params)

@@ -214,3 +214,21 @@ def test_plot_gradcam_can_draw_its_colour_bar():
     with_bar = plot_gradcam(ax, image, cam, "with bar", colorbar=True)
     assert len(with_bar.axes) == 2 and "Grad-CAM" in with_bar.axes[1].get_ylabel()
     plt.close("all")
+
+
+def test_a_model_flagged_for_constant_predictions_warns_in_one_stderr_line(trained, tmp_path, capsys):
+    """The flag travels in the model card (evaluation.constant_predictions); predict still scores, but says so."""
+    source = trained["models"]["cnn_baseline_8"]
+    flagged = copy_model(source, tmp_path / "flagged", evaluation={
+        "constant_predictions": {"flag": True, "spread": 1e-5, "tolerance": 1e-3}})
+    code, _, err = predict_cli(capsys, "--model", flagged, trained["root"] / "test", "--out", tmp_path / "a.csv")
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warnings) == 1 and "flagged for constant predictions" in warnings[0]
+    assert "under 0.001" in warnings[0]
+    clean = copy_model(source, tmp_path / "clean", evaluation={
+        "constant_predictions": {"flag": False, "spread": 0.4, "tolerance": 1e-3}})
+    code, _, err = predict_cli(capsys, "--model", clean, trained["root"] / "test", "--out", tmp_path / "b.csv")
+    assert code == 0 and "constant predictions" not in err
+    damaged = copy_model(source, tmp_path / "damaged", evaluation={"constant_predictions": "yes"})
+    code, _, err = predict_cli(capsys, "--model", damaged, trained["root"] / "test", "--out", tmp_path / "c.csv")
+    assert code == 2 and "evaluation.constant_predictions" in err and len(err.strip().splitlines()) == 1

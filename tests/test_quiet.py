@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
-from medclf.config import paths
+from conftest import user_env
 from medclf.core import quiet
 
 #: What must never reach the user by default.
@@ -25,12 +26,6 @@ NOISE = re.compile(r"^(I0000|W0000|E0000|WARNING: All log messages)|cuInit|oneDN
 
 TF_SNIPPET = ("import medclf, keras, tensorflow as tf\n"
               "print('sum', float(tf.reduce_sum(tf.ones(3))))\n")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY", quiet.VERBOSE_ENV)}
-    return {**env, **extra}
 
 
 def _stderr_streams(notebook: Path) -> str:
@@ -53,31 +48,32 @@ def test_filter_drops_only_start_up_lines(capfd):
 
 def test_tensorflow_import_is_quiet_unless_verbose():
     quiet_run = subprocess.run([sys.executable, "-c", TF_SNIPPET], capture_output=True, text=True,
-                               timeout=300, env=_env())
+                               timeout=300, env=user_env())
     assert quiet_run.returncode == 0, quiet_run.stderr
     assert "sum 3.0" in quiet_run.stdout
     assert not NOISE.search(quiet_run.stdout + quiet_run.stderr), quiet_run.stderr
     loud = subprocess.run([sys.executable, "-c", TF_SNIPPET + "import os; print('level', os.environ.get("
                            "'TF_CPP_MIN_LOG_LEVEL'))"], capture_output=True, text=True, timeout=300,
-                          env=_env(**{quiet.VERBOSE_ENV: "1"}))
+                          env=user_env(**{quiet.VERBOSE_ENV: "1"}))
     assert loud.returncode == 0 and "level None" in loud.stdout, loud.stderr
 
 
-def test_run_all_eda_terminal_and_notebook_are_quiet(tmp_path):
-    """``python run_all.py --only eda`` on the demo data, as a user runs it (data, cache, outputs in tmp)."""
-    result = subprocess.run(
-        [sys.executable, str(paths.PROJECT_ROOT / "run_all.py"), "--only", "eda",
-         "-p", f"output_dir={tmp_path / 'out'}", "-p", f"data_root={tmp_path / 'syn'}",
-         "-p", f"cache_dir={tmp_path / 'cache'}"],
-        capture_output=True, text=True, timeout=600, cwd=paths.PROJECT_ROOT, env=_env())
+@pytest.mark.slow
+def test_run_all_terminal_notebooks_and_reports_are_quiet(demo_run):
+    """``python run_all.py`` on the demo profile, as a user runs it (:func:`conftest.user_env`: nothing set
+    that quiets TensorFlow): not in the terminal, not in any executed notebook, not in any report."""
+    result, _, out = demo_run
     assert result.returncode == 0, result.stdout + result.stderr
     assert not NOISE.search(result.stdout + result.stderr), result.stdout + result.stderr
-    executed = tmp_path / "out" / "synthetic" / "demo" / "notebooks" / "01_eda.ipynb"
-    assert not NOISE.search(_stderr_streams(executed))
-    html = (tmp_path / "out" / "synthetic" / "demo" / "reports" / "01_eda.html").read_text()
-    assert not NOISE.search(html)
+    notebooks, pages = sorted((out / "notebooks").glob("0*.ipynb")), sorted((out / "reports").glob("0*.html"))
+    assert len(notebooks) == len(pages) == 6
+    for executed in notebooks:
+        assert not NOISE.search(_stderr_streams(executed)), executed.name
+    for page in pages:
+        assert not NOISE.search(page.read_text()), page.name
 
 
+@pytest.mark.slow
 def test_runner_kernel_importing_tensorflow_is_quiet(tmp_path):
     """A notebook kernel started by the runner imports medclf and TensorFlow: nothing on stderr."""
     nb_dir = tmp_path / "notebooks"
@@ -94,7 +90,7 @@ def test_runner_kernel_importing_tensorflow_is_quiet(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", script, "-p", f"output_dir={tmp_path / 'out'}", "-p", f"data_root={tmp_path / 'syn'}",
          "-p", f"cache_dir={tmp_path / 'cache'}", "-p", "synthetic_images_per_class=20"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=_env())
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=user_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert not NOISE.search(result.stdout + result.stderr), result.stdout + result.stderr
     executed = tmp_path / "out" / "synthetic" / "demo" / "notebooks" / "01_tf.ipynb"

@@ -1,4 +1,4 @@
-"""Counts on the real data sets (skipped when ../shared/data is absent; set MEDCLF_SHARED_DATA to move it)."""
+"""Counts on the real data sets (skipped when absent: ``conftest.real_data`` says where it looks)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from medclf.config.params import load_params
 pytestmark = pytest.mark.realdata
 
 
-def load(name: str, relative: str, tmp_path, **overrides):
-    root = real_data(relative)
+def load(name: str, tmp_path, **overrides):
+    root = real_data(name)
     return load_dataset(load_params(name, data_root=str(root),
-                                    overrides={"cache_dir": str(tmp_path / "cache"), "image_size": 32, **overrides}))
+                                    overrides={"cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "out"),
+                                               "image_size": 32, **overrides}))
 
 
 def counts(ds, column: str) -> dict:
@@ -24,7 +25,7 @@ def counts(ds, column: str) -> dict:
 
 
 def test_chest_xray_official_counts_and_patient_split(tmp_path):
-    ds = load("chest_xray", "chest_xray", tmp_path)
+    ds = load("chest_xray", tmp_path)
     assert counts(ds, "source_split") == {
         ("train", "NORMAL"): 1341, ("train", "PNEUMONIA"): 3875, ("val", "NORMAL"): 8, ("val", "PNEUMONIA"): 8,
         ("test", "NORMAL"): 234, ("test", "PNEUMONIA"): 390}
@@ -44,16 +45,18 @@ def test_chest_xray_official_counts_and_patient_split(tmp_path):
     test_normal = numbers.loc[("test", "NORMAL")]  # the 225 official test normal patients: the lowest numbers
     assert test_normal["groups"].sum() == 225 and (test_normal["below_train"] == test_normal["groups"]).all()
     assert numbers.loc[("test", "PNEUMONIA", "person"), "below_train"] == 0
-    grouped = load("chest_xray", "chest_xray", tmp_path, split_by_image=[])  # every class by patient
+    grouped = load("chest_xray", tmp_path, split_by_image=[])  # every class by patient
     assert leaking_groups(grouped.frame[grouped.frame["split"] != "test"]).empty
     assert duplicate_groups(ds)["dup_group"].nunique() == 30  # documented in the data README
 
 
 @pytest.fixture(scope="module")
 def malaria(tmp_path_factory):
-    return load("malaria", "malaria/cell_images", tmp_path_factory.mktemp("malaria"), image_size=16)
+    return load("malaria", tmp_path_factory.mktemp("malaria"), image_size=16)
 
 
+# Decoding the 27,558 malaria cells takes about 20 s on 2 CPUs: these two run with --all only.
+@pytest.mark.slow
 def test_malaria_counts_and_patient_split(malaria):
     ds = malaria
     assert ds.frame["class_name"].value_counts().to_dict() == {"Parasitized": 13779, "Uninfected": 13779}
@@ -63,15 +66,16 @@ def test_malaria_counts_and_patient_split(malaria):
     assert ds.positive_class == "Parasitized" and ds.class_names[1] == "Parasitized"
 
 
+@pytest.mark.slow
 def test_malaria_cell_split_is_available(malaria):
     frame = malaria.frame.copy()
-    params = load_params("malaria", data_root=str(real_data("malaria/cell_images")), overrides={"image_size": 16})
+    params = load_params("malaria", data_root=str(real_data("malaria")), overrides={"image_size": 16})
     frame["split"] = assign_splits(frame, {**params, "split_mode": "cell"})
     assert not leaking_groups(frame).empty
 
 
 def test_pneumoniamnist_official_shapes(tmp_path):
-    ds = load("pneumoniamnist", "medmnist/pneumoniamnist.npz", tmp_path, image_size=28)
+    ds = load("pneumoniamnist", tmp_path, image_size=28)
     assert ds.images.shape == (5856, 28, 28, 1)
     assert ds.frame.groupby("split").size().to_dict() == {"train": 4708, "val": 524, "test": 624}
     assert counts(ds, "split") == {("train", "normal"): 1214, ("train", "pneumonia"): 3494,

@@ -71,7 +71,7 @@ def test_headline_csv_and_md(tmp_path):
     assert "<table" in md and "resnet&lt;&amp;&gt;" in md and "<th>auc</th>" in md
     frame.to_csv(tables / "headline.csv", index=False)
     csv = report.headline_html(tables)
-    assert "<table" in csv and "0.9123" in csv
+    assert "<table" in csv and "0.912" in csv and "0.9123" not in csv  # three decimals, as every table shows
     page = report.index_html(run_info(), [], csv)
     assert page.index("resnet") < page.index("<h2>Notebooks</h2>")
 
@@ -152,3 +152,72 @@ def test_injected_settings_are_folded_and_other_code_open(tmp_path):
     own = [attrs for attrs, body in blocks if "own_code" in body]
     assert len(injected) == 1 and "open" not in injected[0] and "medclf-injected" in injected[0]
     assert len(own) == 1 and "open" in own[0]
+
+
+def _show_note_flags() -> dict[str, set[str]]:
+    """The registry flag (``when=``) of every ``artifacts.show_note`` call in notebooks 02-06, by notebook."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    flags = {}
+    for path in sorted(root.glob("0[2-6]_*.ipynb")):
+        code = "\n".join(c.source for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code")
+        flags[path.name] = set(re.findall(r"\bwhen=\"(\w+)\"", code))  # show_note's only keyword of that name
+    return flags
+
+
+def test_text_about_the_real_chest_x_rays_never_shows_on_synthetic_data():
+    """The demo's generated images stand in for chest X-rays (chest_like), but what is said about the real ones
+    (their official test set, the class it fails on) must not be shown on them; on the real data it is."""
+    from medclf.reporting import artifacts
+
+    flags = _show_note_flags()
+    used = set().union(*flags.values())
+    assert used, flags  # the notebooks still say something about the real chest X-rays, conditionally
+    for flag in used:
+        assert not artifacts.applies({"dataset": "synthetic"}, flag), flag
+        assert artifacts.applies({"dataset": "chest_xray"}, flag), flag
+
+
+def test_no_study_reproduction_on_synthetic_data():
+    """The studies' published real-data accuracies are never set beside numbers from generated images."""
+    from medclf.reporting import artifacts
+
+    assert not artifacts.applies({"dataset": "synthetic"}, "study_reproduction")
+    note = artifacts.study_reproduction_skipped({"dataset": "synthetic"})
+    assert note.startswith("_Not shown") and "06_compare" not in note  # the demo has no published results
+    assert "06_compare" in artifacts.study_reproduction_skipped({"dataset": "pneumoniamnist"})
+
+
+def test_tables_show_one_missing_symbol_and_three_decimals(tmp_path):
+    """NaN, None and an empty cell once read three ways; thresholds read 0.4 / 0.242 / 0.4994."""
+    from medclf.evaluation import tables
+
+    frame = pd.DataFrame({"model_id": ["svm", None, "cnn"], "threshold": [0.4, 0.24219, 0.4994],
+                          "roc_auc": [0.92, None, float("nan")], "roc_auc_ci_low": [0.9, None, None],
+                          "roc_auc_ci_high": [0.94, None, None], "epochs_run": [None, 4.0, 12.0],
+                          "p_value": [0.00002, 0.5, None]})
+    shown = tables.readable(frame)
+    assert shown["threshold"].tolist() == ["0.400", "0.242", "0.499"]
+    assert shown["epochs run"].tolist() == [tables.MISSING, 4, 12]  # counts stay whole numbers
+    assert shown["p value"].tolist() == ["<0.001", "0.500", tables.MISSING]
+    assert shown["model id"].tolist() == ["svm", tables.MISSING, "cnn"]  # headers wrap at spaces
+    text = shown.to_string()
+    assert not re.search(r"\b(nan|NaN|None)\b", text), text
+    page = report.readable_html(frame)
+    cells = re.findall(r"<td>(.*?)</td>", page)
+    assert not re.search(r"\b(nan|NaN|None)\b", page) and "<td></td>" not in page, page
+    assert "0.920<br><small>[0.900, 0.940]</small>" in cells and cells.count(tables.MISSING) == 5
+    assert "0.400" in cells and "0.4994" not in page
+    by_threshold = tables.readable(frame.set_index(["model_id", "threshold"])[["roc_auc"]])  # numbers in the index too
+    assert by_threshold.index.get_level_values("threshold").tolist() == ["0.400", "0.242", "0.499"]
+
+
+def test_wide_tables_scroll_in_a_box_that_shows_its_scroll_bar(tmp_path):
+    """A 29-column table in its scroll box, with an overlay scroll bar shown only on hover, read as a table cut
+    off at the right edge of the page: both kinds of page keep the scroll bar of such a box in view."""
+    page = report.notebook_html(small_notebook(tmp_path / "nb.ipynb", "x = 1", "out"))
+    index = report.index_html(run_info(), [])
+    assert ".jp-OutputArea-output::-webkit-scrollbar-thumb" in page and "scrollbar-color" in page
+    assert "div.wide::-webkit-scrollbar-thumb" in index and "scrollbar-color" in index
+    assert re.search(r"\.jp-RenderedHTMLCommon table \{[^}]*table-layout: auto", page)

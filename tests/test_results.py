@@ -311,7 +311,7 @@ def test_evaluation_plots_return_figures_and_write_nothing(in_empty_dir):
     assert plots.plot_confusion(axes[0], m["confusion_matrix"], CLASSES) is fig
     assert plots.plot_confusion(axes[1], m["confusion_matrix"], CLASSES, normalize=True) is fig
     texts = [t.get_text() for t in axes[1].texts]
-    assert f"{m['per_class']['NORMAL']['recall']:.2f}" in texts
+    assert f"{m['per_class']['NORMAL']['recall']:.3f}" in texts
 
     fig, ax = plt.subplots()
     assert plots.plot_roc(ax, y, p, "model A") is fig

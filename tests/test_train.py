@@ -144,7 +144,7 @@ def test_fit_reports_each_epoch_to_the_progress_file(tmp_path, monkeypatch):
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
     fit.compile_model(model, keras.optimizers.SGD())
     training = TrainingSettings(seed=0, class_weight=False, monitor="val_auc", patience=1, max_epochs=None,
-                                max_image_size=None, accel=False, mixed_precision="off", save_models=False)
+                                max_image_size=None, accel=False, mixed_precision="float32", save_models=False)
     with progress.task("tiny"):
         result = fit.fit_keras(model, (x, y), (x, y), epochs=3, batch_size=8, callbacks=[Peek()], training=training,
                                verbose=0)

@@ -15,9 +15,16 @@ def images(n, size, channels, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, channels)).astype("float32")
 
 
+#: The deepest backbones take 15-30 s each to trace one training step on a 2-CPU machine; they are built by
+#: the same code as the others (a ``keras.applications`` class behind the same head), so the default run
+#: builds the shallow ones and ``--all`` every one.
+DEEP = pytest.mark.slow
+
+
 @pytest.mark.parametrize("name,size", [("vgg16_frozen", 32), ("vgg19_s0", 32), ("vgg19_conv_head", 32),
-                                       ("xception_head", 72), ("resnet101_frozen", 32),
-                                       ("efficientnet_b0_frozen", 32), ("densenet121_frozen", 32),
+                                       ("xception_head", 72), pytest.param("resnet101_frozen", 32, marks=DEEP),
+                                       pytest.param("efficientnet_b0_frozen", 32, marks=DEEP),
+                                       pytest.param("densenet121_frozen", 32, marks=DEEP),
                                        ("mobilenet_v2_finetune", 32)])
 def test_every_backbone_builds_trains_one_step_and_predicts(name, size):
     spec = registry.get_spec(name)
@@ -207,7 +214,7 @@ def run_fine_tuned(tmp_path, name, **overrides):
     params = load_params("synthetic", "demo", None, {
         "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "data_root": str(tmp_path / "syn"),
         "synthetic_images_per_class": 40,
-        "bootstrap_replicates": 20, "max_image_size": 32, "mixed_precision": "off", "fine_tune_epochs": 1,
+        "bootstrap_replicates": 20, "max_image_size": 32, "mixed_precision": "float32", "fine_tune_epochs": 1,
         "model_overrides": {name: {"fine_tune": 10, "epochs": 1}}, **overrides})
     return experiment.run_model(name, params)
 
@@ -220,7 +227,8 @@ def test_fit_transfer_on_synthetic_data_caches_features_and_fine_tunes_only_the_
     assert run.record["training"]["seconds"] >= sum(s["seconds"] + s["feature_seconds"] for s in stages) - 0.05
     cached = sorted((tmp_path / "cache" / "features").rglob("*.npy"))
     assert len(cached) == 2  # both stages train from the fine-tuning cut: (train, val)
-    assert run.record["evaluation"]["test"]["at_threshold"]["accuracy"] >= 0
+    labels = np.ravel(run.p_test) >= run.threshold  # the record scores the model it trained
+    assert run.record["evaluation"]["test"]["at_threshold"]["accuracy"] == pytest.approx(np.mean(labels == run.y_test))
 
 
 def test_max_epochs_caps_the_fine_tuning_stage_too(tmp_path):

@@ -1,14 +1,13 @@
-"""Optional CPU speed-ups for training, behind one setting (``accel``).
+"""Precision and CPU accounting for training.
 
-With ``accel: true`` (the default):
+* :mod:`~medclf.accel.precision` — the dtype policy each model is declared to train in
+  (``mixed_precision``, ``model_overrides.<model>.mixed_precision``): applied as declared on every
+  machine, never chosen by a timing;
+* :mod:`~medclf.accel.hardware` — the CPU's bf16 flags, GPUs, oneDNN, for provenance and benchmarks;
+* :mod:`~medclf.accel.cpu_steal` — with the ``accel`` setting on, the runner records the CPU time the
+  hypervisor took meanwhile (accounting for the timings, not a speed-up).
 
-* :mod:`~medclf.accel.precision` with :mod:`~medclf.accel.hardware` — ``mixed_precision: auto`` picks
-  ``mixed_bfloat16`` for a model where the hardware has native bf16 and a timed probe finds it faster;
-* :mod:`~medclf.accel.cpu_steal` — the runner records the CPU time the hypervisor took meanwhile
-  (accounting for the timings, not a speed-up).
-
-With ``accel: false`` every model trains in float32 unless ``mixed_precision: on``, and no hardware is
-probed. Models and saved files are plain Keras either way. What each speed-up saves on a whole notebook,
-and why the fused Adam, fused batch norm and batch-norm folding of earlier versions were removed (none
-saved 10% of a notebook): docs/benchmarks.md; ``benchmarks/bench_accel.py`` repeats the measurement.
+Models and saved files are plain Keras whatever the policy. What bf16 saves per model is measured by
+``benchmarks/bench_accel.py``, and why the fused Adam, fused batch norm and batch-norm folding of
+earlier versions were removed (none saved 10% of a notebook): docs/benchmarks.md.
 """

@@ -1,7 +1,8 @@
-"""Hardware detection: the CPU's model and native bf16 flags, bf16-capable GPUs, oneDNN, a device id.
+"""Hardware detection: the CPU's model and native bf16 flags, GPUs, oneDNN, a device id.
 
-Read by the precision choice (:mod:`medclf.accel.precision`) and written into run provenance, so a
-timing can be read against the machine that produced it.
+Written into run provenance and the benchmarks, so a timing can be read against the machine that
+produced it. No precision is chosen from it (:mod:`medclf.accel.precision`): only ``mixed_float16``
+asks whether a GPU is there, to refuse it on a CPU.
 """
 
 from __future__ import annotations
@@ -59,15 +60,11 @@ def gpu_names() -> list[str]:
     return [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
 
 
-def gpu_has_bf16() -> bool:
-    """True when a visible GPU has compute capability 8.0 or newer (Ampere and later)."""
+def has_gpu() -> bool:
+    """True when TensorFlow sees a GPU (``mixed_float16`` may be declared only there)."""
     import tensorflow as tf
 
-    for gpu in tf.config.list_physical_devices("GPU"):
-        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
-        if tuple(capability) >= (8, 0):
-            return True
-    return False
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def onednn_enabled() -> bool | None:
@@ -82,7 +79,7 @@ def onednn_enabled() -> bool | None:
 
 
 def device_id() -> str:
-    """A short name of the compute device for probe keys: GPU names, else the CPU model with its native
+    """A short name of the compute device for benchmark probe keys: GPU names, else the CPU model with its native
     bf16 flags and whether oneDNN is on (one model name can cover CPUs of very different speed)."""
     import tensorflow as tf
 

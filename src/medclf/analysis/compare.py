@@ -38,6 +38,7 @@ from medclf.evaluation.records import load_comparable
 from medclf.evaluation.selection import (
     family_bests,
     family_order,
+    flagged_note,
     has_constant_predictions,
     overall_best,
     rank_on_validation,
@@ -133,7 +134,8 @@ def recall_frame(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 _MCNEMAR_COLUMNS = ["model_id", "family", "n", "accuracy", "best_model_id", "best_accuracy",
-                    "only_best_right", "only_model_right", "statistic", "method", "p_value", "note"]
+                    "only_best_right", "only_model_right", "statistic", "method", "p_value", "constant_predictions",
+                    "note"]
 
 
 def mcnemar_vs_best(records: Sequence[Mapping], predictions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -145,7 +147,9 @@ def mcnemar_vs_best(records: Sequence[Mapping], predictions: Mapping[str, pd.Dat
     (a stale predictions file) or when a model has no predictions.
 
     Columns: ``model_id, family, n, accuracy, best_model_id, best_accuracy, only_best_right,
-    only_model_right, statistic, method, p_value, note``.
+    only_model_right, statistic, method, p_value, constant_predictions, note``; ``constant_predictions`` is
+    the model's flag (:func:`medclf.evaluation.selection.has_constant_predictions`: its row is tested, and
+    marked wherever shown).
 
     Raises:
         medclf.evaluation.predictions.PredictionMismatchError: prediction files hold different images
@@ -159,6 +163,7 @@ def mcnemar_vs_best(records: Sequence[Mapping], predictions: Mapping[str, pd.Dat
     present = {r["model_id"]: predictions[r["model_id"]] for r in ranked if r["model_id"] in predictions}
     if best_id not in present:
         return pd.DataFrame([{"model_id": r["model_id"], "family": r.get("family"), "best_model_id": best_id,
+                              "constant_predictions": has_constant_predictions(r),
                               "note": f"no predictions for the best model {best_id}"}
                              for r in ranked if r["model_id"] != best_id], columns=_MCNEMAR_COLUMNS)
     _, y, probs = align_predictions(present, best_id)
@@ -171,7 +176,7 @@ def mcnemar_vs_best(records: Sequence[Mapping], predictions: Mapping[str, pd.Dat
         if model_id == best_id:
             continue
         row = {"model_id": model_id, "family": record.get("family"), "best_model_id": best_id,
-               "best_accuracy": best_accuracy}
+               "best_accuracy": best_accuracy, "constant_predictions": has_constant_predictions(record)}
         if model_id not in pred:
             rows.append({**row, "note": f"no predictions file predictions/{model_id}.csv"})
             continue
@@ -320,18 +325,9 @@ class Comparison:
 
 
 def constant_prediction_notes(records: Sequence[Mapping]) -> list[str]:
-    """One line per record flagged for (near-)constant predictions, then one per family that has no choosable
-    model left (so no headline row), saying why and what to do."""
-    notes = []
-    for record in records:
-        if has_constant_predictions(record):
-            info = record["evaluation"]["constant_predictions"]
-            random_backbone = record.get("family") == "transfer" and "weights_file" in (record.get("training") or {}) \
-                and record["training"]["weights_file"] is None
-            hint = (" — its backbone had random weights (weights=none): with ImageNet weights (weights=imagenet, the "
-                    "file in Keras' cache) the transfer models learn" if random_backbone else "")
-            notes.append(f"{record['model_id']}: constant predictions (its probabilities span {info['spread']:.1e}, "
-                         f"under {info['tolerance']:g}); flagged, never chosen{hint}")
+    """One line per record flagged for (near-)constant predictions (:func:`flagged_note`), then one per family
+    that has no choosable model left (so no headline row), saying why and what to do."""
+    notes = [note for note in map(flagged_note, records) if note]
     for family in unchoosable_families(records):
         notes.append(f"{family}: no headline row — every model of this family gave constant predictions")
     return notes

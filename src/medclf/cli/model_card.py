@@ -3,7 +3,8 @@
 A card is the results record written beside the model (``models/<id>.json``, see
 :func:`medclf.evaluation.records.save_model_card`). It holds everything needed to score an image the way
 the model was trained and evaluated: input size, colour mode, resize mode, class names, the threshold
-chosen on validation and, when the model kept it, its test-time augmentation. A card edited by hand or
+chosen on validation, when the model kept it, its test-time augmentation, and whether its evaluation flagged
+it for constant predictions (``evaluation.constant_predictions``: ``predict`` then warns). A card edited by hand or
 damaged in transit is refused with a :class:`PredictError` naming the file, the field, what it holds and
 what was expected — never a traceback.
 """
@@ -57,6 +58,9 @@ class ModelCard:
     class_names: tuple[str, str]
     threshold: float
     tta: dict | None = None
+    #: ``evaluation.constant_predictions`` when it flags the model (its scores barely vary: one label for
+    #: every image), else ``None``.
+    flagged: dict | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -115,7 +119,8 @@ class ModelCard:
             raise bad("model_id", "a string")
         return cls(model_id=model_id, image_size=values["image_size"], color_mode=values["color_mode"],
                    resize=values["resize"], class_names=(names[0], names[1]), threshold=float(values["threshold"]),
-                   tta=_tta(record["evaluation"].get("tta"), source))
+                   tta=_tta(record["evaluation"].get("tta"), source),
+                   flagged=_flagged(record["evaluation"].get("constant_predictions"), source))
 
     def score(self, model: Any, images: np.ndarray) -> np.ndarray:
         """Probabilities of label 1 as evaluation made them: plain, or averaged over the card's TTA views."""
@@ -142,6 +147,17 @@ def _tta(tta: Any, source: str | os.PathLike) -> dict | None:
     if problem:
         raise PredictError(f"model card {source}: evaluation.tta {problem}: {_RESAVE}")
     return tta
+
+
+def _flagged(info: Any, source: str | os.PathLike) -> dict | None:
+    """The card's constant-predictions entry when it flags the model, checked; None when it does not (or a card
+    written before the flag existed)."""
+    if info is None:
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("flag"), bool):
+        raise PredictError(f"model card {source}: evaluation.constant_predictions is {info!r}, expected a mapping "
+                           f"with a true/false flag: {_RESAVE}")
+    return info if info["flag"] else None
 
 
 def load_card(model_path: str | os.PathLike) -> ModelCard:

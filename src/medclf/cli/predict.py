@@ -10,7 +10,8 @@ mode, ``.skops`` with its types checked; a pickle (``.joblib``) only with ``--al
 Every usage problem — model, card, flags, an ``--out`` that cannot be written — is found before any image
 is scored and printed as one line (exit 2). Bad files (not an image, empty, truncated, undecodable, too
 large, a dangling or looping link) are listed as skipped and never stop the batch: the CSV has every image
-that could be scored (exit 0); when none could, nothing is written (exit 1).
+that could be scored (exit 0); when none could, nothing is written (exit 1). A model whose card flags it for
+constant predictions still scores, with one warning line on stderr first (:func:`flagged_warning`).
 """
 
 from __future__ import annotations
@@ -309,6 +310,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or whose author you trust (medclf itself saves .keras and .skops, which cannot run code)")
 
 
+def flagged_warning(card: ModelCard, model_path: str | os.PathLike) -> str | None:
+    """The one stderr line for a model its card flags for constant predictions, or ``None``."""
+    if not card.flagged:
+        return None
+    spread, tolerance = card.flagged.get("spread"), card.flagged.get("tolerance")
+    span = (f" (its probabilities spanned {spread:.1e}, under {tolerance:g})"
+            if isinstance(spread, (int, float)) and isinstance(tolerance, (int, float)) else "")
+    return (f"warning: {model_path} is flagged for constant predictions{span}: it gives about the same score to "
+            "every image, so its labels say nothing about the images; use a model that is not flagged")
+
+
 def _report(skipped: Sequence[tuple[str, str]]) -> None:
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -343,6 +355,8 @@ def run(args: argparse.Namespace) -> int:
     except PredictError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if warning := flagged_warning(card, args.model):
+        print(warning, file=sys.stderr)
     threshold = card.threshold if args.threshold is None else args.threshold
     gradcam_dir = Path(args.gradcam) if args.gradcam else None
     if gradcam_dir and (why := gradcam_unsupported(model)):

@@ -19,20 +19,25 @@ a ``weights`` file must exist and the data must pass :func:`medclf.data.check` (
 classes, a possible split, arrays that fit in memory): a failure is one line and exit code 2,
 ``--list`` included.
 Planning lives in :mod:`medclf.pipeline.plan`, execution in :mod:`medclf.pipeline.execute`, the run
-record in :mod:`medclf.pipeline.provenance`. TensorFlow is never imported in this process.
+record in :mod:`medclf.pipeline.provenance`. TensorFlow is imported in this process only by the settings
+check (the model registry's names); no model is built here, and the process skips the interpreter's
+teardown at exit (:func:`exit_process`).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import medclf.data as data
-from medclf.config import paths
+from medclf.config import datasets, paths
 from medclf.core import quiet
 from medclf.config.params import ParamError, load_params, params_hash, parse_override
 from medclf.data import DataError
@@ -50,15 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_all.py",
         description="Execute the notebooks in order (papermill), skipping those that are up to date, "
                     "and write outputs/<dataset>/<profile>/{notebooks,reports,run.json}.")
-    parser.add_argument("--dataset", help="data set: synthetic (default), chest_xray, malaria, "
-                                          "pneumoniamnist, folder")
+    parser.add_argument("--dataset", help=f"data set: {', '.join(datasets.names())} (default: synthetic)")
     parser.add_argument("--data-root", help="folder (or .npz) holding the data; overrides the data set's default")
     parser.add_argument("--profile", help="demo | quick | full (default: demo for synthetic, else quick)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter (repeatable), e.g. -p seed=1 -p image_size=224")
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
                         help="run only this notebook (repeatable): eda or 01_eda")
-    parser.add_argument("--list", action="store_true", help="print the plan and run nothing")
+    parser.add_argument("--list", action="store_true",
+                        help="print the plan and run nothing: for every notebook, whether it would run or is "
+                             "up to date and why, and its last successful wall time")
     parser.add_argument("--force", action="store_true", help="run even notebooks that are up to date, and retrain models the model cache holds")
     parser.add_argument("--download", action="store_true",
                         help="fetch the data set into data_root when missing (same as -p download=true)")
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None, *, registry: tuple[Notebook, ...] | list
 
     0: every selected notebook ok or up to date; 1: a notebook failed (or stalled, or timed out); 2: bad
     parameters or data, or another run holds the output folder (``error: <message>`` on stderr);
-    130: interrupted (Ctrl-C); 143: terminated (SIGTERM).
+    130: interrupted (Ctrl-C); 143: terminated (SIGTERM); 129: terminated (SIGHUP, a closed terminal).
     """
     try:
         args = build_parser().parse_args(argv)
@@ -133,11 +139,40 @@ def main(argv: list[str] | None = None, *, registry: tuple[Notebook, ...] | list
     if os.environ.get("KERAS_HOME"):  # kernels run in the notebooks' folder: a relative path would miss
         os.environ["KERAS_HOME"] = os.path.abspath(os.environ["KERAS_HOME"])
     try:
-        with execute.sigterm_as_interrupt():
+        with execute.signals_as_interrupt():
             return _run(args, registry, notebooks_dir)
     except USER_ERRORS as exc:
         print(f"error: {execute.one_line(exc, 1000)}", file=sys.stderr, flush=True)
         return 2
+    except KeyboardInterrupt as exc:  # before the notebooks' loop, which records its own
+        return _stopped(exc, "stopped before the run was recorded in run.json")
+
+
+def _stopped(exc: KeyboardInterrupt, what: str) -> int:
+    """Say how the run was stopped (one line on stderr) and return the exit code, 128 + the signal's number.
+    A closed terminal (SIGHUP) cannot take the line; the exit code still tells."""
+    name = execute.stop_signal(exc)
+    with contextlib.suppress(OSError):
+        print(f"{execute.STOP_SIGNALS[name]}: {what}", file=sys.stderr, flush=True)
+    return 128 + signal.Signals[name].value
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process with ``code`` once :func:`main` returned: run the exit hooks, flush the output, and
+    skip the interpreter's teardown (``os._exit``).
+
+    Why: the runner has TensorFlow, Keras, papermill and scikit-learn imported (the settings check reads
+    the model registry), about 4,800 modules and 600,000 objects, and tearing them down costs 1.2 s of CPU
+    after everything is written and the kernel is gone. On a loaded machine (two busy loops beside it)
+    that was 4-17 s between Ctrl-C and the runner's exit, the tail of which made the signal tests miss
+    their 60 s, and it is time a scheduler's grace period between SIGTERM and SIGKILL does not have.
+    """
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed terminal (SIGHUP)
+            stream.flush()
+    os._exit(code)
 
 
 def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir: Path) -> int:
@@ -252,21 +287,18 @@ def _run_locked(args: argparse.Namespace, registry: tuple[Notebook, ...], notebo
             current = None
             say(f"{_label(i, len(steps), nb, width)} {text}")
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, execute.Terminated)
         if current is not None:  # a publish under way is finished (its journal says what), else discarded
             if not staging.settle(out_dir, current.stem, record):
                 run_info["notebooks"][current.name]["status"] = "running"  # marked interrupted below
         for entry in run_info["notebooks"].values():
             if entry.get("status") == "running":
                 entry["status"] = "interrupted"
-        run_info.update(status="interrupted", interrupted_by="SIGTERM" if terminated else "SIGINT",
+        run_info.update(status="interrupted", interrupted_by=execute.stop_signal(exc),
                         ended=provenance.now())
         provenance.write_run_info(out_dir, run_info)
         provenance.write_index(out_dir, run_info, order)
-        print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: finished notebooks are recorded in "
-              "run.json; the unfinished one's outputs were discarded and it reruns next time",
-              file=sys.stderr, flush=True)
-        return 143 if terminated else 130
+        return _stopped(exc, "finished notebooks are recorded in run.json; the unfinished one's outputs were "
+                             "discarded and it reruns next time")
 
     run_info.update(status="failed" if failed else "ok", ended=provenance.now())
     provenance.write_run_info(out_dir, run_info)
@@ -290,8 +322,8 @@ def _run_locked(args: argparse.Namespace, registry: tuple[Notebook, ...], notebo
 def _list(args: argparse.Namespace, params: dict[str, Any], p_hash: str, out_dir: Path,
           selected: list[Notebook], available: list[Notebook], notebooks_dir: Path,
           summary: data.DataSummary | None) -> int:
-    """``--list``: print the plan (what would run, and why) and run nothing (a damaged cache file is
-    reported, not deleted)."""
+    """``--list``: print the plan and run nothing: every planned notebook, whether it would run or is up to
+    date and why, and its last successful wall time (a damaged cache file is reported, not deleted)."""
     try:
         data_hash, data_note = data.manifest_fingerprint(params), None
     except USER_ERRORS as exc:
@@ -309,8 +341,9 @@ def _list(args: argparse.Namespace, params: dict[str, Any], p_hash: str, out_dir
     width = max(len(s.notebook.stem) for s in steps)
     for i, step in enumerate(steps, 1):
         deps = ", ".join(step.notebook.deps) or "-"
-        verdict = (f"would run ({step.reason}{provenance.last_took(previous, step.notebook.name)})" if step.run
-                   else f"skip ({step.reason})")
+        # every notebook, skipped ones too, shows its last wall time: what --force or an edit would cost
+        took = provenance.last_took(previous, step.notebook.name)
+        verdict = f"{'would run' if step.run else 'skip'} ({step.reason}{took})"
         say(f"{_label(i, len(steps), step.notebook, width)} {verdict}   [deps: {deps}]")
     return 0
 

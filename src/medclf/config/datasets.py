@@ -120,6 +120,10 @@ class DatasetInfo:
             pattern itself is the ``group_pattern`` parameter).
         synthetic: generated demo data: every output made from it is labelled as such.
         chest_like: chest X-rays, or images standing in for them.
+        kermany_test: the test images are the official test set of the Kermany et al. chest X-rays (``chest_xray``,
+            and PneumoniaMNIST's copies of it), gathered apart from the training folder. Text about those real
+            images (their harder test set, the classes it fails on) is shown only where this is set
+            (:func:`medclf.reporting.artifacts.show_note`), never on images that merely stand in for them.
         models_for: the data set whose registered models (``ModelSpec.dataset``) suit this one, or
             ``None`` when no model was designed for it.
         studies: studies (``docs/STUDIES.md``) whose published numbers on this data set the model
@@ -130,7 +134,8 @@ class DatasetInfo:
             comparison sets beside ours marked "reported by the authors"; empty where none apply.
         study_reproduction: show the study-reproduction tables (our records beside the studies' numbers,
             ``ModelSpec.reported``). ``False`` where those numbers would mislead: PneumoniaMNIST uses the chest
-            studies' models but its images are 28-px copies in other splits, so ``published`` replaces them.
+            studies' models but its images are 28-px copies in other splits, so ``published`` replaces them; the
+            synthetic demo's generated images are no study's data at all.
     """
 
     name: str
@@ -139,6 +144,7 @@ class DatasetInfo:
     grouping: str
     synthetic: bool = False
     chest_like: bool = False
+    kermany_test: bool = False
     models_for: str | None = None
     studies: tuple[str, ...] = ()
     archive: Archive | None = None
@@ -155,11 +161,12 @@ _RECORDS = (
     DatasetInfo(
         "synthetic", "Generated, seeded chest-X-ray-like images (NORMAL / PNEUMONIA) for the demo and tests.",
         "generated", "patient id from the file name, as chest_xray", synthetic=True, chest_like=True,
-        models_for="chest_xray", default_profile="demo"),
+        models_for="chest_xray", default_profile="demo", study_reproduction=False),
     DatasetInfo(
         "chest_xray", "Kermany et al. 2018 chest X-rays (Kaggle chest-xray-pneumonia): NORMAL / PNEUMONIA.",
         "split-folders", "patient id from the file name (personNNN_, IM-NNNN, NORMAL2-IM-NNNN)",
-        chest_like=True, models_for="chest_xray", studies=("S0", "S1", "S2", "S4"), published=PUBLISHED["chest_xray"],
+        chest_like=True, kermany_test=True, models_for="chest_xray", studies=("S0", "S1", "S2", "S4"),
+        published=PUBLISHED["chest_xray"],
         archive=Archive(
             "https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
             "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded", "ChestXRay2017.zip",
@@ -175,7 +182,8 @@ _RECORDS = (
             ("Parasitized", "Uninfected"), "NIH/NLM; checksum from TensorFlow Datasets' malaria checksums.tsv")),
     DatasetInfo(
         "pneumoniamnist", "MedMNIST v2 PneumoniaMNIST (28x28 chest X-rays) with its official splits.",
-        "npz", "none: each image is its own group (official splits kept)", chest_like=True, models_for="chest_xray",
+        "npz", "none: each image is its own group (official splits kept)", chest_like=True, kermany_test=True,
+        models_for="chest_xray",
         published=PUBLISHED["pneumoniamnist"], study_reproduction=False,
         archive=Archive(
             "https://zenodo.org/records/10519652/files/pneumoniamnist.npz?download=1", "pneumoniamnist.npz",

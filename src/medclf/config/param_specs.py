@@ -25,6 +25,8 @@ class Spec:
     open_low: bool = False
     open_high: bool = False
     items: type | None = None
+    #: Values this parameter once took, each with the line saying what to write instead.
+    retired: dict[Any, str] | None = None
 
     def range_text(self) -> str:
         """``"8 ≤ x ≤ 2048"``, ``"0 < x ≤ 0.5"``, ``"x ≥ 0"`` or ``""``."""
@@ -38,6 +40,19 @@ class Spec:
 
 
 PROFILES = ("demo", "quick", "full")
+
+#: Keras dtype policies a model may be declared to train in (medclf.accel.precision applies them).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+#: The values of the timing-probe era (``auto`` measured a step to choose): refused with what to write.
+_RETIRED_PRECISION = {
+    "auto": "auto timed a training step to choose, so machines trained different models; declare the policy: "
+            "float32 (the default) or mixed_bfloat16",
+    "on": "write mixed_bfloat16", True: "write mixed_bfloat16",
+    "off": "write float32", False: "write float32",
+}
+PRECISION_HELP = ("Dtype policy every model trains in unless model_overrides.<model>.mixed_precision declares "
+                  "its own: float32, mixed_bfloat16 (emulated, slow, without native bf16) or mixed_float16 "
+                  "(GPU only). Declared, never measured: the same on every machine.")
 
 SPECS: dict[str, Spec] = {
     "dataset": Spec(str, "Data set to use (medclf.config.datasets).", choices=datasets.names()),
@@ -80,7 +95,10 @@ SPECS: dict[str, Spec] = {
     "workers": Spec(int, "Threads used to decode images.", low=1, high=256),
     "max_image_pixels": Spec(int, "Largest image (width × height) decoded; a larger file is skipped as a possible "
                                   "decompression bomb (PIL's limit; predict --max-image-pixels).", low=1, high=2**32),
-    "cache_dir": Spec(str, "Where decoded arrays are cached (relative to the project root)."),
+    "min_image_size": Spec(int, "Smallest side (pixels) of an image that is decoded; a smaller file (a thumbnail, a "
+                                "placeholder) is skipped and listed.", low=1, high=4096),
+    "cache_dir": Spec(str, "Where decoded arrays, transfer models' frozen-part outputs and trained models are "
+                           "cached (relative to the project root; outputs/README.md)."),
     "output_dir": Spec(str, "Root of everything generated (relative to the project root); a run writes into "
                            "<output_dir>/<dataset>/<profile>/."),
     "synthetic_images_per_class": Spec(int, "Synthetic data set: images per class over all splits (at least 20: "
@@ -114,17 +132,15 @@ SPECS: dict[str, Spec] = {
     "max_image_size": Spec(int, "Cap on every model's input size (the study's by default); null: no cap.",
                            nullable=True, low=8, high=2048),
     "model_overrides": Spec(dict, "Per-model settings that replace the study's: {model: {image_size, epochs, "
-                                  "batch_size, learning_rate, fine_tune, tta_views, ensemble}} (applied before the caps)."),
+                                  "batch_size, learning_rate, fine_tune, tta_views, ensemble, mixed_precision}} "
+                                  "(applied before the caps)."),
     "monitor": Spec(str, "Validation metric for early stopping, LR reduction and checkpoints.",
                     choices=("val_auc", "val_loss", "val_accuracy")),
     "patience": Spec(int, "Epochs without improvement of `monitor` before early stopping.", low=0, high=1000),
     "class_weight": Spec(bool, "Weight the loss by inverse class frequency (balanced)."),
-    "accel": Spec(bool, "Optional CPU speed-ups (medclf.accel): the bf16 hardware check and timing probe behind "
-                        "mixed_precision=auto, and CPU-steal accounting. Off: float32 unless mixed_precision=on, "
-                        "no probe."),
-    "mixed_precision": Spec(str, "mixed_bfloat16 training: auto (with accel: native bf16 hardware and measured "
-                                 "at least 15% faster for the model; without: float32), on, off.",
-                            choices=("auto", "on", "off")),
+    "accel": Spec(bool, "Optional accounting (medclf.accel): the CPU time the hypervisor took (steal) recorded "
+                        "beside the timings. It does not touch precision (mixed_precision declares that)."),
+    "mixed_precision": Spec(str, PRECISION_HELP, choices=PRECISIONS, retired=_RETIRED_PRECISION),
     "target_sensitivity": Spec(float, "Decision threshold: chosen on validation as the highest one whose "
                                       "disease-class recall reaches this.",
                                low=0.0, high=1.0, open_low=True, open_high=True),
@@ -154,6 +170,8 @@ MODEL_OVERRIDES: dict[str, Spec] = {
     "fine_tune": Spec(int, "top backbone layers unfrozen after the head", low=0, high=1000),
     "tta_views": Spec(int, "test-time augmentation views", low=0, high=64),
     "ensemble": Spec(int, "members averaged", low=1, high=20),
+    "mixed_precision": Spec(str, "dtype policy (replaces mixed_precision for this model)", choices=PRECISIONS,
+                            retired=_RETIRED_PRECISION),
 }
 
 #: Parameters that name registered models (checked by :func:`medclf.config.params.check_model_names`).

@@ -49,6 +49,8 @@ def check_value(key: str, value: Any, spec: Spec, source: str | None = None) -> 
         ParamError: one line naming ``key``, what is wrong and what to give instead.
     """
     where = _where(source)
+    if spec.retired and isinstance(value, (str, bool)) and value in spec.retired:
+        raise ParamError(f"parameter '{key}' no longer takes {value!r}{where}: {spec.retired[value]}")
     if value is None:
         if spec.nullable:
             return None
@@ -105,6 +107,7 @@ def check_settings(params: dict[str, Any]) -> dict[str, Any]:
     for key in ("output_dir", "cache_dir"):
         if not params[key].strip():
             raise ParamError(f"parameter '{key}' is empty: give a folder (relative paths are taken from the project root)")
+    _check_folders_apart(params)
     if params["val_fraction"] + params["test_fraction"] >= 0.9:
         raise ParamError(f"parameters 'val_fraction' + 'test_fraction' = "
                          f"{params['val_fraction'] + params['test_fraction']:.2f} leave almost no training images: "
@@ -138,6 +141,23 @@ def check_settings(params: dict[str, Any]) -> dict[str, Any]:
                                  f"{datasets.closest(key, MODEL_OVERRIDES)}; valid: {', '.join(MODEL_OVERRIDES)}")
             check_value(f"model_overrides.{model}.{key}", value, MODEL_OVERRIDES[key])
     return params
+
+
+def _check_folders_apart(params: dict[str, Any]) -> None:
+    """The run folder (``<output_dir>/<dataset>/<profile>``) and the decode cache never sit inside the data
+    root, nor the data root inside the run folder: the next run would take its own figures, tables or
+    cached arrays for images (symlinks resolved, so a link cannot hide the overlap)."""
+    if not params.get("data_root"):
+        return
+    data = paths.resolve(params["data_root"]).resolve()
+    for key, folder in (("output_dir", paths.published_run_dir(params)), ("cache_dir", paths.resolve(params["cache_dir"]))):
+        folder = folder.resolve()
+        if folder == data or folder.is_relative_to(data):
+            raise ParamError(f"parameter '{key}' puts {folder} inside the data root {data}: the next run would read "
+                             f"what this one writes as images; choose another {key}, outside the data root")
+        if key == "output_dir" and data.is_relative_to(folder):
+            raise ParamError(f"parameter 'data_root' {data} lies inside the run folder {folder}, which runs "
+                             "rewrite: move the data out of it, or choose another output_dir")
 
 
 def check_model_names(params: dict[str, Any], known: Collection[str],
@@ -234,6 +254,31 @@ def load_params(dataset: str | None = None, profile: str | None = None, data_roo
 
 def _layer(path: Path) -> dict[str, Any]:
     return validate(read_yaml(path), str(path)) if path.exists() else {}
+
+
+#: What :func:`declared_in` answers for a value no parameter file gives: ``-p`` or a caller's overrides.
+USER_SOURCE = "user -p/overrides"
+
+
+def declared_in(key: str, params: dict[str, Any], params_dir: Path | None = None) -> str:
+    """Where the value of ``key`` in a merged set (:func:`load_params`) was declared: ``default``,
+    ``dataset <name>``, ``profile <name>``, ``profile <name> per_dataset.<dataset>`` (the last layer
+    that sets it), or :data:`USER_SOURCE` when its value is none of theirs.
+
+    Read back from the files, because a merged set travels alone (the runner hands notebooks the
+    values, not the overrides); a ``-p`` that repeats a file's value is credited to that file.
+    """
+    params_dir = Path(params_dir or paths.PARAMS_DIR)
+    dataset, profile = params.get("dataset"), params.get("profile")
+    profile_file = params_dir / "profiles" / f"{profile}.yaml"
+    profile_values = read_yaml(profile_file) if profile_file.is_file() else {}
+    per_dataset = (profile_values.pop("per_dataset", None) or {}).get(dataset) or {}
+    dataset_file = params_dir / "datasets" / f"{dataset}.yaml"
+    layers = (("default", read_yaml(params_dir / "default.yaml")),
+              (f"dataset {dataset}", read_yaml(dataset_file) if dataset_file.is_file() else {}),
+              (f"profile {profile}", profile_values), (f"profile {profile} per_dataset.{dataset}", per_dataset))
+    found = [(name, values[key]) for name, values in layers if key in values]
+    return found[-1][0] if found and found[-1][1] == params.get(key) else USER_SOURCE
 
 
 

@@ -25,9 +25,10 @@ of the published tree, so earlier notebooks' outputs read as usual); the runner 
 notebook succeeds. Run alone (JupyterLab), a notebook writes into the run folder directly. Caches are keyed by their
 content (data manifest, decode settings), not by profile, and are shared::
 
-    <cache_dir>/<dataset>/<key>.npz           decoded image arrays
-    <cache_dir>/features/<dataset>/<key>.npy  a transfer model's frozen-part outputs
-    <cache_dir>/precision_probe.json          measured float32 vs bfloat16 step times
+    <cache_dir>/<dataset>/<key>.npz                   decoded image arrays
+    <cache_dir>/features/<dataset>/<key>_<split>.npy  a transfer model's frozen-part outputs (train, val)
+    <cache_dir>/models/<key>/                         one trained model (:mod:`medclf.training.model_cache`)
+    <cache_dir>/precision_probe.json                  measured float32 vs bfloat16 step times (benchmarks)
 """
 
 from __future__ import annotations

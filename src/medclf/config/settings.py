@@ -51,6 +51,7 @@ class DataSettings(_Group):
     positive_class: str | None
     workers: int
     max_image_pixels: int
+    min_image_size: int
     cache_dir: str
     synthetic_images_per_class: int
     synthetic_image_size: int

@@ -101,7 +101,7 @@ def manifest_fingerprint(params: dict) -> str:
     else:
         listing = listing_signature(root)
     settings = [params["image_size"], params["color_mode"], params["resize"], cache.CACHE_VERSION,
-                params["max_image_pixels"]]
+                params["max_image_pixels"], params["min_image_size"]]
     return hashlib.sha256(json.dumps([settings, listing]).encode()).hexdigest()[:16]
 
 
@@ -163,7 +163,7 @@ def _load_folder(root: Path, params: dict) -> tuple[pd.DataFrame, np.ndarray, pd
 def _decode_candidates(root: Path, candidates: pd.DataFrame, data: DataSettings) -> tuple[np.ndarray, dict]:
     decoded = decode_files([root / p for p in candidates["relpath"]], data.image_size, data.color_mode,
                            data.resize, data.workers, desc=f"decoding {data.dataset}",
-                           max_pixels=data.max_image_pixels)
+                           max_pixels=data.max_image_pixels, min_side=data.min_image_size)
     ok = [d.array for d in decoded if d.error is None]
     shape = (0, data.image_size, data.image_size, CHANNELS[data.color_mode])
     images = np.stack(ok) if ok else np.zeros(shape, np.uint8)

@@ -18,17 +18,17 @@ import numpy as np
 from medclf.config.paths import array_cache_file
 from medclf.core.io import atomic_path
 
-#: Bump when decoding changes, so old caches are not reused.
-CACHE_VERSION = 1
+#: Bump when decoding changes, so old caches are not reused (2: EXIF orientation, bit depth, frames, min size).
+CACHE_VERSION = 2
 
 FIELDS = ("relpath", "sha256", "orig_width", "orig_height", "orig_mode", "error")
 
 
 def cache_key(listing: list[tuple[str, int, int]], image_size: int, color_mode: str, resize: str,
-              max_pixels: int) -> str:
-    """Hash of (file list with sizes and mtimes, size, colour mode, resize method, pixel limit, cache version);
-    the pixel limit decides which files are skipped."""
-    payload = json.dumps([CACHE_VERSION, image_size, color_mode, resize, listing, max_pixels])
+              max_pixels: int, min_side: int) -> str:
+    """Hash of (file list with sizes and mtimes, size, colour mode, resize method, size limits, cache version);
+    the size limits decide which files are skipped."""
+    payload = json.dumps([CACHE_VERSION, image_size, color_mode, resize, listing, max_pixels, min_side])
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
@@ -36,7 +36,8 @@ def cache_file(params: dict, candidates) -> Path:
     """The one cache file for the discovered ``candidates`` (relpath, file_bytes, mtime_ns) under the decoding
     settings in ``params`` — the same answer for the runner's up-front check and for loading."""
     listing = list(zip(candidates["relpath"], candidates["file_bytes"].tolist(), candidates["mtime_ns"].tolist()))
-    key = cache_key(listing, params["image_size"], params["color_mode"], params["resize"], params["max_image_pixels"])
+    key = cache_key(listing, params["image_size"], params["color_mode"], params["resize"], params["max_image_pixels"],
+                    params["min_image_size"])
     return array_cache_file(params, key)
 
 

@@ -1,8 +1,13 @@
 """Decode one image file into a fixed-size uint8 array, whatever its mode (L, RGB, RGBA, P, 16-bit).
 
+An image is read as a viewer shows it: its EXIF orientation is applied, and a 16-bit image is scaled by
+the bit depth its values use (a 12-bit X-ray exported from DICOM into a 16-bit PNG keeps its contrast
+instead of arriving nearly black).
+
 Decoding never raises for a bad file: whatever PIL raises on it (unknown format, truncation, a header
-declaring more than ``max_image_pixels`` pixels — a decompression bomb —, a corrupt stream) becomes a
-:class:`Decoded` with an ``error``, which callers list as a skipped file.
+declaring more than ``max_image_pixels`` pixels — a decompression bomb —, a corrupt stream), and an
+image that cannot stand for one picture (several frames, fewer than ``min_image_size`` pixels on a side)
+becomes a :class:`Decoded` with an ``error``, which callers list as a skipped file.
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ from medclf.core import progress
 CHANNELS = {"grayscale": 1, "rgb": 3}
 #: PIL's own default limit (``max_image_pixels`` in params/default.yaml has the same value).
 DEFAULT_MAX_PIXELS = 89_478_485
+#: Smallest side (pixels) an image may have to be decoded (``min_image_size`` in params/default.yaml has the
+#: same value): a 1×1 or 2×2 file is a thumbnail or a placeholder, and scoring it like a picture is noise.
+DEFAULT_MIN_SIDE = 8
+#: Bit depths a 16-bit container commonly holds (DICOM exports: 10, 12 or 14 bits stored in 16).
+_BIT_DEPTHS = (8, 10, 12, 14, 16)
+#: The EXIF tag that says how the camera was held (1: upright).
+_ORIENTATION = 0x0112
 _LIMIT_LOCK = threading.Lock()
 
 
@@ -57,8 +69,10 @@ class Decoded:
 def to_8bit(img: Image.Image) -> Image.Image:
     """Bring any PIL mode to an 8-bit L or RGB image.
 
-    16-bit and 32-bit integer images are scaled from their full range (65535) so relative
-    intensities are kept; float images are min-max scaled; transparency is composited on black.
+    16-bit and 32-bit integer images are scaled from the full range of the bit depth their values use
+    (:func:`bit_depth`: 4095 for a 12-bit image stored in 16 bits, 65535 for a true 16-bit one), so
+    relative intensities are kept and so is the contrast; float images are min-max scaled; transparency
+    is composited on black.
     """
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         values = np.asarray(img, dtype=np.float64)
@@ -66,7 +80,9 @@ def to_8bit(img: Image.Image) -> Image.Image:
             lo, hi = float(values.min()), float(values.max())
             values = (values - lo) / (hi - lo or 1.0) * 255.0
         else:
-            values = values / (65535.0 if values.max() <= 65535 else float(values.max())) * 255.0
+            top = float(values.max())
+            full = 2.0 ** bit_depth(top) - 1 if top <= 65535 else top
+            values = values / full * 255.0
         return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
     if img.mode == "P":
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
@@ -77,6 +93,19 @@ def to_8bit(img: Image.Image) -> Image.Image:
     if img.mode in ("L", "RGB"):
         return img
     return img.convert("RGB")
+
+
+def bit_depth(max_value: float) -> int:
+    """The smallest common bit depth (:data:`_BIT_DEPTHS`) whose range holds ``max_value``.
+
+    A PNG's optional ``sBIT`` chunk would say so, but DICOM converters rarely write it; the values do
+    tell: a 12-bit detector never exceeds 4095. A true 16-bit image whose brightest pixel is under 4096
+    is then stretched as if 12-bit, which only brightens a very dark image; no contrast is lost.
+    """
+    for bits in _BIT_DEPTHS:
+        if max_value < 2 ** bits:
+            return bits
+    return 16
 
 
 def resize_square(img: Image.Image, size: int, method: str) -> Image.Image:
@@ -94,11 +123,13 @@ def to_array(img: Image.Image, size: int, color_mode: str, resize: str = "stretc
 
 
 def decode_bytes(data: bytes, size: int, color_mode: str, resize: str = "stretch",
-                 max_pixels: int | None = None) -> Decoded:
+                 max_pixels: int | None = None, min_side: int = DEFAULT_MIN_SIDE) -> Decoded:
     """Decode image bytes to a ``(size, size, channels)`` uint8 array; never raises for bad data.
 
-    An image of more than ``max_pixels`` pixels (default: PIL's limit, set by :func:`limit_pixels`) is
-    not decoded: its header is enough to skip it.
+    An image of more than ``max_pixels`` pixels (default: PIL's limit, set by :func:`limit_pixels`), one
+    with a side under ``min_side`` pixels and one with several frames (an animated GIF, a multi-page
+    TIFF: which frame is the picture is not ours to guess) are not decoded: the header is enough to skip
+    them. The EXIF orientation is applied before resizing, as a viewer does.
     """
     digest = hashlib.sha256(data).hexdigest()
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
@@ -108,8 +139,18 @@ def decode_bytes(data: bytes, size: int, color_mode: str, resize: str = "stretch
             if limit and width * height > limit:
                 return Decoded(None, digest, width, height, mode,
                                error=_too_large(f"{width}×{height} = {width * height:,} pixels", limit))
+            if min(width, height) < min_side:
+                return Decoded(None, digest, width, height, mode,
+                               error=f"too small: {width}×{height} pixels, under min_image_size {min_side} "
+                                     "(lower it if such images are real)")
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                return Decoded(None, digest, width, height, mode,
+                               error=f"{frames} frames (animated or multi-page): save the frame to classify "
+                                     "as an image of its own")
             img.load()
-            array = to_array(img, size, color_mode, resize)
+            upright = ImageOps.exif_transpose(img) if img.getexif().get(_ORIENTATION, 1) != 1 else img
+            array = to_array(upright, size, color_mode, resize)
     except Image.DecompressionBombError as exc:  # PIL's own check as it opened the file: over twice its limit
         found = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(found.group(1)):,} pixels" if found else f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels"
@@ -136,7 +177,8 @@ def _describe(exc: Exception) -> str:
 
 
 def decode_files(paths: list[Path], size: int, color_mode: str, resize: str = "stretch",
-                 workers: int = 2, desc: str = "decoding", max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Decoded]:
+                 workers: int = 2, desc: str = "decoding", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 min_side: int = DEFAULT_MIN_SIDE) -> list[Decoded]:
     """Decode many files with a thread pool (PIL releases the GIL), showing a progress bar; a file that
     cannot be read or decoded (:func:`decode_bytes`) comes back with its ``error``."""
     limit_pixels(max_pixels)
@@ -146,7 +188,7 @@ def decode_files(paths: list[Path], size: int, color_mode: str, resize: str = "s
             data = path.read_bytes()
         except OSError as exc:
             return Decoded(None, "", error=f"cannot read file ({exc.strerror or exc})")
-        return decode_bytes(data, size, color_mode, resize, max_pixels)
+        return decode_bytes(data, size, color_mode, resize, max_pixels, min_side)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, progress.task(desc):
         return list(tqdm(pool.map(one, paths), total=len(paths), desc=desc, unit="img", mininterval=2.0,

@@ -13,6 +13,8 @@ check that a loaded model reproduces its stored predictions (:mod:`medclf.analys
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
@@ -30,25 +32,57 @@ BATCH_SIZE = 256
 
 def predict_outputs(model: Any, images: np.ndarray, batch_size: int = 64, progress: bool = True,
                     desc: str | None = "predict", dtype: Any = "float32") -> np.ndarray:
-    """``model(images)`` as ``dtype`` in one Keras ``predict`` call (one predict loop, uint8 passed as is).
+    """``model(images)`` as ``dtype``, ``batch_size`` images at a time through one traced function per model
+    (:func:`_forward`; uint8 passed as is).
 
     With ``desc`` the work is labelled for the progress status (:func:`medclf.core.progress.task`), and with
     ``progress`` a tqdm bar advances per batch (where bars are wanted, :func:`medclf.core.progress.bars_wanted`).
     """
     if len(images) == 0:
         return np.zeros((0,), dtype=dtype)
-    import keras
-
-    if desc is None and not progress:
-        return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=dtype)
-
+    images = np.asarray(images)
+    forward = _forward(model, images)
     label = desc or "predict"
-    with task(label), tqdm(total=len(images), desc=label, disable=not (progress and bars_wanted()), leave=False,
-                           unit="img") as bar:
-        advance = keras.callbacks.LambdaCallback(
-            on_predict_batch_end=lambda batch, logs: bar.update(min(batch_size, len(images) - bar.n)))
-        out = model.predict(images, batch_size=batch_size, verbose=0, callbacks=[advance])
-    return np.asarray(out, dtype=dtype)
+    with task(label) if desc is not None or progress else contextlib.nullcontext(), \
+            tqdm(total=len(images), desc=label, disable=not (progress and bars_wanted()), leave=False,
+                 unit="img") as bar:
+        out = []
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            out.append(np.asarray(forward(batch), dtype=dtype))
+            bar.update(len(batch))
+    return np.concatenate(out)
+
+
+#: One forward-pass function per Keras model and input kind (see :func:`_forward`); weak, so models still go.
+_FORWARD: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _forward(model: Any, images: np.ndarray) -> Callable[[np.ndarray], Any]:
+    """``model(batch, training=False)`` as one ``tf.function`` per model and input dtype/shape, traced once
+    for any batch size.
+
+    Why not ``model.predict``: its predict function is traced for the first batch shape, traced again for the
+    next one, and TensorFlow counts the traces of every model's predict function together (they share one
+    code object), so a notebook scoring a few models printed "triggered tf.function retracing" warnings.
+    Here each model traces once, with an open batch dimension. XLA and eager running follow the model's own
+    ``jit_compile`` / ``run_eagerly``, as ``predict`` would.
+    """
+    import tensorflow as tf
+
+    if getattr(model, "run_eagerly", False):
+        return lambda batch: model(batch, training=False)
+    key = (images.dtype.str, images.shape[1:])
+    functions = _FORWARD.setdefault(model, {})
+    if key not in functions:
+        ref = weakref.ref(model)  # the function must not keep its model alive through the cache
+
+        def call(batch):
+            return ref()(batch, training=False)
+
+        functions[key] = tf.function(call, jit_compile=bool(getattr(model, "jit_compile", False)),
+                                     input_signature=[tf.TensorSpec((None, *images.shape[1:]), images.dtype)])
+    return functions[key]
 
 
 def predict_probabilities(model: Any, images: np.ndarray, batch_size: int = BATCH_SIZE, progress: bool = False,

@@ -11,14 +11,15 @@ reported, never used to choose:
 
 A missing value counts as −inf (ranked last). A model flagged for (near-)constant predictions
 (:func:`has_constant_predictions`) is never chosen: it is ranked after every other model and is no
-family's or overall best, so it is never headlined, explained or offered as a default. Callers narrow
+family's or overall best, so it is never headlined, explained or offered as a default; wherever a report
+still names it, the name carries :data:`FLAGGED_MARK` (:func:`marked`). Callers narrow
 the candidates first (e.g. only records with a saved Keras model can be explained), never the rule.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from medclf.models.specs import FAMILIES
 
@@ -43,6 +44,30 @@ def has_constant_predictions(record: Mapping) -> bool:
     """Whether the record's model gave (near-)constant probabilities
     (``evaluation.constant_predictions.flag``, :func:`medclf.evaluation.metrics.constant_predictions`)."""
     return bool((record["evaluation"].get("constant_predictions") or {}).get("flag", False))
+
+
+#: What follows the name of a model flagged for constant predictions wherever a report names it (table cells,
+#: figure labels, headings): the one mark, so that a flagged model is never shown as if it were usable.
+FLAGGED_MARK = "  ⚠ constant"
+
+
+def marked(model_id: str, flagged: bool) -> str:
+    """``model_id`` followed by :data:`FLAGGED_MARK` when ``flagged``; an id already marked is returned as is."""
+    model_id = str(model_id)
+    return f"{model_id}{FLAGGED_MARK}" if flagged and not model_id.endswith(FLAGGED_MARK) else model_id
+
+
+def marked_ids(model_ids: Iterable[str], records: Sequence[Mapping]) -> list[str]:
+    """``model_ids`` with :data:`FLAGGED_MARK` after each whose record in ``records`` is flagged."""
+    flagged = {r["model_id"] for r in records if has_constant_predictions(r)}
+    return [marked(model_id, model_id in flagged) for model_id in model_ids]
+
+
+def mark_frame(frame, records: Sequence[Mapping], columns: Sequence[str] = ("model_id", "model")):
+    """A copy of the table ``frame`` to show, with the model names in each of its ``columns`` (those it has)
+    marked (:func:`marked_ids`). The saved CSVs keep the bare ids (they are keys of ``results/`` and
+    ``predictions/``)."""
+    return frame.assign(**{column: marked_ids(frame[column], records) for column in columns if column in frame})
 
 
 def choosable(records: Sequence[Mapping]) -> list[Mapping]:
@@ -89,3 +114,17 @@ def overall_best(records: Sequence[Mapping]) -> Mapping | None:
     """The validation-best record of all (``None`` when no record can be chosen)."""
     ranked = rank_on_validation(choosable(records))
     return ranked[0] if ranked else None
+
+
+def flagged_note(record: Mapping) -> str | None:
+    """Why a record is flagged for (near-)constant predictions and what to do, in one line; ``None`` when it is
+    not flagged. The cut-off quoted is the record's own (``evaluation.constant_predictions.tolerance``)."""
+    if not has_constant_predictions(record):
+        return None
+    info = record["evaluation"]["constant_predictions"]
+    random_backbone = record.get("family") == "transfer" and "weights_file" in (record.get("training") or {}) \
+        and record["training"]["weights_file"] is None
+    hint = (" — its backbone had random weights (weights=none): with ImageNet weights (weights=imagenet, the "
+            "file in Keras' cache) the transfer models learn" if random_backbone else "")
+    return (f"{record['model_id']}: constant predictions (its probabilities span {info['spread']:.1e}, "
+            f"under {info['tolerance']:g}); flagged, never chosen{hint}")

@@ -19,6 +19,67 @@ import numpy as np
 import pandas as pd
 
 
+#: The one symbol of a missing value wherever a table is shown (NaN, None and NA alike), in notebooks and pages.
+MISSING = "—"
+#: Decimals of every fractional number shown: metrics, thresholds, intervals, seconds.
+DECIMALS = 3
+
+
+def format_value(value: Any, decimals: int = DECIMALS, p_value: bool = False) -> Any:
+    """One table cell as shown to people: missing → :data:`MISSING`, a fraction with ``decimals`` decimals
+    (a p-value under ``10**-decimals`` as ``<0.001``), anything else (integers, text) unchanged."""
+    if value is None or (not isinstance(value, (str, bytes, list, tuple, dict)) and pd.isna(value)):
+        return MISSING
+    if isinstance(value, (float, np.floating)):
+        if p_value and 0 <= value < 10 ** -decimals:
+            return f"<{10 ** -decimals:.{decimals}f}"
+        return f"{value:.{decimals}f}"
+    return value
+
+
+def _counts_column(column: pd.Series) -> bool:
+    """A float column that holds counts (epochs, parameters, errors) widened to float by a missing value:
+    every value whole and some above 1 (metrics and thresholds lie in 0..1)."""
+    values = pd.to_numeric(column, errors="coerce").dropna()
+    return (pd.api.types.is_float_dtype(column) and len(values) > 0 and bool((values == values.round()).all())
+            and bool((values.abs() > 1).any()))
+
+
+def _spaced(columns: pd.Index) -> pd.Index:
+    """Column names with ``_`` shown as spaces (every level of a MultiIndex)."""
+    if isinstance(columns, pd.MultiIndex):
+        return pd.MultiIndex.from_tuples([tuple(str(c).replace("_", " ") for c in key) for key in columns],
+                                         names=columns.names)
+    return pd.Index([str(c).replace("_", " ") for c in columns], name=columns.name)
+
+
+def readable(frame: pd.DataFrame, decimals: int = DECIMALS) -> pd.DataFrame:
+    """``frame`` as shown in notebooks and reports: every fraction with ``decimals`` decimals, whole-number
+    columns as integers, every missing value as :data:`MISSING` (never ``nan``/``None``) and ``_`` in
+    column names as spaces (so headers wrap).
+
+    The saved tables keep the exact numbers; only what people read is formatted here, so
+    :func:`medclf.reporting.pages.readable_html` and the notebooks' ``display`` calls look the same.
+    """
+    shown = frame.copy()
+    for i in range(shown.shape[1]):
+        column = shown.iloc[:, i]
+        if _counts_column(column):
+            cells = [MISSING if pd.isna(v) else int(v) for v in column]
+        else:
+            p_value = str(shown.columns[i]).lower().replace(" ", "_").startswith("p_value")
+            cells = [format_value(v, decimals, p_value) for v in column]
+        shown.isetitem(i, pd.Series(cells, index=shown.index, dtype=object))
+    # headers wrap at spaces (``recall_PNEUMONIA_ci_high`` has none: 26 such columns made a 3400 px table)
+    shown.columns = _spaced(shown.columns)
+    if not isinstance(shown.index, pd.RangeIndex):  # an index can hold numbers too (a threshold per row)
+        levels = [[format_value(v, decimals) for v in shown.index.get_level_values(k)]
+                  for k in range(shown.index.nlevels)]
+        shown.index = pd.MultiIndex.from_arrays(levels, names=shown.index.names) if shown.index.nlevels > 1 \
+            else pd.Index(levels[0], name=shown.index.name, dtype=object)
+    return shown
+
+
 def _class_names(record: Mapping) -> list[str]:
     evaluation = record["evaluation"]
     if "class_names" in evaluation:

@@ -22,6 +22,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -186,11 +187,11 @@ _CHEST_FINETUNE_AUG = dict(backbone="mobilenet_v2", head_dropout=0.2, fine_tune=
                            **_OURS_TRANSFER)
 
 _SPECS += [
-    _transfer("xception_frozen", "S1: frozen Xception (ImageNet), GAP → sigmoid", "xception",
+    _transfer("xception_frozen", "S1: frozen Xception, GAP → sigmoid", "xception",
               reported={"accuracy": 0.8702}, **_S1_TRANSFER),
     _transfer("xception_head", "S1: frozen Xception, GAP, dense128-drop.4-dense64-drop.4 → sigmoid", "xception",
               reported={"accuracy": 0.8558}, **_S1_HEAD, **_S1_TRANSFER),
-    _transfer("resnet101_frozen", "S1: frozen ResNet101 (ImageNet), GAP → sigmoid", "resnet101",
+    _transfer("resnet101_frozen", "S1: frozen ResNet101, GAP → sigmoid", "resnet101",
               reported={"accuracy": 0.8333}, **_S1_TRANSFER),
     _transfer("xception_aug", "S1: frozen Xception, GAP → sigmoid; augmentation", "xception",
               augmentation=_S1_AUG, reported={"accuracy": 0.8622}, **_S1_TRANSFER),
@@ -213,29 +214,29 @@ _SPECS += [
               dropout=0.5, image_size=64, color_mode="rgb", optimizer="adam", learning_rate=1e-3, epochs=20,
               batch_size=100, callbacks=("early_stopping", "checkpoint"), study="S3", dataset=_MALARIA,
               reported={"accuracy": 0.9523}),
-    _transfer("mobilenet_v2_frozen", "OURS: frozen MobileNetV2 (ImageNet), GAP, drop.2 → sigmoid (head only)",
+    _transfer("mobilenet_v2_frozen", "OURS: frozen MobileNetV2, GAP, drop.2 → sigmoid (head only)",
               "mobilenet_v2", head_dropout=0.2, image_size=224, color_mode="grayscale", dataset=_CHEST,
               **_OURS_TRANSFER),
-    _transfer("mobilenet_v2_finetune", "OURS: MobileNetV2 (ImageNet), GAP, drop.2 → sigmoid; head, then the top "
+    _transfer("mobilenet_v2_finetune", "OURS: MobileNetV2, GAP, drop.2 → sigmoid; head, then the top "
               "layers fine-tuned (BN frozen)", "mobilenet_v2", head_dropout=0.2, fine_tune=40, image_size=224,
               color_mode="grayscale", dataset=_CHEST, **_OURS_TRANSFER),
-    _transfer("mobilenet_v2_finetune_aug", "OURS: MobileNetV2 (ImageNet), GAP, drop.2 → sigmoid; head on cached "
+    _transfer("mobilenet_v2_finetune_aug", "OURS: MobileNetV2, GAP, drop.2 → sigmoid; head on cached "
               "features, then the top 80 layers fine-tuned end to end with augmentation (BN frozen); "
               "4-view test-time augmentation if it helps on validation", **_CHEST_FINETUNE_AUG),
     _transfer("mobilenet_v2_finetune_aug_ensemble", "OURS: mean of 3 mobilenet_v2_finetune_aug trained with seeds "
               "seed..seed+2; 4-view test-time augmentation if it helps on validation", ensemble=3,
               **_CHEST_FINETUNE_AUG),
-    _transfer("mobilenet_v2_malaria", "OURS: MobileNetV2 (ImageNet) on RGB cells, GAP, drop.2 → sigmoid; top "
+    _transfer("mobilenet_v2_malaria", "OURS: MobileNetV2 on RGB cells, GAP, drop.2 → sigmoid; top "
               "layers fine-tuned", "mobilenet_v2", head_dropout=0.2, fine_tune=40, image_size=112,
               color_mode="rgb", dataset=_MALARIA, **_OURS_TRANSFER),
-    _transfer("mobilenet_v2_malaria_aug", "OURS: MobileNetV2 (ImageNet) on RGB cells, GAP, drop.2 → sigmoid; head on "
+    _transfer("mobilenet_v2_malaria_aug", "OURS: MobileNetV2 on RGB cells, GAP, drop.2 → sigmoid; head on "
               "cached features, then the top 80 layers fine-tuned end to end with flips/rotation/colour augmentation; 4-view "
               "test-time augmentation if it helps on validation",
               "mobilenet_v2", head_dropout=0.2, fine_tune=80, image_size=112, color_mode="rgb", dataset=_MALARIA,
               augmentation=_MALARIA_AUG, tta_views=4, **_OURS_TRANSFER),
-    _transfer("efficientnet_b0_frozen", "frozen EfficientNetB0 (ImageNet), GAP, drop.2 → sigmoid", "efficientnet_b0",
+    _transfer("efficientnet_b0_frozen", "frozen EfficientNetB0, GAP, drop.2 → sigmoid", "efficientnet_b0",
               head_dropout=0.2, image_size=224, color_mode="rgb", **_OURS_TRANSFER),
-    _transfer("densenet121_frozen", "frozen DenseNet121 (ImageNet), GAP, drop.2 → sigmoid", "densenet121",
+    _transfer("densenet121_frozen", "frozen DenseNet121, GAP, drop.2 → sigmoid", "densenet121",
               head_dropout=0.2, image_size=224, color_mode="rgb", **_OURS_TRANSFER),
 ]
 
@@ -257,6 +258,22 @@ def get_spec(name: str) -> ModelSpec:
         return MODELS[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}") from None
+
+
+def describe(spec: ModelSpec, weights: str | None = None) -> str:
+    """The spec's description as a report shows it for one run. A transfer backbone's starting weights are
+    a run setting (the ``weights`` parameter), not part of the architecture, so they are said here from the
+    ``weights`` the run used (``"imagenet"``, ``"none"`` or a file path): a demo trained from random weights
+    is never described as an ImageNet model. Other families, or ``weights`` unknown: the description alone."""
+    if spec.family != "transfer" or weights is None:
+        return spec.description
+    if weights == "imagenet":
+        start = "ImageNet weights"
+    elif weights in ("none", "None", ""):
+        start = "random weights (weights=none)"
+    else:
+        start = f"weights from {Path(str(weights)).name}"
+    return f"{spec.description}; backbone started from {start}"
 
 
 def model_names(family: str | None = None, dataset: str | None = None, study: str | None = ...) -> list[str]:

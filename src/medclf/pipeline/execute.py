@@ -1,8 +1,8 @@
-"""Notebook execution: papermill into a temporary file, HTML rendering, atomic moves, SIGTERM as Ctrl-C.
+"""Notebook execution: papermill into a temporary file, HTML rendering, atomic moves, SIGTERM and SIGHUP as Ctrl-C.
 
 Every file is written to a temporary file beside its destination and moved into place, so an
-interrupted run (Ctrl-C, or SIGTERM from ``kill`` or a job scheduler's time limit) never leaves a
-truncated file behind, and the running kernel is shut down.
+interrupted run (Ctrl-C, SIGTERM from ``kill`` or a job scheduler's time limit, SIGHUP from a closed
+terminal) never leaves a truncated file behind, and the running kernel is stopped at once.
 
 papermill and nbformat are imported by the functions that use them, not at
 module level: the runner's start-up (``--help``, ``--list``, a bad parameter) stays free of them.
@@ -11,6 +11,7 @@ module level: the runner's start-up (``--help``, ``--list``, a bad parameter) st
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -38,28 +39,78 @@ PROGRESS_INTERVAL_S = 5.0
 SETTINGS_PARAMETER = "settings"
 
 
+#: The signals that stop a run, with what the runner says (``<word>: finished notebooks are recorded ...``).
+#: A terminal that closes sends SIGHUP to its foreground job, the runner, and not to the kernel, which
+#: runs in a session of its own: like SIGTERM, Python's default would end the runner on the spot and
+#: leave the kernel training on and run.json saying "running".
+STOP_SIGNALS = {"SIGINT": "interrupted", "SIGTERM": "terminated (SIGTERM)", "SIGHUP": "terminated (SIGHUP)"}
+
+#: Set by the signal handler: the kernel being shut down is then killed at once (:class:`RunnerKernelManager`).
+_stopping = threading.Event()
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived. Raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs: the
-    kernel is shut down, temporary files are removed and run.json records the interruption. Python's
-    default for SIGTERM is to die on the spot, leaving the kernel training on as an orphan."""
+    """A stop signal arrived (:data:`STOP_SIGNALS`; :attr:`signal_name` says which). Raised like Ctrl-C's
+    KeyboardInterrupt so that the same clean-up runs: the kernel is shut down, temporary files are removed
+    and run.json records the interruption."""
+
+    def __init__(self, signal_name: str = "SIGINT") -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+def stop_signal(exc: BaseException) -> str:
+    """The name of the signal behind a KeyboardInterrupt (``SIGINT`` unless it was a :class:`Terminated`)."""
+    return getattr(exc, "signal_name", "SIGINT")
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Within the block SIGTERM raises :class:`Terminated` (main thread only; the previous handler
-    comes back afterwards, so callers embedding the runner keep theirs)."""
+def signals_as_interrupt():
+    """Within the block SIGINT, SIGTERM and SIGHUP raise :class:`Terminated` and mark the run as stopping
+    (main thread only; the previous handlers come back afterwards, so callers embedding the runner keep
+    theirs). A signal the process was started ignoring stays ignored: ``nohup`` (SIGHUP) and a background
+    job (SIGINT) keep their meaning."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def raise_terminated(signum, frame):
-        raise Terminated()
+        _stopping.set()
+        raise Terminated(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    previous = {}
+    for name in STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            previous[number] = signal.signal(number, raise_terminated)
+    _stopping.clear()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        _stopping.clear()
+
+
+@functools.cache
+def _kernel_manager_class() -> type:
+    """:class:`RunnerKernelManager`, made on first use: jupyter_client comes with papermill, not at import."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class RunnerKernelManager(AsyncKernelManager):
+        """The runner's kernel manager: when the run is stopping (a stop signal arrived) the kernel is killed
+        (SIGKILL to its process group, then reaped) instead of shut down gracefully.
+
+        Why: nbclient shuts the kernel down in a ``finally`` while the KeyboardInterrupt unwinds, and the
+        graceful way sends a shutdown request and waits up to ``shutdown_wait_time`` (5 s, SIGTERM half-way)
+        for a kernel busy in native code (TensorFlow training), which cannot answer it: 2.5 s measured for
+        ``sum(range(10**11))``. An interrupted notebook's outputs are discarded, so not waiting loses nothing.
+        """
+
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            await super().shutdown_kernel(now=now or _stopping.is_set(), restart=restart)
+
+    return RunnerKernelManager
 
 
 def say(line: str = "") -> None:
@@ -172,6 +223,7 @@ def execute_notebook(step: Step, out_dir: str | Path, settings: dict[str, Any], 
                     language="python", cwd=str(cwd), progress_bar=False, log_output=False,
                     request_save_on_cell_execute=True, execution_timeout=cell_s,
                     on_cell_execute=running.started, on_cell_executed=running.finished,
+                    kernel_manager_class=_kernel_manager_class(),
                     extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except PapermillExecutionError as exc:
             cell = _failed_cell_number(tmp, exc.cell_index)

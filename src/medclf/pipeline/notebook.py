@@ -74,9 +74,9 @@ def notebook_setup(settings: dict[str, Any] | None, notebook: str, show: Sequenc
     layout = RunPaths.of(params)
     pd.set_option("display.max_columns", 40)
     pd.set_option("display.width", 200)
-    published = published_run_dir(params)
-    staged = f" (staged in {layout.root} until the notebook succeeds)" if layout.root != published else ""
-    print(f"{notebook}: dataset {checked.dataset}, profile {checked.profile}, outputs {published}{staged}")
+    # The published folder only: a staging folder is gone once the run publishes, so a report naming it
+    # would point the reader at a path that no longer exists.
+    print(f"{notebook}: dataset {checked.dataset}, profile {checked.profile}, outputs {published_run_dir(params)}")
     for key in (list(params) if show == "all" else show):
         print(f"  {key:28} {params[key]!r}")
     artifacts.show_synthetic_notice(params, notice)

@@ -15,8 +15,17 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from medclf.plots.common import class_colors
+from medclf.evaluation.selection import marked
+from medclf.plots.common import SMALL_PT, class_colors
 from medclf.plots.evaluation import plot_roc
+
+
+def _labels(table: pd.DataFrame) -> list[str]:
+    """The table's model ids as figure labels: a model flagged for constant predictions (the table's
+    ``constant_predictions`` column, where it has one) carries the one mark,
+    :data:`medclf.evaluation.selection.FLAGGED_MARK`."""
+    flags = table["constant_predictions"] if "constant_predictions" in table else [False] * len(table)
+    return [marked(model_id, bool(flag)) for model_id, flag in zip(table["model_id"], flags)]
 
 
 def family_colors(families: Sequence[str]) -> dict[str, tuple]:
@@ -40,7 +49,7 @@ def plot_roc_overlay(ax, curves: Sequence[tuple[str, np.ndarray, np.ndarray]]):
         if label.endswith("(best)"):
             ax.lines[-1].set_linewidth(2.8)
     ax.set_title("Test ROC: best model of each family (chosen on validation)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=SMALL_PT)
     return ax.figure
 
 
@@ -48,13 +57,14 @@ def plot_accuracy_vs_time(axes, table: pd.DataFrame):
     """Every model on one row: test accuracy (95% CI) on the left, training seconds (log) on the right.
 
     One row per model (model ids as row labels, so no label ever overlaps another however close the
-    numbers are), grouped by family in the table's order; families keep their colours and the
-    validation-chosen best model is starred. Size the figure ``(10, 0.35 * rows + 1.6)``.
+    numbers are), grouped by family in the table's order; families keep their colours, the
+    validation-chosen best model is starred and a model flagged for constant predictions is marked
+    (:func:`_labels`). Size the figure ``(10, 0.35 * rows + 1.6)``.
 
     Args:
         axes: two axes sharing the y axis (``plt.subplots(1, 2, sharey=True)``): accuracy, time.
         table: :func:`medclf.analysis.compare.all_models_table` (``family``, ``model_id``, ``train_seconds``,
-            ``accuracy``, ``accuracy_ci_low``, ``accuracy_ci_high``, ``overall_best``).
+            ``accuracy``, ``accuracy_ci_low``, ``accuracy_ci_high``, ``overall_best``, ``constant_predictions``).
 
     Returns:
         The figure.
@@ -62,7 +72,8 @@ def plot_accuracy_vs_time(axes, table: pd.DataFrame):
     ax_acc, ax_time = np.ravel(axes)
     colors = family_colors(list(dict.fromkeys(table["family"])))
     frame = table.reset_index(drop=True).assign(
-        train_seconds=table["train_seconds"].astype(float).clip(lower=0.01).to_numpy())  # instant fits stay on a log axis
+        # instant fits stay on a log axis
+        train_seconds=table["train_seconds"].astype(float).clip(lower=0.01).to_numpy(), label=_labels(table))
     y = np.arange(len(frame))
     for family, color in colors.items():
         rows = frame[frame["family"] == family]
@@ -72,8 +83,8 @@ def plot_accuracy_vs_time(axes, table: pd.DataFrame):
     if len(best):
         ax_acc.scatter(best["accuracy"], y[best.index], marker="*", s=260, facecolor="none", edgecolor="black",
                        zorder=3, label="best on validation")
-    sns.barplot(frame, x="train_seconds", y="model_id", hue="family", palette=colors, dodge=False, legend=False,
-                orient="h", ax=ax_time, order=list(frame["model_id"]), native_scale=False)
+    sns.barplot(frame, x="train_seconds", y="label", hue="family", palette=colors, dodge=False, legend=False,
+                orient="h", ax=ax_time, order=list(frame["label"]), native_scale=False)
     ax_time.set_xscale("log")
     # Under a decade of range matplotlib labels the minor ticks too, and they pile up: label 1-2-5 per
     # decade when the times span at most two decades, else the decades only.
@@ -82,8 +93,8 @@ def plot_accuracy_vs_time(axes, table: pd.DataFrame):
     ax_time.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     ax_time.xaxis.set_minor_formatter(ticker.NullFormatter())
     for container in ax_time.containers:
-        ax_time.bar_label(container, fmt=_seconds, fontsize=7, padding=2)
-    ax_acc.set_yticks(y, frame["model_id"])
+        ax_time.bar_label(container, fmt=_seconds, fontsize=SMALL_PT, padding=2)
+    ax_acc.set_yticks(y, frame["label"])
     ax_acc.set_ylim(len(frame) - 0.5, -0.5)
     ax_acc.set_ylabel("")
     ax_time.set_ylabel("")
@@ -95,7 +106,7 @@ def plot_accuracy_vs_time(axes, table: pd.DataFrame):
     ax_acc.set_title("Test accuracy")
     ax_time.set_title("Training time")
     handles, labels = ax_acc.get_legend_handles_labels()
-    ax_time.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    ax_time.legend(handles, labels, fontsize=SMALL_PT, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     return ax_acc.figure
 
 
@@ -132,26 +143,28 @@ def plot_recall_bars(ax, recalls: pd.DataFrame, class_names: Sequence[str]):
                 continue
             top = top if np.isfinite(top) else value
             ax.annotate(f"{value:.2f}", (center, top), xytext=(0, 2), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=7)
+                        ha="center", va="bottom", fontsize=SMALL_PT)
     ax.set_xticks(range(len(models)), models, rotation=20, ha="right")
     ax.set_xlabel("")
     ax.set_ylim(0, 1.12)
     ax.set_ylabel("test recall at the validation-chosen threshold")
     ax.set_title("Per-class recall (95% CI)")
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title="recall of", fontsize=8, borderaxespad=0)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title="recall of", fontsize=SMALL_PT, borderaxespad=0)
     return ax.figure
 
 
-#: McNemar verdicts and their colours: more accurate than the best, less accurate, no difference.
-_VERDICT_COLORS = {"more accurate": "#1b7f3b", "less accurate": "#b00020", "no difference": "#888888"}
+#: McNemar verdicts and their colours: more accurate than the best, less accurate (both at p < alpha), and no
+#: evidence of a difference (p ≥ alpha: not evidence of equal accuracy).
+_VERDICT_COLORS = {"more accurate": "#1b7f3b", "less accurate": "#b00020", "no evidence of a difference": "#888888"}
 
 
 def plot_mcnemar(ax, table: pd.DataFrame, alpha: float = 0.05):
     """Evidence that each model's accuracy differs from the best's: −log10 of the McNemar p-value.
 
     Bars past the dashed ``alpha`` line differ at that level: green where the model got more test
-    images right than the validation-chosen best, red where it got fewer; grey bars do not differ.
-    The legend sits beside the axes.
+    images right than the validation-chosen best, red where it got fewer; grey bars show no evidence of a
+    difference at that level.
+    A model flagged for constant predictions is marked (:func:`_labels`). The legend sits beside the axes.
 
     Args:
         ax: target axes.
@@ -164,9 +177,9 @@ def plot_mcnemar(ax, table: pd.DataFrame, alpha: float = 0.05):
     rows = table.dropna(subset=["p_value"]).reset_index(drop=True)
     p = rows["p_value"].astype(float)
     better = rows["only_model_right"].to_numpy() > rows["only_best_right"].to_numpy()
-    verdict = ["no difference" if value >= alpha else ("more accurate" if up else "less accurate")
+    verdict = ["no evidence of a difference" if value >= alpha else ("more accurate" if up else "less accurate")
                for value, up in zip(p, better)]
-    frame = pd.DataFrame({"model_id": rows["model_id"].astype(str), "verdict": verdict,
+    frame = pd.DataFrame({"model_id": _labels(rows), "verdict": verdict,
                           "evidence": -np.log10(p.clip(lower=1e-300))})
     sns.barplot(frame, x="evidence", y="model_id", hue="verdict", palette=_VERDICT_COLORS, dodge=False,
                 hue_order=[v for v in _VERDICT_COLORS if v in set(verdict)], orient="h", ax=ax)
@@ -176,6 +189,6 @@ def plot_mcnemar(ax, table: pd.DataFrame, alpha: float = 0.05):
     ax.set_xlabel(f"−log10 McNemar p-value vs {best} (right of the dashed line: p < {alpha})")
     ax.set_title(f"Paired test on the same test images: accuracy vs {best}")
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), title="vs the best", fontsize=8,
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), title="vs the best", fontsize=SMALL_PT,
               borderaxespad=0)
     return ax.figure

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from medclf.plots.common import class_colors, show_image
+from medclf.plots.common import SMALL_PT, class_colors, show_image
 
 
 def plot_counts_bar(ax, counts: pd.DataFrame, title: str | None = None):
@@ -34,7 +34,7 @@ def plot_counts_bar(ax, counts: pd.DataFrame, title: str | None = None):
         values = counts[counts["class_name"] == name].set_index(by)["count"].reindex(splits, fill_value=0)
         bars = ax.bar(x + (i - (len(classes) - 1) / 2) * width, values.to_numpy(), width,
                       label=name, color=colors[name])
-        ax.bar_label(bars, fontsize=8, padding=1)
+        ax.bar_label(bars, fontsize=SMALL_PT, padding=1)
     ax.set_xticks(x, splits)
     ax.set_ylabel("images")
     ax.set_title(title or f"Images per {by.replace('_', ' ')} and class")
@@ -64,7 +64,7 @@ def plot_class_pie(ax, counts: pd.DataFrame, split: str):
     else:
         ax.pie(part["count"], labels=part["class_name"], colors=[colors[c] for c in part["class_name"]],
                autopct=lambda pct: f"{pct:.1f}%\n({round(pct * total / 100)})", startangle=90,
-               counterclock=False, textprops={"fontsize": 8})
+               counterclock=False, textprops={"fontsize": SMALL_PT})
         ax.set_aspect("equal")
     ax.set_title(f"{split} (n={total})")
     return ax.figure
@@ -145,8 +145,20 @@ def plot_image_mean_hist(ax, per_image: pd.DataFrame, class_names: Sequence[str]
     return ax.figure
 
 
+def image_sizes_note(frame: pd.DataFrame) -> str | None:
+    """The one sentence that replaces :func:`plot_image_sizes` when every image has the same original size
+    (its scatter would be one dot), e.g. ``"All 300 images are 64×64 (width × height) before resizing."``;
+    ``None`` when the sizes differ and the plot has something to show."""
+    sizes = frame[["orig_width", "orig_height"]].drop_duplicates()
+    if len(frame) == 0 or len(sizes) != 1:
+        return None
+    width, height = sizes.iloc[0]
+    return f"All {len(frame)} images are {int(width)}×{int(height)} (width × height) before resizing."
+
+
 def plot_image_sizes(ax, frame: pd.DataFrame, class_names: Sequence[str]):
-    """Scatter of original width vs height per class (before resizing).
+    """Scatter of original width vs height per class (before resizing); :func:`image_sizes_note` says in one
+    sentence when there is only one size to show.
 
     Args:
         ax: target axes.

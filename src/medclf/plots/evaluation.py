@@ -11,7 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 import seaborn as sns
 
-from medclf.plots.common import class_colors
+from medclf.evaluation.selection import has_constant_predictions, marked
+from medclf.evaluation.tables import DECIMALS, format_value
+from medclf.plots.common import SMALL_PT, class_colors, panel_grid
 from medclf.plots.training import plot_training_curves
 
 
@@ -34,7 +36,7 @@ def plot_confusion(ax, cm, class_names: Sequence[str], normalize: bool = False):
     if normalize:
         totals = cm.sum(axis=1, keepdims=True)
         cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
-        fmt, limits = ".2f", {"vmin": 0, "vmax": 1}
+        fmt, limits = f".{DECIMALS}f", {"vmin": 0, "vmax": 1}
     else:
         cm = cm.round().astype(np.int64)
         fmt, limits = "d", {}
@@ -50,8 +52,12 @@ def plot_confusion(ax, cm, class_names: Sequence[str], normalize: bool = False):
 def _draw_curve(display_class, ax, y, p, label: str):
     """Draw one sklearn curve Display from predictions, adding the chance level only once per axes."""
     draw_chance = not any(line.get_gid() == "medclf-chance" for line in ax.lines)
-    display_class.from_predictions(y, p, name=label, ax=ax, plot_chance_level=draw_chance,
-                                   chance_level_kw={"gid": "medclf-chance"} if draw_chance else None)
+    shown = display_class.from_predictions(y, p, name=label, ax=ax, plot_chance_level=draw_chance,
+                                           chance_level_kw={"gid": "medclf-chance"} if draw_chance else None)
+    # the legend's number with the decimals of every metric shown (scikit-learn writes two)
+    area, short = (shown.roc_auc, "AUC") if hasattr(shown, "roc_auc") else (shown.average_precision, "AP")
+    shown.line_.set_label(f"{label} ({short} = {format_value(float(area))})")
+    ax.legend(loc="lower right" if short == "AUC" else "lower left")  # where scikit-learn puts it
     return ax.figure
 
 
@@ -128,7 +134,7 @@ def plot_threshold_recalls(ax, y_val, p_val, threshold: float, class_names: Sequ
     ax.set_xlabel("decision threshold (probability of the disease class)")
     ax.set_ylabel("recall on validation")
     ax.set_title("Per-class recall vs threshold (validation)")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="lower left", fontsize=SMALL_PT)
     return ax.figure
 
 
@@ -138,13 +144,19 @@ def summary_panels(run) -> int:
     return 5 if run.training.history else 3
 
 
+def summary_grid(run):
+    """``(fig, axes)`` for :func:`plot_model_summary`: its :func:`summary_panels` wrapped into rows
+    (:func:`medclf.plots.common.panel_grid`), so the panels stay readable in a report."""
+    return panel_grid(summary_panels(run))
+
+
 def plot_model_summary(axes, run):
     """The panels of one trained model (an :class:`medclf.training.experiment.ModelRun`): loss and metric
     curves (only for a model trained in epochs), validation recall vs threshold, test confusion matrix at
     the chosen threshold (row-normalised), and validation/test ROC curves.
 
     Args:
-        axes: :func:`summary_panels` axes in a row (``plt.subplots(1, summary_panels(run))``).
+        axes: :func:`summary_panels` axes in reading order (:func:`summary_grid`).
         run: the trained model.
 
     Returns:
@@ -163,7 +175,8 @@ def plot_model_summary(axes, run):
     axes[1].set_title(f"test, threshold {run.threshold:.3f}\n(rows: share of each true class)")
     plot_roc(axes[2], run.y_val, run.p_val, "validation")
     plot_roc(axes[2], run.y_test, run.p_test, "test")
-    axes[0].figure.suptitle(run.model_id if history else f"{run.model_id} (fitted in one step: no training curves)")
+    name = marked(run.model_id, has_constant_predictions(run.record))  # a flagged model carries the one mark
+    axes[0].figure.suptitle(name if history else f"{name} (fitted in one step: no training curves)")
     return axes[0].figure
 
 

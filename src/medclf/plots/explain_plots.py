@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from medclf.plots.common import show_image
+from medclf.plots.common import SMALL_PT, show_image
 
 FOR_COLOR = (0.0, 0.8, 0.0)
 AGAINST_COLOR = (0.9, 0.0, 0.9)
@@ -41,7 +41,7 @@ def plot_channel_grid(axes, maps: np.ndarray, title: str | None = None, cmap: st
         _off(ax)
         if i < maps.shape[-1]:
             ax.imshow(maps[..., i], cmap=cmap)
-            ax.set_title(f"ch {i}", fontsize=7)
+            ax.set_title(f"ch {i}", fontsize=SMALL_PT)
         else:
             ax.set_visible(False)
     fig = flat[0].figure
@@ -74,9 +74,9 @@ def plot_channel_through_layers(axes, maps: Mapping[str, np.ndarray], channel: i
         _off(ax)
         if channel < values.shape[-1]:
             ax.imshow(values[..., channel], cmap=cmap)
-            ax.set_title(f"{name}[{channel}] {values.shape[0]}×{values.shape[1]}", fontsize=8)
+            ax.set_title(f"{name}[{channel}] {values.shape[0]}×{values.shape[1]}", fontsize=SMALL_PT)
         else:
-            ax.set_title(f"{name}: {values.shape[-1]} channels", fontsize=8)
+            ax.set_title(f"{name}: {values.shape[-1]} channels", fontsize=SMALL_PT)
     return flat[0].figure
 
 
@@ -102,7 +102,7 @@ def plot_lime_boundaries(ax, result, num_features: int = 5, title: str | None = 
     ax.imshow(drawn)
     _off(ax)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=SMALL_PT)
     return ax.figure
 
 
@@ -127,7 +127,7 @@ def plot_superpixel_weights(ax, weights: np.ndarray, title: str | None = None, c
     image = ax.imshow(weights, cmap=cmap, vmin=-vmax, vmax=vmax)
     _off(ax)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=SMALL_PT)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return ax.figure
@@ -155,7 +155,7 @@ def plot_gradcam(ax, image: np.ndarray, cam: np.ndarray, title: str | None = Non
     if colorbar:
         bar = ax.figure.colorbar(heat, ax=ax, fraction=0.046, pad=0.04)
         bar.solids.set_alpha(1)  # the scale in full colour, not at the overlay's opacity
-        bar.set_label("Grad-CAM: weight of the region for the prediction (0-1)", fontsize=8)
+        bar.set_label("Grad-CAM: weight of the region for the prediction (0-1)", fontsize=SMALL_PT)
         bar.ax.tick_params(labelsize=8)
     return ax.figure
 
@@ -214,13 +214,15 @@ def plot_lime_comparison(axes, image: np.ndarray, results: Mapping[str, object],
     flat = list(np.asarray(axes).ravel())
     show_image(flat[0], image, title)
     for k, (label, result) in enumerate(results.items()):
-        plot_lime_boundaries(flat[1 + 2 * k], result, num_features, f"{label}: for / against")
-        plot_superpixel_weights(flat[2 + 2 * k], result.weights, f"{label}: weights")
+        # two lines: a model label and the panel's kind do not fit one line of a 2.4-inch panel
+        plot_lime_boundaries(flat[1 + 2 * k], result, num_features, f"{label}\nfor / against")
+        plot_superpixel_weights(flat[2 + 2 * k], result.weights, f"{label}\nweights")
     return flat[0].figure
 
 
-def gallery_shape(n_images: int, with_cams: bool, columns: int = 8) -> tuple[int, int]:
-    """``(rows, cols)`` of an axes grid for :func:`plot_error_gallery` (at least 1×1)."""
+def gallery_shape(n_images: int, with_cams: bool, columns: int = 4) -> tuple[int, int]:
+    """``(rows, cols)`` of an axes grid for :func:`plot_error_gallery` (at least 1×1); ``columns`` (even: an
+    image beside its Grad-CAM) keeps a gallery of 2.6-inch panels readable at a report's width."""
     panels = max(1, n_images * (2 if with_cams else 1))
     cols = min(columns, panels)
     return -(-panels // cols), cols

@@ -42,7 +42,22 @@ def plot_training_curves(axes, history: Mapping[str, Sequence[float]], best_epoc
         ax.set_ylabel(key)
         ax.set_title(key.replace("_", " "))
         ax.legend()
+        _readable_span(ax)
     return axes[0].figure
+
+
+#: Least y range of a training curve: a curve that barely moves (a loss stuck at ln 2 = 0.6931) is drawn
+#: flat on a few round ticks instead of ticks that differ in the sixth decimal.
+MIN_CURVE_SPAN = 0.01
+
+
+def _readable_span(ax) -> None:
+    """Widen the y range to :data:`MIN_CURVE_SPAN` about its middle, and write the ticks without an offset."""
+    low, high = ax.get_ylim()
+    if high - low < MIN_CURVE_SPAN:
+        middle = (low + high) / 2
+        ax.set_ylim(middle - MIN_CURVE_SPAN / 2, middle + MIN_CURVE_SPAN / 2)
+    ax.ticklabel_format(axis="y", useOffset=False)
 
 
 def plot_augmentation_preview(axes, images: np.ndarray, variants: np.ndarray,

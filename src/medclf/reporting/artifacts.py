@@ -42,17 +42,32 @@ def show_synthetic_notice(params: dict, subject: str = "numbers") -> None:
 
 def applies(params: dict, when: str) -> bool:
     """Whether the data set of ``params`` has the registry flag ``when`` (a boolean field of
-    :class:`medclf.config.datasets.DatasetInfo`, e.g. ``"chest_like"``)."""
+    :class:`medclf.config.datasets.DatasetInfo`, e.g. ``"kermany_test"``)."""
     info = datasets.get(params["dataset"])
     flag = getattr(info, when, None)
     if not isinstance(flag, bool):
-        raise ValueError(f"when must name a yes/no field of the data-set registry (e.g. 'chest_like'); got {when!r}")
+        raise ValueError("when must name a yes/no field of the data-set registry (e.g. 'kermany_test', "
+                         f"'chest_like'); got {when!r}")
     return flag
+
+
+def study_reproduction_skipped(params: dict) -> str:
+    """The Markdown line a notebook shows instead of a study-reproduction table on a data set whose registry entry
+    says the studies' numbers do not apply (``study_reproduction`` false), pointing at 06_compare's published
+    results only where the data set has some."""
+    info = datasets.get(params["dataset"])
+    if info.synthetic:
+        why = "this data set is generated, and no study measured anything on it"
+    else:
+        why = "the studies measured their numbers on other images than this data set's"
+    where = "; the published results beside ours (06_compare) are its comparison" if info.published else ""
+    return f"_Not shown: {why}{where}._"
 
 
 def show_note(params: dict, text: str, when: str) -> None:
     """In a running notebook, show the Markdown ``text`` only for data sets with the registry flag ``when``
-    (:func:`applies`), so that text about one kind of data (chest X-rays) appears only on that kind."""
+    (:func:`applies`), so that text about one kind of data appears only on that kind: text about the real chest
+    X-rays uses ``when="kermany_test"``, which the synthetic images standing in for them do not set."""
     if not applies(params, when):
         return
     try:

@@ -16,6 +16,15 @@ from medclf.config import datasets, paths
 from medclf.core import io
 from medclf.reporting.notices import SYNTHETIC_BANNER  # shown on every report made from generated data
 
+#: Scroll boxes (a table wider than the page) show their scroll bar at all times: an overlay scroll bar that
+#: appears only on hover made a wide table look cut off at the right edge.
+_SCROLLBARS = """
+.jp-OutputArea-output, div.wide { scrollbar-color: #aaa #f2f2f2; }
+.jp-OutputArea-output::-webkit-scrollbar, div.wide::-webkit-scrollbar { height: 10px; }
+.jp-OutputArea-output::-webkit-scrollbar-thumb, div.wide::-webkit-scrollbar-thumb { background: #aaa; border-radius: 5px; }
+.jp-OutputArea-output::-webkit-scrollbar-track, div.wide::-webkit-scrollbar-track { background: #f2f2f2; }
+"""
+
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
        max-width: 88em; padding: 0 1.5em; color: #222; overflow-wrap: anywhere; }
@@ -33,6 +42,7 @@ th { background: #f2f2f2; }
 .meta td:first-child { font-weight: bold; }
 .note { color: #666; font-size: 0.9em; }
 div.wide { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1.5em; }
+""" + _SCROLLBARS + """
 table.headline { font-size: 0.85em; margin: 0; }
 table.headline th, table.headline td { overflow-wrap: normal; }
 table.headline small { color: #555; white-space: nowrap; }
@@ -46,6 +56,14 @@ figcaption { color: #666; font-size: 0.85em; }
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
+
+
+def _shown(value: Any) -> Any:
+    """A value of the run and parameter tables as given (a setting such as ``5e-4`` keeps its digits), a
+    missing one as the tables' one symbol (:data:`medclf.evaluation.tables.MISSING`)."""
+    from medclf.evaluation import tables
+
+    return tables.MISSING if value is None else value
 
 
 def _link(href: str | None, text: str) -> str:
@@ -149,10 +167,12 @@ def headline_html(tables_dir: str | Path) -> str | None:
 
 
 def readable_html(frame, classes: str = "headline") -> str:
-    """``frame`` as :func:`readable_headline` HTML (one cell per value and its interval), in a box that
-    scrolls sideways rather than widen the page: the index page and 06_compare show tables this way."""
-    table = readable_headline(frame).to_html(index=False, border=0, na_rep="", classes=classes, escape=False,
-                                             float_format=lambda v: f"{v:.4g}")
+    """``frame`` as :func:`readable_headline` HTML (one cell per value and its interval, numbers and missing
+    values as :func:`medclf.evaluation.tables.readable` writes them), in a box that scrolls sideways rather
+    than widen the page: the index page and 06_compare show tables this way."""
+    from medclf.evaluation import tables
+
+    table = tables.readable(readable_headline(frame)).to_html(index=False, border=0, classes=classes, escape=False)
     return f'<div class="wide" style="overflow-x: auto">{table}</div>'
 
 
@@ -162,9 +182,12 @@ def readable_headline(frame):
     mark, with ``_`` in headers shown as spaces. Text cells are HTML-escaped here (the result is
     rendered with ``escape=False``).
 
-    The CSV keeps the exact numbers; this only changes how they read.
+    The CSV keeps the exact numbers; this only changes how they read (numbers and missing values as
+    :func:`medclf.evaluation.tables.readable` shows them, :func:`readable_html` applies it).
     """
     import pandas as pd
+
+    from medclf.evaluation import tables
 
     frame = frame.copy()
     for column in frame.columns:
@@ -180,10 +203,11 @@ def readable_headline(frame):
         def cell(row, base=base, low=low, high=high):
             values = [pd.to_numeric(row[k], errors="coerce") for k in (base, low, high)]
             if pd.isna(values[0]):
-                return ""
+                return tables.MISSING
+            low_text, high_text, value_text = (tables.format_value(float(v)) for v in (values[1], values[2], values[0]))
             interval = ("" if pd.isna(values[1]) or pd.isna(values[2])
-                        else f"<br><small>[{values[1]:.3f}, {values[2]:.3f}]</small>")
-            return f"{values[0]:.3f}{interval}"
+                        else f"<br><small>[{low_text}, {high_text}]</small>")
+            return f"{value_text}{interval}"
 
         frame[base] = frame.apply(cell, axis=1) if len(frame) else frame[base]
         frame = frame.drop(columns=[low, high]).rename(columns={base: f"{base} (95% CI)"})
@@ -305,12 +329,12 @@ def index_html(run_info: dict[str, Any], rows: list[dict[str, Any]], headline: s
             ("started", run_info.get("started")), ("ended", run_info.get("ended"))]
     meta += [(name, version or "not installed") for name, version in (run_info.get("versions") or {}).items()]
     parts.append("<h2>Run</h2><table class=\"meta\">")
-    parts += [f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in meta]
+    parts += [f"<tr><td>{_e(k)}</td><td>{_e(_shown(v))}</td></tr>" for k, v in meta]
     parts.append("</table>")
     params = run_info.get("params") or {}
     if params:
         parts.append("<h2>Parameters</h2><table><tr><th>parameter</th><th>value</th></tr>")
-        parts += [f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in sorted(params.items())]
+        parts += [f"<tr><td>{_e(k)}</td><td>{_e(_shown(v))}</td></tr>" for k, v in sorted(params.items())]
         parts.append("</table>")
     parts.append('<p class="note">Full record: <a href="../run.json">run.json</a></p>')
     parts.append("</body></html>\n")
@@ -328,7 +352,8 @@ def write_index(dataset_dir: str | Path, run_info: dict[str, Any], order: list[s
 
 #: nbconvert template: JupyterLab's look, each code input in an open <details> (click to fold) except the
 #: settings papermill injected (one long line of every parameter: folded, the notebook prints what it uses),
-#: wide outputs scroll inside their own box (the page never scrolls sideways), and no <script> tags
+#: wide outputs scroll inside their own box with its scroll bar always shown (the page never scrolls sideways;
+#: table headers wrap at the spaces :func:`medclf.evaluation.tables.readable` writes for ``_``), and no <script> tags
 #: (require.js, MathJax, mermaid come from a CDN; pages must read offline).
 _NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {% block html_head_js %}{% endblock html_head_js %}
@@ -338,6 +363,9 @@ _NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 details.medclf-code > summary { cursor: pointer; color: #777; font-size: 0.8em; margin: 0.3em 0 0.1em 0.5em; }
 .jp-OutputArea-output, .jp-InputArea-editor { max-width: 100%; overflow-x: auto; }
 .jp-RenderedImage img { max-width: 100%; height: auto; }
+.jp-RenderedHTMLCommon table { font-size: 0.9em; table-layout: auto; }
+.jp-RenderedHTMLCommon th, .jp-RenderedHTMLCommon td { padding: 0.3em 0.4em; }
+""" + _SCROLLBARS + """
 </style>{% endblock extra_css %}
 {% block input_group -%}
 {%- if 'injected-parameters' in cell.metadata.get('tags', []) -%}

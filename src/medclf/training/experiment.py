@@ -7,9 +7,10 @@ it shows is also in ``results/<model_id>.json`` and ``predictions/<model_id>.csv
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,9 @@ from medclf.models.transfer import weights_file
 from medclf.models.specs import ModelSpec
 from medclf.core import progress
 from medclf.accel import hardware, precision
-from medclf.training import fit, model_cache, train_or_reuse
+from medclf.training import fit, train_or_reuse
 from medclf.evaluation import tta
+from medclf.evaluation import selection
 from medclf.data import Dataset, load_dataset
 
 
@@ -66,8 +68,11 @@ class ModelRun:
         return self.record["evaluation"]["threshold"]
 
 
+#: ``model_overrides`` keys that are not spec fields: a model's own dtype policy
+#: (:func:`medclf.accel.precision.declared_precision` reads it).
+NOT_SPEC_OVERRIDES = ("mixed_precision",)
 #: Spec fields ``model_overrides`` may replace (declared, with their ranges, in :mod:`medclf.config.params`).
-OVERRIDABLE = tuple(MODEL_OVERRIDES)
+OVERRIDABLE = tuple(key for key in MODEL_OVERRIDES if key not in NOT_SPEC_OVERRIDES)
 
 
 def resolve_spec(name: str, params: dict) -> ModelSpec:
@@ -77,7 +82,8 @@ def resolve_spec(name: str, params: dict) -> ModelSpec:
         ValueError: an override key outside :data:`OVERRIDABLE`.
     """
     spec = registry.get_spec(name)
-    changes = (params.get("model_overrides") or {}).get(name) or {}
+    changes = {key: value for key, value in ((params.get("model_overrides") or {}).get(name) or {}).items()
+               if key not in NOT_SPEC_OVERRIDES}
     unknown = sorted(set(changes) - set(OVERRIDABLE))
     if unknown:
         raise ValueError(f"model_overrides.{name}.{unknown[0]} is not overridable; valid: {', '.join(OVERRIDABLE)}")
@@ -94,21 +100,6 @@ def epochs_for(spec: ModelSpec, params: dict) -> int:
     """The spec's epoch budget, capped by ``params["max_epochs"]`` when set."""
     cap = params["max_epochs"]
     return min(spec.epochs, cap) if cap else spec.epochs
-
-
-def precision_probe(spec: ModelSpec, input_shape: tuple, store: Path) -> Callable[[str], float]:
-    """Seconds of one training step of ``spec`` under a dtype policy, measured once per machine and
-    remembered in ``store`` (:func:`medclf.config.paths.precision_probe_file`; random weights: speed does
-    not depend on them). Keyed by how the spec trains one network (:func:`model_cache.identity_digest`), so a
-    model and an ensemble of it share one measurement and so one policy, and with it their cache entries."""
-    import keras
-
-    options = {"weights": "none"} if spec.family == "transfer" else {}
-    shape = "x".join(str(s) for s in input_shape)
-    key = f"{model_cache.identity_digest(spec)}|{shape}|{hardware.device_id()}|keras {keras.__version__}"
-    return precision.cached_probe(
-        lambda policy: precision.step_seconds(lambda: registry.build_model(spec, input_shape, **options), input_shape, policy),
-        store, key)
 
 
 def run_model(name: str, params: dict, data: DataCache | None = None, *, model_id: str | None = None,
@@ -144,10 +135,8 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
                                 transfer=TransferSettings.of(params),
                                 feature_dir=config.feature_cache_dir(params, ds.name))
     with progress.task(model_id):
-        accel = train_settings.accel  # off: nothing measured
-        probe = precision_probe(spec, shape, config.precision_probe_file(params)) if accel else None
-        policy = "float64" if spec.family == "svm" else precision.set_precision(train_settings.mixed_precision,
-                                                                                probe, accel=accel)
+        declared = precision.declared_precision(name, params)  # declared, never measured: same on every machine
+        policy = precision.SKLEARN_POLICY if spec.family == "svm" else precision.set_precision(declared.policy)
         model, training, cache_info = train_or_reuse.fit_or_reuse(spec, shape, ds, fit_settings, augmentation or None, verbose,
                                                     policy=policy, cache_dir=config.model_cache_dir(params))
         with progress.task("scoring"):
@@ -169,7 +158,9 @@ def run_model(name: str, params: dict, data: DataCache | None = None, *, model_i
     record = records.build_record(
         model_id=model_id, model=name, family=spec.family, study=spec.study, reported=spec.reported,
         params=params, spec=_spec_dict(spec, size, augmentation), data=_data_summary(ds),
-        training={**training.to_dict(), "mixed_precision": policy, "onednn": hardware.onednn_enabled(),
+        training={**training.to_dict(), "mixed_precision": policy,
+                  "mixed_precision_declared_in": "scikit-learn" if spec.family == "svm" else declared.declared_in,
+                  "onednn": hardware.onednn_enabled(),
                   "augmentation": augmentation or None, "model_cache": cache_info,
                   "weights_file": (weights_file(spec.backbone, shape, fit_settings.transfer.weights)
                                    if spec.family == "transfer" else None)},
@@ -261,20 +252,39 @@ def tta_line(run: ModelRun) -> str | None:
         return None
     verdict = "kept" if choice["used"] else "not kept"
     return (f"Test-time augmentation ({choice['views']} views): validation ROC AUC {choice['val_auc_plain']:.4f} "
-            f"plain vs {choice['val_auc_tta']:.4f} averaged → {verdict}; test scored that way.")
+            f"plain vs {choice['val_auc_tta']:.4f} averaged → {verdict} (kept only when averaging raises it); "
+            "test scored that way.")
+
+
+#: The framing probe's verdict (:func:`framing_line`): the shares of negative images called positive count as
+#: near-equal when no crop moves the share by more than this (an absolute share: 0.10 = ten images in a hundred).
+FRAMING_TOLERANCE = 0.10
 
 
 def framing_line(run: ModelRun) -> str | None:
-    """One line on the framing probe (:mod:`medclf.evaluation.framing`) for the negative class, or ``None`` without one."""
+    """One line on the framing probe (:mod:`medclf.evaluation.framing`) for the negative class, or ``None`` without
+    one. Its verdict is chosen from the shares with :data:`FRAMING_TOLERANCE`, quoted in the line; a model with
+    constant predictions gets none (its shares cannot move, whatever it reads)."""
     rows = run.record["evaluation"].get("framing") or []
     negative, positive = run.class_names[0], run.class_names[-1]
-    called = {r["crop"]: r["called_positive"] for r in rows if r["class_name"] == negative}
+    called = {r["crop"]: r["called_positive"] for r in rows if r["class_name"] == negative
+              and r["called_positive"] is not None and math.isfinite(r["called_positive"])}
     if 1.0 not in called or len(called) < 2:
         return None
     crops = ", ".join(f"{crop:.0%} → {share:.3f}" for crop, share in sorted(called.items(), reverse=True)
                       if crop != 1.0)
-    return (f"Framing probe (validation): {negative} images called {positive} at the threshold: {called[1.0]:.3f} "
-            f"as they are; cropped to the central {crops}. Near-equal shares: the model does not read framing.")
+    shares = (f"Framing probe (validation): {negative} images called {positive} at the threshold: {called[1.0]:.3f} "
+              f"as they are; cropped to the central {crops}.")
+    if selection.has_constant_predictions(run.record):
+        return f"{shares} The model's predictions are constant, so the probe cannot show whether it reads framing."
+    crop, share = max(((c, s) for c, s in called.items() if c != 1.0), key=lambda item: abs(item[1] - called[1.0]))
+    move = share - called[1.0]
+    if abs(move) <= FRAMING_TOLERANCE:
+        return (f"{shares} Near-equal shares (no crop moves it by more than {FRAMING_TOLERANCE:.2f}): these calls do "
+                "not follow how tightly the image is framed.")
+    return (f"{shares} The {crop:.0%} crop moves the share by {move:+.3f} (more than {FRAMING_TOLERANCE:.2f}): the "
+            "calls follow how tightly the image is framed, a possible shortcut (see the probe in "
+            "medclf.evaluation.framing).")
 
 
 def threshold_line(run: ModelRun) -> str | None:
@@ -296,10 +306,54 @@ def threshold_line(run: ModelRun) -> str | None:
             f"{interval('accuracy')}, {recalls}.")
 
 
+def gap_line(gaps: "pd.DataFrame", records: Sequence[Mapping] = ()) -> str | None:
+    """Which class's validation recall ran furthest from its test recall, averaged over the models of a
+    :func:`medclf.evaluation.tables.gap_table` (a positive gap: validation overstated test), leaving out the models
+    ``records`` flag for constant predictions (their recalls are 0 or 1 on both splits); ``None`` without rows."""
+    if gaps.empty:
+        return None
+    flagged = {r["model_id"] for r in records if selection.has_constant_predictions(r)} & set(gaps["model_id"])
+    usable = gaps[~gaps["model_id"].isin(flagged)]
+    left_out = f" ({len(flagged)} flagged for constant predictions left out)" if flagged else ""
+    mean = usable.groupby("class", sort=False)["gap"].mean().dropna()
+    if mean.empty:
+        return "No gap to average: every model here is flagged for constant predictions." if flagged else None
+    per_class = ", ".join(f"{name} {gap:+.3f}" for name, gap in mean.items())
+    count = usable["model_id"].nunique()
+    line = (f"Mean gap (validation recall − test recall) over {count} model{'s' if count != 1 else ''}{left_out}: "
+            f"{per_class}")
+    name = mean.abs().idxmax()
+    if mean[name] == 0:
+        return f"{line}: validation and test recall agree."
+    side = "overstated" if mean[name] > 0 else "understated"
+    return f"{line}; the largest is the {name} class's (validation {side} its test recall)."
+
+
+def constant_line(run: ModelRun) -> str | None:
+    """One line when the model is flagged for constant predictions (:func:`medclf.evaluation.selection.flagged_note`,
+    under :data:`medclf.evaluation.selection.FLAGGED_MARK`), else ``None``."""
+    note = selection.flagged_note(run.record)
+    return f"**{selection.FLAGGED_MARK.strip()}** {note}." if note else None
+
+
+def description(run: ModelRun) -> str:
+    """The model's description for this run, its backbone's starting weights included
+    (:func:`medclf.models.registry.describe`)."""
+    return registry.describe(run.spec, (run.record.get("params") or {}).get("weights"))
+
+
+def heading(run: ModelRun, text: str | None = None) -> str:
+    """The Markdown heading of one model's block: its id, marked when flagged
+    (:func:`medclf.evaluation.selection.marked`), and ``text`` (default :func:`description`)."""
+    name = selection.marked(f"`{run.model_id}`", selection.has_constant_predictions(run.record))
+    return f"### {name} — {text or description(run)}"
+
+
 def notes(run: ModelRun) -> str:
-    """The per-model notes a notebook shows under the metrics: test-time augmentation, framing probe and
-    threshold lines (those that apply), as Markdown paragraphs."""
-    return "\n\n".join(line for line in (tta_line(run), framing_line(run), threshold_line(run)) if line)
+    """The per-model notes a notebook shows under the metrics: constant predictions, test-time augmentation,
+    framing probe and threshold lines (those that apply), as Markdown paragraphs."""
+    lines = (constant_line(run), tta_line(run), framing_line(run), threshold_line(run))
+    return "\n\n".join(line for line in lines if line)
 
 
 def summary_frame(run: ModelRun) -> "pd.DataFrame":

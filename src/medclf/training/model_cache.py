@@ -42,8 +42,9 @@ from medclf.training.fit import TrainResult
 TRAINING_CODE = ("core", "config", "accel", "data", "models", "training", "evaluation")
 #: Libraries whose version enters the key.
 LIBRARIES = ("keras", "tensorflow", "numpy", "scikit-learn")
-#: Training settings that do not change the weights.
-_NOT_IN_KEY = {"save_models", "model_cache"}
+#: Training settings that do not change the weights. ``mixed_precision`` is the run-wide declaration; the
+#: policy the network actually trains in (its own ``model_overrides`` entry may differ) is keyed as ``precision``.
+_NOT_IN_KEY = {"save_models", "model_cache", "accel", "mixed_precision"}
 #: Spec fields that name, document or score a model, or say how many seeded copies are averaged: none of
 #: them changes how one network trains.
 _SPEC_NOT_IN_KEY = {"name", "description", "study", "reported", "dataset", "tta_views", "ensemble"}

@@ -26,7 +26,8 @@ Example::
 from medclf.analysis.explain.errors import (ERROR_KINDS, ErrorGallery, error_cases, error_counts, error_galleries,
                                             gallery_log, most_confident)
 from medclf.analysis.explain.feature_maps import active_channel, conv_layer_names, feature_maps
-from medclf.analysis.explain.gradcam import gradcam, gradcam_layer, gradcam_table, gradcams, supports_gradcam
+from medclf.analysis.explain.gradcam import (gradcam, gradcam_grid, gradcam_layer, gradcam_table, gradcams,
+                                             supports_gradcam)
 from medclf.analysis.explain.layers import MEMBER_NAME, ensemble_members
 from medclf.analysis.explain.lime import (LimeResult, lime_classifier, lime_comparison, lime_explanation, segment,
                                           superpixel_weights, top_superpixels)
@@ -39,7 +40,7 @@ __all__ = [
     "ERROR_KINDS", "EXPLAINED_COLUMNS", "MEMBER_NAME", "ErrorGallery", "LimeResult", "LoadedModel", "active_channel",
     "comparison_pair", "conv_layer_names", "ensemble_members", "error_cases", "error_counts", "error_galleries",
     "explainable", "explained_table", "feature_map_subject", "feature_maps", "gallery_log", "gradcam",
-    "gradcam_layer", "gradcam_table", "gradcams", "images_for", "input_spec", "is_explainable", "lime_classifier",
+    "gradcam_grid", "gradcam_layer", "gradcam_table", "gradcams", "images_for", "input_spec", "is_explainable", "lime_classifier",
     "lime_comparison", "lime_explanation", "load_for_explanation", "load_model", "most_confident", "pick_examples",
     "segment", "selection_table", "superpixel_weights", "supports_gradcam", "top_superpixels", "validation_auc",
 ]

@@ -32,6 +32,17 @@ def gradcam_layer(model: keras.Model) -> str | None:
     return qualified_name(path) if path else None
 
 
+def gradcam_grid(model: keras.Model) -> tuple[str, int, int] | None:
+    """``(layer, height, width)``: the layer Grad-CAM reads by default (:func:`gradcam_layer`) and the size of its
+    map, the heat map's real resolution before it is smoothed up to the input size; None without such a layer."""
+    members = ensemble_members(model)
+    path = last_feature_path(members[0] if members else model)
+    if not path:
+        return None
+    height, width = path[-1].output.shape[1:3]
+    return qualified_name(path), int(height), int(width)
+
+
 def supports_gradcam(model: keras.Model) -> bool:
     """True when the model has a spatial feature layer (every CNN; not a dense ANN)."""
     return gradcam_layer(model) is not None
