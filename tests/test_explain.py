@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from keras import layers  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from medclf.models.files import ModelFileError, file_sha256  # noqa: E402
 
 from medclf.analysis import explain
 from medclf.evaluation import scoring, selection  # noqa: E402
@@ -263,6 +264,12 @@ def test_load_model_round_trip_and_missing_file(tmp_path):
     (tmp_path / "models").mkdir()
     model.save(tmp_path / "models" / "m.keras")
     record = make_record("m", "cnn", 0.9, 0.9)
+    with pytest.raises(ModelFileError, match="records no model_sha256"):
+        explain.load_model(record, tmp_path)
+    record["model_sha256"] = "0" * 64  # the record of another model file
+    with pytest.raises(ModelFileError, match="written for another model file"):
+        explain.load_model(record, tmp_path)
+    record["model_sha256"] = file_sha256(tmp_path / "models" / "m.keras")
     loaded = explain.load_model(record, tmp_path)
     np.testing.assert_allclose(explain.gradcam(loaded, smooth_image(1)), explain.gradcam(model, smooth_image(1)),
                                atol=1e-5)

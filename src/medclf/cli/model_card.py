@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from medclf.config.param_specs import SPECS
+from medclf.config.param_specs import MODEL_OVERRIDES, SPECS
 from medclf.data.augment import check_augmentation
 from medclf.data.decode import CHANNELS
 from medclf.evaluation import scoring
@@ -61,6 +61,8 @@ class ModelCard:
     #: ``evaluation.constant_predictions`` when it flags the model (its scores barely vary: one label for
     #: every image), else ``None``.
     flagged: dict | None = None
+    #: SHA-256 of the model file this card was written for (``model_sha256``): the loaders refuse another file.
+    model_sha256: str | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -120,7 +122,8 @@ class ModelCard:
         return cls(model_id=model_id, image_size=values["image_size"], color_mode=values["color_mode"],
                    resize=values["resize"], class_names=(names[0], names[1]), threshold=float(values["threshold"]),
                    tta=_tta(record["evaluation"].get("tta"), source),
-                   flagged=_flagged(record["evaluation"].get("constant_predictions"), source))
+                   flagged=_flagged(record["evaluation"].get("constant_predictions"), source),
+                   model_sha256=record.get("model_sha256") if isinstance(record.get("model_sha256"), str) else None)
 
     def score(self, model: Any, images: np.ndarray) -> np.ndarray:
         """Probabilities of label 1 as evaluation made them: plain, or averaged over the card's TTA views."""
@@ -134,8 +137,8 @@ def _tta(tta: Any, source: str | os.PathLike) -> dict | None:
     problem = None
     if not isinstance(tta, dict):
         problem = f"is {tta!r}, expected a mapping"
-    elif not _is_int(tta.get("views")) or tta["views"] < 1:
-        problem = f"views is {tta.get('views')!r}, expected a positive integer"
+    elif not _is_int(tta.get("views")) or not 1 <= tta["views"] <= MODEL_OVERRIDES["tta_views"].high:
+        problem = f"views is {tta.get('views')!r}, expected an integer from 1 to {MODEL_OVERRIDES['tta_views'].high:g}"
     elif not _is_int(tta.get("seed")) or tta["seed"] < 0:
         problem = f"seed is {tta.get('seed')!r}, expected a non-negative integer"
     else:

@@ -31,6 +31,7 @@ import pandas as pd
 from medclf.cli.model_card import ModelCard, PredictError, load_card  # noqa: F401 - PredictError, load_card: API
 from medclf.config.param_specs import SPECS
 from medclf.config.paths import MODEL_SUFFIXES, PICKLE_SUFFIXES
+from medclf.evaluation.records import model_card_path
 from medclf.core import io
 from medclf.data.decode import DEFAULT_MAX_PIXELS, decode_files
 from medclf.data.discover import skip_reason, unusable_entry, walk_files
@@ -63,17 +64,19 @@ def check_model_file(model_path: str | os.PathLike, allow_pickle: bool = False) 
         raise PredictError(str(exc)) from None
 
 
-def load_model(model_path: str | os.PathLike, allow_pickle: bool = False) -> Any:
+def load_model(model_path: str | os.PathLike, allow_pickle: bool = False, card: ModelCard | None = None) -> Any:
     """A saved Keras (``.keras``, safe mode) or scikit-learn (``.skops``; a pickle with ``allow_pickle``)
-    model, read by :func:`medclf.models.files.load_model`.
+    model, read by :func:`medclf.models.files.load_model`; with its ``card``, only the file the card was
+    written for (its ``model_sha256``).
 
     Raises:
-        PredictError: the file is missing, has another suffix, or cannot be loaded safely.
+        PredictError: the file is missing, has another suffix, is not the card's, or cannot be loaded safely.
     """
     from medclf.models import files
 
     try:
-        model = files.load_model(model_path, allow_pickle)
+        model = files.load_model(model_path, allow_pickle, expected_sha256=card.model_sha256 if card else None,
+                                 recorded_in=model_card_path(model_path) if card else None)
     except files.ModelFileError as exc:
         raise PredictError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any loader failure is one line for the user
@@ -350,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
         check_flags(args)
         model_path = check_model_file(args.model, args.allow_pickle)
         card = load_card(model_path)
-        model = load_model(model_path, args.allow_pickle)
+        model = load_model(model_path, args.allow_pickle, card)
         check_input_shape(model, card, args.model)
     except PredictError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -17,7 +17,10 @@ No model file medclf writes or reads by default can run code when it is loaded:
 Keras is imported by the functions that need it, so checking a path (:func:`check_model_path`) and
 reading a ``.skops`` file start no TensorFlow. Every problem with a file is a :class:`ModelFileError` of one line (which file, what is wrong, what to do).
 Files are written atomically (:func:`medclf.core.io.atomic_path`); :func:`save_model` returns the
-file's SHA-256, which the model card records, so a reader can tell the file is the one that was scored.
+file's SHA-256, which the model card records; every reader passes it back (:func:`load_model`'s
+``expected_sha256``), so a card or record swapped beside another model is refused instead of scoring
+with the wrong threshold, and an archive that would expand past :data:`MAX_EXPANSION` times its size
+(a zip bomb) is refused before anything is extracted.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ SUFFIXES = MODEL_SUFFIXES
 #: Types a ``.skops`` file may hold beyond skops' own trusted defaults (scikit-learn estimators, numpy
 #: arrays and ufuncs, builtins): what :func:`medclf.models.builders.build_svm`'s pipeline is made of.
 TRUSTED_TYPES = ("functools.partial", "numpy.reshape")
+#: A model archive (``.keras``/``.skops``, both zips) may hold at most this many times its own size, plus
+#: :data:`EXPANSION_ALLOWANCE`: weights compress barely (measured: the demo's ``.keras`` files expand 1.0-1.1x),
+#: so a file promising far more is built to fill the disk when it is extracted.
+MAX_EXPANSION = 20
+EXPANSION_ALLOWANCE = 1 << 20
 
 
 class ModelFileError(ValueError):
@@ -177,11 +185,41 @@ def check_model_path(path: str | os.PathLike, allow_pickle: bool = False) -> Pat
     return path
 
 
+def check_sha256(path: Path, expected: str | None, recorded_in: str | os.PathLike) -> None:
+    """Refuse ``path`` unless its SHA-256 is ``expected``, the hash ``recorded_in`` (a card, a record, a
+    cache entry) holds for the model it describes.
+
+    Raises:
+        ModelFileError: no hash recorded, or another one (one line naming both files).
+    """
+    if not isinstance(expected, str) or len(expected) != 64:
+        raise ModelFileError(f"{recorded_in} records no model_sha256 for {path}, so it cannot be told to belong to "
+                             "that model file: use the card saved with the model, or retrain")
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ModelFileError(f"{recorded_in} was written for another model file: it records sha256 {expected[:12]}…, "
+                             f"{path} has {actual[:12]}… (another model, or this one changed since): put the card "
+                             "saved with this model beside it (models/<id>.json), or retrain")
+
+
+def check_expansion(path: Path) -> None:
+    """Refuse a zip archive whose members would expand beyond :data:`MAX_EXPANSION` times its size (read from
+    its directory, before anything is extracted)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip: the loader says so in its own words
+    limit = MAX_EXPANSION * path.stat().st_size + EXPANSION_ALLOWANCE
+    if expanded > limit:
+        raise ModelFileError(f"model file {path} would expand to {expanded:,} bytes, over {MAX_EXPANSION}x its size "
+                             f"({path.stat().st_size:,} bytes): a model archive never does (a zip bomb?); "
+                             "refused before extraction")
+
+
 def _load_keras(path: Path) -> Any:
-    """A ``.keras`` archive read in safe mode (no Python code in the file is run)."""
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"model file {path} is not a Keras archive (a .keras file is a zip; this one is "
-                             "truncated or something else renamed): copy the model file again or retrain")
+    """A ``.keras`` archive (checked to be a zip by :func:`load_model`) read in safe mode (no Python code in
+    the file is run)."""
     import keras
 
     try:
@@ -218,18 +256,31 @@ def _load_pickle(path: Path) -> Any:
         raise ModelFileError(f"model file {path} is not a loadable pickle ({_first_line(exc)})") from None
 
 
-def load_model(path: str | os.PathLike, allow_pickle: bool = False) -> Any:
+def load_model(path: str | os.PathLike, allow_pickle: bool = False, expected_sha256: str | None = None,
+               recorded_in: str | os.PathLike | None = None) -> Any:
     """The model saved at ``path``: ``.keras`` with ``keras.saving.load_model`` (safe mode), ``.skops`` with
     skops (only :data:`TRUSTED_TYPES` beyond its defaults); a pickle (``.joblib``, ``.pkl``) only with
-    ``allow_pickle`` (it can run any code).
+    ``allow_pickle`` (it can run any code). With ``recorded_in`` (the card, record or cache entry that
+    describes the model), the file must have that description's ``expected_sha256`` (:func:`check_sha256`).
 
     Raises:
         ModelFileError: one line: another suffix, no such file, a pickle without ``allow_pickle``
-            (:class:`PickleRefusedError`), a file that is not the archive its suffix says, untrusted types.
+            (:class:`PickleRefusedError`), another file than its card describes, an archive that would expand
+            past :data:`MAX_EXPANSION` times its size, a file that is not the archive its suffix says,
+            untrusted types.
     """
     path = check_model_path(path, allow_pickle)
-    if path.suffix == KERAS_SUFFIX:
-        return _load_keras(path)
-    if path.suffix == SKOPS_SUFFIX:
-        return _load_skops(path)
-    return _load_pickle(path)
+    if path.suffix == KERAS_SUFFIX and not zipfile.is_zipfile(path):
+        raise ModelFileError(f"model file {path} is not a Keras archive (a .keras file is a zip; this one is "
+                             "truncated or something else renamed): copy the model file again or retrain")
+    if path.suffix in (KERAS_SUFFIX, SKOPS_SUFFIX):
+        check_expansion(path)
+    if recorded_in is not None and path.suffix in PICKLE_SUFFIXES:
+        check_sha256(path, expected_sha256, recorded_in)  # before a pickle runs anything, not after
+    loader = {KERAS_SUFFIX: _load_keras, SKOPS_SUFFIX: _load_skops}.get(path.suffix, _load_pickle)
+    model = loader(path)
+    if recorded_in is not None and path.suffix not in PICKLE_SUFFIXES:
+        # after a safe load, so that a damaged or foreign file is named for what it is; the hash then tells
+        # whether the description beside it (threshold, classes, TTA) is this model's
+        check_sha256(path, expected_sha256, recorded_in)
+    return model

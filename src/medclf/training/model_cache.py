@@ -143,7 +143,11 @@ class ModelCache:
             return None
         try:
             info = json.loads(info_file.read_text())
-            model = files.load_model(entry / info["model_file"])
+            model_file = (entry / info["model_file"]).resolve()
+            if model_file.parent != entry.resolve():  # a shared cache is input: its entry names its own file only
+                raise ValueError(f"model_file {info['model_file']!r} lies outside the entry")
+            model = files.load_model(model_file, expected_sha256=info.get("model_sha256"),
+                                     recorded_in=info_file)
             return model, TrainResult(**info["training"])
         except Exception as exc:  # a corrupt entry must cost a retraining, never the run
             print(f"model cache: entry {entry} is unreadable ({type(exc).__name__}: {exc}); training again",

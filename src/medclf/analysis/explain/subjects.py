@@ -95,7 +95,8 @@ def load_model(record: Mapping, out_dir: str | Path) -> keras.Model:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file of record {record['model_id']!r} is missing; re-run the "
                                 "notebook that trained it with save_models=true")
-    return load_model_file(path)
+    return load_model_file(path, expected_sha256=record.get("model_sha256"),
+                           recorded_in=f"results/{record['model_id']}.json")
 
 
 def input_spec(record: Mapping) -> tuple[int, str]:
