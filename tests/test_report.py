@@ -221,3 +221,13 @@ def test_wide_tables_scroll_in_a_box_that_shows_its_scroll_bar(tmp_path):
     assert ".jp-OutputArea-output::-webkit-scrollbar-thumb" in page and "scrollbar-color" in page
     assert "div.wide::-webkit-scrollbar-thumb" in index and "scrollbar-color" in index
     assert re.search(r"\.jp-RenderedHTMLCommon table \{[^}]*table-layout: auto", page)
+
+
+def test_durations_are_shown_with_one_decimal_and_fractions_with_three():
+    """A training time is not a metric: 62.720 s read as three significant decimals of a fraction."""
+    from medclf.evaluation.tables import readable
+
+    shown = readable(pd.DataFrame({"train_seconds": [5.39, 62.72], "wall_s": [0.25, 1.0], "accuracy": [0.8141, 0.5]}))
+    assert shown["train seconds"].tolist() == ["5.4", "62.7"]
+    assert shown["wall s"].tolist() == ["0.2", "1.0"]
+    assert shown["accuracy"].tolist() == ["0.814", "0.500"]

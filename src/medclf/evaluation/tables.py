@@ -21,8 +21,16 @@ import pandas as pd
 
 #: The one symbol of a missing value wherever a table is shown (NaN, None and NA alike), in notebooks and pages.
 MISSING = "—"
-#: Decimals of every fractional number shown: metrics, thresholds, intervals, seconds.
+#: Decimals of every fractional number shown: metrics, thresholds, intervals.
 DECIMALS = 3
+#: Decimals of a duration (a column whose name says seconds): 62.7 s, not 62.720.
+SECONDS_DECIMALS = 1
+
+
+def _is_seconds(name: Any) -> bool:
+    """Whether a column holds durations: its name says seconds (``train_seconds``, ``wall_s``, ``s/epoch``)."""
+    text = str(name).lower().replace(" ", "_")
+    return "seconds" in text or text.endswith("_s") or "s/epoch" in text
 
 
 def format_value(value: Any, decimals: int = DECIMALS, p_value: bool = False) -> Any:
@@ -68,7 +76,8 @@ def readable(frame: pd.DataFrame, decimals: int = DECIMALS) -> pd.DataFrame:
             cells = [MISSING if pd.isna(v) else int(v) for v in column]
         else:
             p_value = str(shown.columns[i]).lower().replace(" ", "_").startswith("p_value")
-            cells = [format_value(v, decimals, p_value) for v in column]
+            places = SECONDS_DECIMALS if _is_seconds(shown.columns[i]) else decimals
+            cells = [format_value(v, places, p_value) for v in column]
         shown.isetitem(i, pd.Series(cells, index=shown.index, dtype=object))
     # headers wrap at spaces (``recall_PNEUMONIA_ci_high`` has none: 26 such columns made a 3400 px table)
     shown.columns = _spaced(shown.columns)
