@@ -493,7 +493,8 @@ def test_a_stopping_run_kills_its_kernel_at_once(monkeypatch):
 
 
 def test_the_runner_process_exits_with_its_code_after_the_exit_hooks(tmp_path):
-    """run_all.py ends with exit_process: the exit hooks run and the output is flushed, the teardown is skipped."""
+    """run_all.py ends with exit_process: the exit hooks run and the output is flushed (only the final garbage
+    collection is skipped)."""
     code = ("import atexit, sys\nfrom medclf.cli import run_all\n"
             "atexit.register(lambda: open(sys.argv[1], 'w').write('hook ran'))\n"
             "sys.stdout.write('last line, not flushed')\nrun_all.exit_process(7)\nprint('never')")

@@ -7,13 +7,15 @@ the top-level help lists every command's usage line as the parser builds it (so 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import textwrap
 
 from medclf.cli import predict, results
 from medclf.config import datasets
-from medclf.config.params import ParamError, load_params, markdown_table, parse_override
+from medclf.config.params import ParamError, load_params, markdown_table, parse_override, path_too_long
+from medclf.core import quiet
 
 DESCRIPTION = ("medclf's commands besides the runner: the parameter reference, a data set's counts, scoring new "
                "images with a saved model, and the numbers of finished runs. The notebooks run with "
@@ -105,7 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "params":
         print(markdown_table() if args.markdown else plain_reference())
         return 0
+    if args.command in ("predict", "data") and (problem := quiet.keras_backend_problem()):
+        print(f"error: {problem}", file=sys.stderr)  # before Keras loads and blames the model
+        return 2
     if args.command == "predict":
+        for flag, value in (("--model", args.model), ("--out", args.out), ("--gradcam", args.gradcam),
+                            *(("IMAGE_OR_FOLDER", item) for item in args.inputs)):
+            if value and (why := path_too_long(os.path.abspath(value))):  # else OSError deep in the checks
+                print(f"error: {flag} {why}: give a shorter path", file=sys.stderr)
+                return 2
         return predict.run(args)
     if args.command == "results":
         return results.run(args)

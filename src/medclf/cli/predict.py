@@ -7,11 +7,13 @@ with the card's settings, so a training or test image scores exactly as it did i
 
 Model files are read without running code from them (:mod:`medclf.models.files`): ``.keras`` in safe
 mode, ``.skops`` with its types checked; a pickle (``.joblib``) only with ``--allow-pickle``.
-Every usage problem — model, card, flags, an ``--out`` that cannot be written — is found before any image
-is scored and printed as one line (exit 2). Bad files (not an image, empty, truncated, undecodable, too
-large, a dangling or looping link) are listed as skipped and never stop the batch: the CSV has every image
-that could be scored (exit 0); when none could, nothing is written (exit 1). A model whose card flags it for
-constant predictions still scores, with one warning line on stderr first (:func:`flagged_warning`).
+Every usage problem — model, card, flags, an ``--out`` that cannot be written, an output that would replace
+or mix with an input image, the model or its card (:func:`check_targets`) — is found before any image is
+scored or any file written, and printed as one line (exit 2). Bad files (not an image, empty, truncated,
+undecodable, too large, a dangling or looping link) are listed as skipped and never stop the batch: the CSV
+has every image that could be scored (exit 0); when none could, nothing is written (exit 1). A model whose
+card flags it for constant predictions still scores, with one warning line on stderr first
+(:func:`flagged_warning`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from medclf.cli.model_card import ModelCard, PredictError, load_card  # noqa: F401 - PredictError, load_card: API
+from medclf.cli.predict_outputs import (  # noqa: F401 - gradcam_path: API
+    check_targets, gradcam_path, gradcam_unsupported, overlay_root, save_gradcams)
 from medclf.config.param_specs import SPECS
 from medclf.config.paths import MODEL_SUFFIXES, PICKLE_SUFFIXES
 from medclf.evaluation.records import model_card_path
@@ -41,8 +45,6 @@ CHUNK = 1024
 #: Rows of the result table printed on the terminal (the CSV always has every row).
 MAX_PRINTED_ROWS = 40
 COLUMNS = ("file", "probability", "label", "threshold")
-#: Images per Grad-CAM gradient pass.
-GRADCAM_BATCH = 64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,69 +230,6 @@ def format_table(frame: pd.DataFrame, max_rows: int = MAX_PRINTED_ROWS) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Grad-CAM overlays
-# ---------------------------------------------------------------------------------------------
-
-def gradcam_path(out_dir: Path, file: Path, root: Path, taken: set[Path] | None = None) -> Path:
-    """``out_dir/<file relative to root, suffix .png>`` (``NORMAL/IM-1.jpeg`` → ``NORMAL/IM-1.png``).
-
-    A path already in ``taken`` (``IM-1.png`` beside ``IM-1.jpeg``) keeps the input's suffix instead
-    (``IM-1.jpeg.png``), so every input file gets its own overlay; the chosen path is added to ``taken``."""
-    relative = file.resolve().relative_to(root)
-    path = out_dir / relative.with_suffix(".png")
-    if taken is not None:
-        if path in taken:
-            path = out_dir / relative.with_name(relative.name + ".png")
-        taken.add(path)
-    return path
-
-
-def gradcam_unsupported(model: Any) -> str | None:
-    """Why ``model`` gets no Grad-CAM (a scikit-learn model, a dense network), or None when it does."""
-    if not hasattr(model, "layers"):
-        return "Grad-CAM needs a Keras model; this is a scikit-learn model"
-    from medclf.analysis.explain import supports_gradcam
-
-    if not supports_gradcam(model):
-        return "Grad-CAM needs a convolutional layer; this dense network has none (use LIME)"
-    return None
-
-
-def save_gradcams(model: Any, chunk: ScoredChunk, card: ModelCard, threshold: float, out_dir: Path,
-                  root: Path, batch_size: int = GRADCAM_BATCH, taken: set[Path] | None = None) -> list[tuple[str, str]]:
-    """Write one Grad-CAM overlay PNG (with its colour bar) per image of ``chunk`` (:func:`gradcam_path`;
-    ``taken``: the overlays written so far in this run).
-
-    Returns:
-        ``(file, reason)`` for images whose heat map could not be computed (the rest are written).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from medclf.analysis.explain import gradcams
-    from medclf.plots.explain_plots import plot_gradcam
-
-    failed = []
-    for start in range(0, len(chunk.files), batch_size):
-        part = slice(start, start + batch_size)
-        try:
-            heatmaps = gradcams(model, chunk.images[part])
-        except Exception as exc:  # noqa: BLE001 - a failing batch must not stop the scoring
-            failed += [(str(path), f"no Grad-CAM ({type(exc).__name__}: {exc})") for path in chunk.files[part]]
-            continue
-        for path, image, heatmap, p in zip(chunk.files[part], chunk.images[part], heatmaps,
-                                           chunk.probabilities[part]):
-            fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
-            plot_gradcam(ax, image, heatmap, f"{path.name}\np={p:.3f} → {card.labels([p], threshold)[0]}",
-                         colorbar=True)
-            io.save_figure(fig, gradcam_path(out_dir, path, root, taken))
-            plt.close(fig)
-    return failed
-
-
-# ---------------------------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------------------------
 
@@ -299,10 +238,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders (recursive)")
     parser.add_argument("--model", required=True, help="saved model: outputs/<dataset>/<profile>/models/<id>"
                                                        f"{' or '.join(MODEL_SUFFIXES)} (its card <id>.json must sit beside it)")
-    parser.add_argument("--out", default="predictions.csv", help="CSV to write (default: predictions.csv)")
+    parser.add_argument("--out", default="predictions.csv", help="CSV to write (default: predictions.csv); never "
+                                                                  "an input image, the model or its card")
     parser.add_argument("--threshold", type=float, help="threshold for the label (default: the card's, "
                                                         "chosen on validation)")
-    parser.add_argument("--gradcam", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR (Keras models)")
+    parser.add_argument("--gradcam", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR (Keras "
+                                                         "models); DIR must lie outside every input and hold none")
     parser.add_argument("--workers", type=int, default=2, help="decoding threads (default: 2)")
     parser.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                         help="skip images of more than N pixels (width × height) as possible decompression bombs "
@@ -329,8 +270,11 @@ def _report(skipped: Sequence[tuple[str, str]]) -> None:
         print(f"skipped {path}: {reason}", file=sys.stderr)
 
 
-def check_flags(args: argparse.Namespace) -> None:
-    """The flags that need no model: threshold, pixel limit, and the outputs (writable before any scoring).
+def check_flags(args: argparse.Namespace, files: Sequence[Path] = (),
+                skipped: Sequence[tuple[str, str]] = ()) -> None:
+    """The flags that need no model: threshold, pixel limit, and the outputs: none may replace or mix with
+    the inputs ``files`` (and the empty images among ``skipped``), the model or its card (:func:`check_targets`),
+    and each is writable, all before anything is scored or written.
 
     Raises:
         PredictError: the first problem, in one line.
@@ -341,6 +285,7 @@ def check_flags(args: argparse.Namespace) -> None:
     if not spec.low <= args.max_image_pixels <= spec.high:
         raise PredictError(f"--max-image-pixels {args.max_image_pixels} is out of range: give a value with "
                            f"{spec.range_text().replace('x', 'N', 1)}")
+    check_targets(args.out, args.gradcam, args.inputs, files, skipped, args.model)
     check_output(args.out)
     if args.gradcam:
         check_output(args.gradcam, "--gradcam", folder=True)
@@ -349,8 +294,9 @@ def check_flags(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``predict``. Exit codes: 0 some image scored (the CSV has them; the rest are listed as skipped on
     stderr), 1 none could be scored or the CSV could not be written, 2 usage error (nothing scored)."""
+    files, skipped = find_images(args.inputs)  # first: the outputs are checked against every input
     try:
-        check_flags(args)
+        check_flags(args, files, skipped)
         model_path = check_model_file(args.model, args.allow_pickle)
         card = load_card(model_path)
         model = load_model(model_path, args.allow_pickle, card)
@@ -366,9 +312,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {why} ({args.model}), so no overlays are written", file=sys.stderr)
         gradcam_dir = None
 
-    files, skipped = find_images(args.inputs)
     _report(skipped)
-    root = Path(os.path.commonpath([f.resolve().parent for f in files])) if files else Path.cwd()
+    root = overlay_root(files)
     scored_files, probabilities, overlays = [], [], set()
     for chunk in iter_scored(model, card, files, workers=args.workers, max_pixels=args.max_image_pixels):
         _report(chunk.skipped)

@@ -85,11 +85,25 @@ def markdown(output_root: Path, include_synthetic: bool = False) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command; exit code 2 with one line on stderr for a bad folder, file or run record."""
+    try:
+        return _run(args)
+    except OSError as exc:  # e.g. a name longer than the file system allows, a folder that cannot be read
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}: give another path", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     root = Path(args.output_root)
     if not root.is_dir():
         print(f"error: output folder {root} does not exist: give the output_dir of your runs", file=sys.stderr)
         return 2
-    text = markdown(root, args.include_synthetic)
+    try:
+        text = markdown(root, args.include_synthetic)
+    except provenance.RunRecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not args.update:
         print(text)
         return 0

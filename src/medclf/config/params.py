@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import re
 from collections.abc import Collection
 from pathlib import Path
@@ -107,6 +108,7 @@ def check_settings(params: dict[str, Any]) -> dict[str, Any]:
     for key in ("output_dir", "cache_dir"):
         if not params[key].strip():
             raise ParamError(f"parameter '{key}' is empty: give a folder (relative paths are taken from the project root)")
+    _check_path_lengths(params)
     _check_folders_apart(params)
     if params["val_fraction"] + params["test_fraction"] >= 0.9:
         raise ParamError(f"parameters 'val_fraction' + 'test_fraction' = "
@@ -143,6 +145,37 @@ def check_settings(params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+#: Parameters that name a file or folder (``weights`` also takes imagenet or none, which pass as short names).
+PATH_KEYS = ("data_root", "output_dir", "cache_dir", "weights")
+
+
+def path_too_long(path: str | os.PathLike) -> str | None:
+    """Why the file system would refuse ``path`` (relative ones taken from the project root) as too long
+    (a name over ``NAME_MAX``, usually 255 bytes, or the whole over ``PATH_MAX``), or ``None``. Asked up front
+    because the first ``exists()`` on such a path raises ``OSError: File name too long`` wherever it
+    happens to be, which reads as the program's fault."""
+    path = paths.resolve(path)
+    existing = next((folder for folder in (path, *path.parents) if os.path.isdir(folder)), Path("/"))
+    try:
+        name_max, path_max = os.pathconf(existing, "PC_NAME_MAX"), os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            return (f"holds a name of {len(os.fsencode(part))} bytes ({part[:24]}...), longer than the "
+                    f"{name_max} the file system allows")
+    if len(os.fsencode(str(path))) >= path_max:
+        return f"is a path of {len(os.fsencode(str(path)))} bytes, longer than the {path_max} the file system allows"
+    return None
+
+
+def _check_path_lengths(params: dict[str, Any]) -> None:
+    """Every path parameter (:data:`PATH_KEYS`) fits the file system (:func:`path_too_long`)."""
+    for key in PATH_KEYS:
+        if isinstance(params.get(key), str) and params[key].strip() and (why := path_too_long(params[key])):
+            raise ParamError(f"parameter '{key}' {why}: give a shorter path")
+
+
 def _check_folders_apart(params: dict[str, Any]) -> None:
     """The run folder (``<output_dir>/<dataset>/<profile>``) and the decode cache never sit inside the data
     root, nor the data root inside the run folder: the next run would take its own figures, tables or
@@ -164,11 +197,18 @@ def check_model_names(params: dict[str, Any], known: Collection[str],
                       augmentable: Collection[str] | None = None) -> None:
     """Every model named in :data:`MODEL_LIST_KEYS` and as a ``model_overrides`` key is in ``known``
     (the model registry's names, passed in because the registry sits above this layer); with
-    ``augmentable``, every ``augmentation_models`` entry has an augmentation setting.
+    ``augmentable``, every ``augmentation_models`` entry has an augmentation setting. ``baselines`` and
+    ``transfer_models`` must name at least one model: their notebooks have nothing to train, plot or
+    hand on without one, and a notebook is left out with ``run_all.py --only``, not with an empty list.
 
     Raises:
-        ParamError: naming the key, the unknown model and the closest registered names.
+        ParamError: naming the key, the unknown model (or the empty list) and the closest registered names.
     """
+    for key in ("baselines", "transfer_models"):
+        if not params[key]:  # refused here, not in the notebook, whose plan table has no rows to show
+            raise ParamError(f"parameter '{key}' is empty: name at least one model (default: "
+                             f"{_default_text(key)}); to leave its notebook out, keep the list and pick the other notebooks "
+                             "with --only")
     for key in (*MODEL_LIST_KEYS, "model_overrides"):
         for name in params[key]:
             if name not in known:
@@ -184,12 +224,27 @@ def check_model_names(params: dict[str, Any], known: Collection[str],
                                  f"setting, so both arms would be the same: use one of {', '.join(augmentable)}")
 
 
+def _default_text(key: str) -> str:
+    """``key``'s value in ``params/default.yaml`` as YAML flow text, for error messages; ``?`` when unreadable."""
+    try:
+        return yaml.safe_dump(read_yaml(paths.PARAMS_DIR / "default.yaml")[key], default_flow_style=True).strip()
+    except (ParamError, KeyError):
+        return "?"
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read one parameter file; a missing or malformed file is a ParamError naming it."""
     if not path.is_file():
         raise ParamError(f"parameter file {path} does not exist")
     try:
-        content = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamError(f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
+                         "save it as UTF-8 YAML") from None
+    except OSError as exc:
+        raise ParamError(f"parameter file {path} cannot be read ({exc.strerror or exc}): fix its permissions") from None
+    try:
+        content = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ParamError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from None
     if not isinstance(content, dict):
@@ -241,15 +296,33 @@ def load_params(dataset: str | None = None, profile: str | None = None, data_roo
     merged.update(_layer(params_dir / "datasets" / f"{dataset}.yaml"))
     profile = check_value("profile", profile or overrides.get("profile") or datasets.get(dataset).default_profile,
                           SPECS["profile"])
-    profile_values = read_yaml(params_dir / "profiles" / f"{profile}.yaml")
-    per_dataset = profile_values.pop("per_dataset", {}) or {}
+    profile_file = params_dir / "profiles" / f"{profile}.yaml"
+    profile_values = read_yaml(profile_file)
+    per_dataset = _per_dataset(profile_values, profile_file, dataset)
     merged.update(validate(profile_values, f"profiles/{profile}.yaml"))
-    merged.update(validate(per_dataset.get(dataset, {}) or {}, f"profiles/{profile}.yaml per_dataset.{dataset}"))
+    merged.update(validate(per_dataset, f"profiles/{profile}.yaml per_dataset.{dataset}"))
     merged.update(overrides)
     merged["dataset"], merged["profile"] = dataset, profile
     if data_root is not None:
         merged["data_root"] = data_root
     return check_settings(merged)
+
+
+def _per_dataset(profile_values: dict[str, Any], profile_file: Path, dataset: str) -> dict[str, Any]:
+    """Pop a profile's ``per_dataset`` section and return its part for ``dataset`` (``{}`` when none).
+
+    Raises:
+        ParamError: the section is not a mapping of data set name to a mapping of parameters.
+    """
+    section = profile_values.pop("per_dataset", None) or {}
+    if not isinstance(section, dict):
+        raise ParamError(f"{profile_file}: 'per_dataset' must be a mapping of data set name to parameters "
+                         f"(e.g. per_dataset: {{chest_xray: {{max_epochs: 10}}}}), got a {type(section).__name__}")
+    values = section.get(dataset) or {}
+    if not isinstance(values, dict):
+        raise ParamError(f"{profile_file}: 'per_dataset.{dataset}' must be a mapping of parameter: value "
+                         f"(e.g. {{max_epochs: 10}}), got a {type(values).__name__}")
+    return values
 
 
 def _layer(path: Path) -> dict[str, Any]:
@@ -272,7 +345,7 @@ def declared_in(key: str, params: dict[str, Any], params_dir: Path | None = None
     dataset, profile = params.get("dataset"), params.get("profile")
     profile_file = params_dir / "profiles" / f"{profile}.yaml"
     profile_values = read_yaml(profile_file) if profile_file.is_file() else {}
-    per_dataset = (profile_values.pop("per_dataset", None) or {}).get(dataset) or {}
+    per_dataset = _per_dataset(profile_values, profile_file, dataset)
     dataset_file = params_dir / "datasets" / f"{dataset}.yaml"
     layers = (("default", read_yaml(params_dir / "default.yaml")),
               (f"dataset {dataset}", read_yaml(dataset_file) if dataset_file.is_file() else {}),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -101,9 +102,48 @@ def uninstall_import_filter() -> None:
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietTensorFlowFinder)]
 
 
+def reopen_closed_stderr() -> None:
+    """Give a process started with stderr closed (``2>&-``) ``/dev/null`` as file descriptor 2 and
+    ``sys.stderr``. Python sets ``sys.stderr`` to ``None`` then, and the first write, flush or ``os.dup(2)``
+    (this module's filter, the runner's messages) would end the process in a traceback nobody sees,
+    with exit code 1 whatever the command's own result."""
+    try:
+        os.fstat(2)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        if fd != 2:
+            os.dup2(fd, 2)
+            os.close(fd)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115 - lives as long as the process
+
+
+def keras_backend_problem() -> str | None:
+    """Why Keras would not load the TensorFlow backend medclf is written for (one line naming where the
+    other backend is set and what to do), or ``None``. Read from ``KERAS_BACKEND`` and, when that is unset,
+    Keras's ``keras.json`` (in ``KERAS_HOME`` or ``~/.keras``) without importing Keras, so the command can
+    say it before the error surfaces as a model failing to build."""
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend is not None:
+        where, fix = f"KERAS_BACKEND={backend}", "unset KERAS_BACKEND or set KERAS_BACKEND=tensorflow"
+    else:
+        config = os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME") or "~/.keras"), "keras.json")
+        try:
+            with open(config, encoding="utf-8") as handle:
+                backend = json.load(handle).get("backend")
+        except (OSError, ValueError, AttributeError):
+            return None  # Keras then uses its default, TensorFlow
+        where, fix = f'"backend": "{backend}" in {config}', f'set "backend": "tensorflow" there or KERAS_BACKEND=tensorflow'
+    if backend is None or str(backend).strip().lower() == "tensorflow":
+        return None
+    return f"{where}: medclf needs Keras's TensorFlow backend (its models and saved files are TensorFlow's); {fix}"
+
+
 def install() -> None:
     """Quiet TensorFlow's start-up in this process and in the processes it starts (environment), unless
-    :func:`verbose`. Has no effect on a TensorFlow that is already imported except the log level."""
+    :func:`verbose`. Has no effect on a TensorFlow that is already imported except the log level.
+    A closed stderr is first replaced by ``/dev/null`` (:func:`reopen_closed_stderr`)."""
+    reopen_closed_stderr()
     if verbose():
         return
     for key, value in QUIET_ENV.items():

@@ -1,6 +1,7 @@
 """On-disk cache of decoded arrays, keyed by the file list, the image size and the colour mode.
 
-One ``.npz`` per key (``medclf.config.paths.array_cache_file``); written atomically, read without pickle.
+One ``.npz`` per key (``medclf.config.paths.array_cache_file``); written atomically (a write that fails,
+e.g. on a full disk, leaves nothing and the run goes on uncached), read without pickle.
 A cache file that cannot be read back whole (truncated, foreign, missing arrays, rows that do not
 match) is reported in one line, deleted and rebuilt: it only ever holds what decoding makes again.
 """
@@ -41,12 +42,24 @@ def cache_file(params: dict, candidates) -> Path:
     return array_cache_file(params, key)
 
 
-def save(path: Path, images: np.ndarray, records: dict[str, list]) -> None:
-    """Store decoded ``images`` (of the rows whose ``error`` is empty) and per-file ``records``."""
+def save(path: Path, images: np.ndarray, records: dict[str, list]) -> bool:
+    """Store decoded ``images`` (of the rows whose ``error`` is empty) and per-file ``records``; whether it did.
+
+    A write that fails (a full disk, ``ENOSPC``, or a quota) leaves no file behind (:func:`atomic_path`
+    removes the partial one) and is one line on stderr: the caller goes on with the decoded arrays it
+    holds, uncached, since the cache only ever holds what decoding makes again.
+    """
     arrays = {name: np.asarray(records[name]) for name in FIELDS}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, images=images, **arrays)
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, images=images, **arrays)
+    except OSError as exc:
+        print(f"medclf: cache file {path} could not be written ({exc.strerror or exc}): going on without it; "
+              "free disk space in cache_dir (or give another with -p cache_dir=PATH) so the next run need "
+              "not decode again", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def problem(path: Path) -> str | None:

@@ -25,13 +25,71 @@ def now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
+class RunRecordError(ValueError):
+    """A ``run.json`` that is not a run record as medclf writes it; the message names the file and the fix."""
+
+
+_TEXT, _NUMBER = (str,), (int, float)
+#: The types of the run.json fields its readers use (the plan, ``--list``, ``results``, the index page);
+#: any may be absent or null. A run.json edited by hand or written by something else is refused in one
+#: line rather than failing deep inside a reader.
+_TOP_FIELDS = {"notebooks": (dict,), "machine": (dict,), "git": (dict,), "params": (dict,), "status": _TEXT,
+               "dataset": _TEXT, "profile": _TEXT, "started": _TEXT, "ended": _TEXT, "selected": (list,),
+               "command": (list,)}
+_ENTRY_FIELDS = {"status": _TEXT, "file": _TEXT, "ok_fingerprint": _TEXT, "ok_inputs": (dict,),
+                 "ok_wall_s": _NUMBER, "ok_finished": _TEXT, "ok_cpu": _TEXT, "wall_s": _NUMBER,
+                 "deps": (list,), "inputs": (dict,), "fingerprint": _TEXT, "params_hash": _TEXT}
+_MACHINE_FIELDS = {"cpu": _TEXT, "cpus": (int,), "gpus": (list,), "cpu_bf16": (list,)}
+_GIT_FIELDS = {"commit": _TEXT}
+
+
+def _shape_problem(info: Any) -> str | None:
+    """What makes ``info`` (parsed run.json) unusable to its readers, or ``None``."""
+    if not isinstance(info, dict):
+        return f"it holds a {type(info).__name__}, not a mapping"
+    checks = [("", info, _TOP_FIELDS)]
+    for key, fields in (("machine", _MACHINE_FIELDS), ("git", _GIT_FIELDS)):
+        if isinstance(info.get(key), dict):
+            checks.append((f"{key}.", info[key], fields))
+    for name, entry in (info.get("notebooks") or {}).items() if isinstance(info.get("notebooks"), dict) else ():
+        if not isinstance(entry, dict):
+            return f"notebooks.{name} is a {type(entry).__name__}, not a mapping"
+        checks.append((f"notebooks.{name}.", entry, _ENTRY_FIELDS))
+        for key in ("inputs", "ok_inputs"):
+            if isinstance(entry.get(key), dict) and not isinstance(entry[key].get("deps") or {}, dict):
+                return f"notebooks.{name}.{key}.deps is a {type(entry[key]['deps']).__name__}, not a mapping"
+    for prefix, values, fields in checks:
+        for key, types in fields.items():
+            value = values.get(key)
+            if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+                wanted = {_TEXT: "a string", _NUMBER: "a number", (int,): "an integer", (dict,): "a mapping",
+                          (list,): "a list"}[types]
+                return f"{prefix}{key} is {value!r:.40} ({type(value).__name__}), not {wanted}"
+    return None
+
+
 def read_run_info(out_dir: str | Path) -> dict[str, Any]:
-    """The previous ``run.json`` of a run folder, or ``{}`` (also when unreadable)."""
-    try:
-        info = json.loads(paths.RunPaths(Path(out_dir)).run_info.read_text())
-    except (OSError, ValueError):
+    """The previous ``run.json`` of a run folder, or ``{}`` when there is none.
+
+    Raises:
+        RunRecordError: it cannot be read, is not JSON, or is not shaped as medclf writes it (see
+            :data:`_TOP_FIELDS`); one line naming the file, what is wrong and what to do.
+    """
+    path = paths.RunPaths(Path(out_dir)).run_info
+    if not path.exists():
         return {}
-    return info if isinstance(info, dict) else {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        problem = f"it cannot be read ({exc.strerror or exc})"
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        problem = f"it is not JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    else:
+        problem = _shape_problem(info)
+    if problem:
+        raise RunRecordError(f"{path} is not a run record as medclf writes it: {problem}; move it away or delete "
+                             "it (the next run writes a new one, and reruns every notebook)")
+    return info
 
 
 def write_run_info(out_dir: str | Path, run_info: dict[str, Any]) -> Path:
