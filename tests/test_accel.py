@@ -39,6 +39,7 @@ def _onednn_in_fresh_process(setting: str | None) -> tuple[str, str]:
     return tuple(done.stdout.split()[-2:])
 
 
+@pytest.mark.slow  # fresh TensorFlow processes, 10-20 s; --all runs it
 @pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"), reason="oneDNN default is x86's")
 def test_importing_medclf_turns_onednn_on_unless_the_user_said_otherwise():
     assert _onednn_in_fresh_process(None) == ("1", "True")
@@ -162,6 +163,7 @@ print(json.dumps({"policy": run.record["training"]["mixed_precision"],
 """
 
 
+@pytest.mark.slow  # fresh TensorFlow processes, 10-20 s; --all runs it
 def test_two_fresh_processes_with_different_clocks_and_probe_files_train_identical_weights(tmp_path):
     """The acceptance check of declared precision: what a clock or a left-over probe file says changes
     nothing; the same settings train the same weights (SHA-256 of every weight array)."""

@@ -46,6 +46,7 @@ def test_filter_drops_only_start_up_lines(capfd):
                    "Traceback: something else\n")
 
 
+@pytest.mark.slow  # fresh TensorFlow processes, 10-20 s; --all runs it
 def test_tensorflow_import_is_quiet_unless_verbose():
     quiet_run = subprocess.run([sys.executable, "-c", TF_SNIPPET], capture_output=True, text=True,
                                timeout=300, env=user_env())

@@ -231,12 +231,14 @@ def test_fit_transfer_on_synthetic_data_caches_features_and_fine_tunes_only_the_
     assert run.record["evaluation"]["test"]["at_threshold"]["accuracy"] == pytest.approx(np.mean(labels == run.y_test))
 
 
+@pytest.mark.slow  # a staged fine-tune, 10-35 s; --all runs it
 def test_max_epochs_caps_the_fine_tuning_stage_too(tmp_path):
     run = run_fine_tuned(tmp_path, "mobilenet_v2_finetune", fine_tune_epochs=3, max_epochs=1, patience=5)
     assert [(s["stage"], s["epochs_run"]) for s in run.record["training"]["members"]] == [("head", 1), ("fine_tune", 1)]
     assert run.record["training"]["weights_file"] is None  # the demo profile: random weights
 
 
+@pytest.mark.slow  # a staged fine-tune, 10-35 s; --all runs it
 def test_fine_tuning_with_augmentation_warm_starts_the_head_on_cached_features(tmp_path):
     run = run_fine_tuned(tmp_path, "mobilenet_v2_finetune_aug")
     head, fine = run.record["training"]["members"]
@@ -247,6 +249,7 @@ def test_fine_tuning_with_augmentation_warm_starts_the_head_on_cached_features(t
     assert np.load(cached[0]).shape[1:] == (1280,)  # cut at the top of the backbone, not at the fine-tuning cut
 
 
+@pytest.mark.slow  # a staged fine-tune, 10-35 s; --all runs it
 def test_both_transfer_stages_validate_on_the_selection_rows(tmp_path, monkeypatch):
     """select_on=new_patients: the head (on cached features) and the augmented fine-tuning both stop on the
     validation images of patients outside training."""
@@ -266,6 +269,7 @@ def test_both_transfer_stages_validate_on_the_selection_rows(tmp_path, monkeypat
     assert sizes == [chosen["images"], chosen["images"]] and chosen["images"] < len(run.y_val)
 
 
+@pytest.mark.slow  # a staged fine-tune, 10-35 s; --all runs it
 def test_an_ensemble_of_fine_tuned_transfer_models_trains_each_member_in_stages(tmp_path):
     """mobilenet_v2_finetune_aug_ensemble (2 members here): each member trains its two stages with its own seed,
     and the averaged model saves, reloads and explains as one. (With ImageNet weights the members share one
