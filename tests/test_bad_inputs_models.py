@@ -33,6 +33,7 @@ from conftest import synthetic_params
 from medclf.config import paths
 from medclf.evaluation import records
 from medclf.training import experiment
+from medclf.models.files import file_sha256
 
 #: A progress bar line of tqdm (decoding), drawn on stderr: not a message.
 BAR = re.compile(r"\|.*\| *\d+/\d+ \[")
@@ -82,6 +83,15 @@ def _copy_model(tree: dict, name: str, folder: Path, card=None) -> Path:
 def _with_card_of(tree: dict, model: Path, name: str = "svm_pixels") -> Path:
     """A card for the bad ``model`` file: the real one of ``name``, so only the file is wrong."""
     shutil.copy(records.model_card_path(tree["models"][name]), records.model_card_path(model))
+    return model
+
+
+def _bind_card(model: Path) -> Path:
+    """Make the card beside ``model`` record that file's hash (as a card written with it would)."""
+    card = records.model_card_path(model)
+    record = json.loads(card.read_text())
+    record["model_sha256"] = file_sha256(model)
+    card.write_text(json.dumps(record))
     return model
 
 
@@ -230,16 +240,21 @@ def test_a_crafted_pickle_in_a_fresh_process_is_one_line_and_runs_nothing(tree, 
 
 @pytest.mark.slow
 def test_allow_pickle_is_needed_and_its_help_names_the_risk(tree, tmp_path):
-    """With --allow-pickle the crafted file is loaded (so the flag really is the only gate), and a pickled
-    SVM scores like its .skops file."""
+    """With --allow-pickle a pickle runs only when its card records its hash: a crafted file beside another
+    model's card is refused before it runs; beside a card naming it, it is loaded (so the flag and the card
+    are the only gates), and a pickled SVM scores like its .skops file."""
     help_text = predict("--help").stdout
     assert "--allow-pickle" in help_text and "runs any code" in " ".join(help_text.split())
     model = _pickle_file(tree, tmp_path)
     proc = predict("--model", str(model), str(tree["image"]), "--out", str(tmp_path / "p.csv"), "--allow-pickle")
+    assert proc.returncode == 2 and "written for another model file" in proc.stderr
+    assert not (tmp_path / "MARKER").exists(), "the pickle ran although its card names another file"
+    _bind_card(model)
+    proc = predict("--model", str(model), str(tree["image"]), "--out", str(tmp_path / "p.csv"), "--allow-pickle")
     assert proc.returncode == 2 and (tmp_path / "MARKER").exists()
     pickled = tmp_path / "svm.joblib"
     joblib.dump(tree["runs"]["svm_pixels"].model, pickled)
-    _with_card_of(tree, pickled)
+    _bind_card(_with_card_of(tree, pickled))
     test_dir = str(tree["data_root"] / "test")
     done = predict("--model", str(pickled), test_dir, "--out", str(tmp_path / "a.csv"), "--allow-pickle")
     safe = predict("--model", str(tree["models"]["svm_pixels"]), test_dir, "--out", str(tmp_path / "b.csv"))

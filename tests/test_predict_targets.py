@@ -124,22 +124,18 @@ def test_gradcam_holding_the_model_is_refused_when_an_overlay_would_replace_it(c
     assert f"the overlay {cams / 'a.png'} would replace the model {case['model']}" in line
 
 
-def test_an_overlay_name_colliding_with_an_input_is_refused(case, capsys):
-    """``cams/NORMAL`` is a link to the input folder ``in/NORMAL``: the overlay ``cams/NORMAL/b.png`` is the input."""
+@pytest.mark.parametrize("linked, said", [
+    # cams/NORMAL links to in/NORMAL: the overlay cams/NORMAL/b.png is the input image b.png
+    ("NORMAL", "--gradcam {cams}: the overlay {cams}/NORMAL/b.png would replace the input image"),
+    # cams/PNEUMONIA links to in/PNEUMONIA: the overlay of c.jpeg would be added beside the inputs
+    ("PNEUMONIA", "the overlay {cams}/PNEUMONIA/c.png would land inside the input folder {inputs}"),
+])
+def test_an_overlay_reaching_an_input_folder_through_a_link_is_refused(case, capsys, linked, said):
     cams = case["tmp"] / "cams"
     cams.mkdir()
-    (cams / "NORMAL").symlink_to(case["in"] / "NORMAL", target_is_directory=True)
+    (cams / linked).symlink_to(case["in"] / linked, target_is_directory=True)
     line = refused(capsys, case, case["in"], "--out", case["tmp"] / "p.csv", "--gradcam", cams)
-    assert f"--gradcam {cams}: the overlay {cams / 'NORMAL' / 'b.png'} would replace the input image" in line
-
-
-def test_an_overlay_landing_in_an_input_folder_through_a_link_is_refused(case, capsys):
-    """``cams/PNEUMONIA`` links to ``in/PNEUMONIA``: the overlay of ``c.jpeg`` would be added beside it."""
-    cams = case["tmp"] / "cams"
-    cams.mkdir()
-    (cams / "PNEUMONIA").symlink_to(case["in"] / "PNEUMONIA", target_is_directory=True)
-    line = refused(capsys, case, case["in"], "--out", case["tmp"] / "p.csv", "--gradcam", cams)
-    assert f"the overlay {cams / 'PNEUMONIA' / 'c.png'} would land inside the input folder {case['in']}" in line
+    assert said.format(cams=cams, inputs=case["in"]) in line
 
 
 def test_out_an_overlay_path_is_refused(case, capsys):

@@ -227,7 +227,7 @@ def test_durations_are_shown_with_one_decimal_and_fractions_with_three():
     """A training time is not a metric: 62.720 s read as three significant decimals of a fraction."""
     from medclf.evaluation.tables import readable
 
-    shown = readable(pd.DataFrame({"train_seconds": [5.39, 62.72], "wall_s": [0.25, 1.0], "accuracy": [0.8141, 0.5]}))
-    assert shown["train seconds"].tolist() == ["5.4", "62.7"]
+    shown = readable(pd.DataFrame({"train_seconds": [5.39, 0.0213], "wall_s": [0.25, 1.0], "accuracy": [0.8141, 0.5]}))
+    assert shown["train seconds"].tolist() == ["5.4", "0.02"]
     assert shown["wall s"].tolist() == ["0.2", "1.0"]
     assert shown["accuracy"].tolist() == ["0.814", "0.500"]

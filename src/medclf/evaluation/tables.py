@@ -45,6 +45,13 @@ def format_value(value: Any, decimals: int = DECIMALS, p_value: bool = False) ->
     return value
 
 
+def format_seconds(value: Any) -> Any:
+    """A duration as shown: :data:`SECONDS_DECIMALS` decimals, two under 0.1 s (an SVM's 0.02 s is not 0.0)."""
+    if isinstance(value, (float, np.floating)) and not pd.isna(value) and abs(value) < 0.1:
+        return f"{value:.2f}"
+    return format_value(value, SECONDS_DECIMALS)
+
+
 def _counts_column(column: pd.Series) -> bool:
     """A float column that holds counts (epochs, parameters, errors) widened to float by a missing value:
     every value whole and some above 1 (metrics and thresholds lie in 0..1)."""
@@ -76,8 +83,10 @@ def readable(frame: pd.DataFrame, decimals: int = DECIMALS) -> pd.DataFrame:
             cells = [MISSING if pd.isna(v) else int(v) for v in column]
         else:
             p_value = str(shown.columns[i]).lower().replace(" ", "_").startswith("p_value")
-            places = SECONDS_DECIMALS if _is_seconds(shown.columns[i]) else decimals
-            cells = [format_value(v, places, p_value) for v in column]
+            if _is_seconds(shown.columns[i]):
+                cells = [format_seconds(v) for v in column]
+            else:
+                cells = [format_value(v, decimals, p_value) for v in column]
         shown.isetitem(i, pd.Series(cells, index=shown.index, dtype=object))
     # headers wrap at spaces (``recall_PNEUMONIA_ci_high`` has none: 26 such columns made a 3400 px table)
     shown.columns = _spaced(shown.columns)
