@@ -124,7 +124,8 @@ def flagged_note(record: Mapping) -> str | None:
     info = record["evaluation"]["constant_predictions"]
     random_backbone = record.get("family") == "transfer" and "weights_file" in (record.get("training") or {}) \
         and record["training"]["weights_file"] is None
-    hint = (" — its backbone had random weights (weights=none): with ImageNet weights (weights=imagenet, the "
-            "file in Keras' cache) the transfer models learn" if random_backbone else "")
+    # what to do, not a promise about this data set: that ImageNet weights help was measured on other runs
+    hint = (" — its backbone had random weights (weights=none): give it ImageNet weights (weights=imagenet, the "
+            "file in Keras' cache; see docs/methods.md, Constant predictions)" if random_backbone else "")
     return (f"{record['model_id']}: constant predictions (its probabilities span {info['spread']:.1e}, "
             f"under {info['tolerance']:g}); flagged, never chosen{hint}")
