@@ -33,7 +33,15 @@ def _asked_for_long_tests(config) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Without ``--all``, deselect the tests marked with :data:`LONG_MARKERS` (counted for the summary)."""
+    """Without ``--all``, deselect the tests marked with :data:`LONG_MARKERS` (counted for the summary).
+
+    For ``-n N`` (pytest-xdist; pyproject sets ``--dist loadgroup``) each test joins a group that one worker
+    runs whole: the tests sharing the session's demo run (:func:`demo_run`) form one, every other module is
+    its own, so no session or module fixture is built twice."""
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            group = "demo_run" if "demo_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
     if _asked_for_long_tests(config):
         return
     long = [item for item in items if any(item.get_closest_marker(m) for m in LONG_MARKERS)]

@@ -425,8 +425,9 @@ def _consistent(out: Path) -> str:
 
 
 def test_real_notebooks_ctrl_c_and_kill_9_during_02_then_the_old_parameters(tmp_path):
-    """The issue's sequence: a complete run; a rerun with a changed parameter stopped during 02 (Ctrl-C, then
-    kill -9 of the kernel); a rerun with the old parameters redoes 02 and leaves one run's outputs."""
+    """The issue's sequence: a complete run; a rerun with a changed parameter stopped during 02 by Ctrl-C, the
+    same rerun stopped during 02 by kill -9 of its kernel; then a rerun with the old parameters redoes 02 (and
+    what the changed runs touched) and leaves one run's outputs, those of the first run."""
     base = ["-p", f"output_dir={tmp_path / 'out'}", "-p", f"cache_dir={tmp_path / 'cache'}",
             "-p", f"data_root={tmp_path / 'data'}", *TINY]
     changed = [*base, "-p", "target_sensitivity=0.9"]
@@ -443,16 +444,17 @@ def test_real_notebooks_ctrl_c_and_kill_9_during_02_then_the_old_parameters(tmp_
         if how == "kill9":
             kept = stopped.stdout.split("executed notebook kept at ")[1].split()[0]
             assert Path(kept).is_file()
-        # 02's outputs are untouched; so are 03..06's after Ctrl-C, while after a failed 02 the run went on
-        # with 03 and 04 (they do not depend on 02) and skipped 05 and 06
+            eda = next(line for line in stopped.stdout.splitlines() if line.startswith("[1/6] 01_eda"))
+            assert "up to date" in eda, stopped.stdout  # Ctrl-C's run had recorded it with the changed parameters
+        # 02's outputs are the first run's; so are 03..06's after Ctrl-C, while after a failed 02 the run went
+        # on with 03 and 04 (they do not depend on 02) and skipped 05 and 06
         kept_keys = {k for k in models_before if how == "sigint" or any(
             part in k for part in ("02_baselines", "svm_pixels", "ann_deep", "tables/baselines",
                                    "tables/study_reproduction.", "05_explain", "06_compare"))}
         assert {k: v for k, v in published(out).items() if k in kept_keys} == \
                {k: v for k, v in models_before.items() if k in kept_keys}
-        again = run_all(*base, timeout=900)
-        assert again.returncode == 0, again.stdout + again.stderr
-        line = next(line for line in again.stdout.splitlines() if line.startswith("[2/6] 02_baselines"))
-        assert " ok " in line, again.stdout
-        assert _consistent(out) == good
-        models_before = {k: v for k, v in published(out).items() if k in models_before}
+    again = run_all(*base, timeout=900)
+    assert again.returncode == 0, again.stdout + again.stderr
+    line = next(line for line in again.stdout.splitlines() if line.startswith("[2/6] 02_baselines"))
+    assert " ok " in line, again.stdout
+    assert _consistent(out) == good
