@@ -99,6 +99,7 @@ def fake_papermill(monkeypatch):
                 nbformat.write(nb, output_path)
                 raise PapermillExecutionError(index + 1, index, cell.source, "ValueError", "boom", [])
             if cell.cell_type == "code":
+                cell.execution_count = index + 1
                 cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"ran {index}\n")]
         nbformat.write(nb, output_path)
 
@@ -512,3 +513,36 @@ def test_a_stop_before_the_notebooks_is_one_line_with_the_signal_s_code(ws, fake
     code, _, err = ws.run()
     assert code == 129 and err == "terminated (SIGHUP): stopped before the run was recorded in run.json\n"
     assert fake_papermill == [] and not ws.out.exists()
+
+
+# --------------------------------------------------------------------------- the notebook is what the runner thinks
+
+
+@pytest.mark.parametrize("tags", [[], [["parameters"], ["parameters"]]], ids=["tag lost", "two tagged"])
+def test_a_notebook_without_exactly_one_parameters_cell_is_refused_before_any_kernel(ws, fake_papermill, tags):
+    """Before: a lost tag (a cell recreated in JupyterLab) ran the notebook on its defaults, reported ok."""
+    path = make_notebook(ws.nb_dir / "01_b.ipynb", "x = 1")
+    node = nbformat.read(str(path), as_version=4)
+    node.cells[1].metadata["tags"] = []
+    for extra in tags:
+        cell = nbformat.v4.new_code_cell("settings = {}")
+        cell.metadata["tags"] = extra
+        node.cells.append(cell)
+    nbformat.write(node, str(path))
+    code, out, err = ws.run("--only", "b")
+    lines = err.strip().splitlines()
+    assert code == 2 and fake_papermill == [] and len(lines) == 1, out + err
+    found = "no code cell" if not tags else "2 code cells (4, 5)"
+    assert lines[0].startswith(f"error: {path} has {found} tagged 'parameters'") and "property inspector" in lines[0]
+    assert not ws.out.exists()
+
+
+@pytest.mark.parametrize("ending", ["import sys\nsys.exit(0)", "raise SystemExit"])
+def test_a_notebook_that_exits_early_is_a_failure_at_that_cell(ws, ending):
+    """Before: ``sys.exit(0)`` in a cell ended the notebook early and the run reported it ok. Real kernel."""
+    make_notebook(ws.nb_dir / "01_b.ipynb", "x = 1", ending, "open('after.txt', 'w').write('ran')")
+    code, out, _ = ws.run("--only", "b")
+    entry = ws.run_json()["notebooks"]["b"]
+    assert code == 1 and entry["status"] == "failed" and entry["cell"] == 4, out
+    assert "stopped itself with sys.exit(" in entry["error"] and "FAILED  at cell 4" in out
+    assert not (ws.out / "notebooks" / "01_b.ipynb").exists() and (ws.out / "notebooks" / "01_b.failed.ipynb").is_file()

@@ -77,7 +77,7 @@ def test_a_publish_stopped_half_way_is_finished_by_recover(run, monkeypatch):
     assert (run / ".staging" / "02_b.publish.json").is_file()
     monkeypatch.setattr(staging, "_replace", os.replace)
     recorded = []
-    said = staging.recover(run, lambda name, entry: recorded.append((name, entry)))
+    said = staging.recover(run, lambda name, entry: recorded.append((name, entry)), lambda *a: None)
     assert said == ["recovered: finished publishing 02_b, which a stopped run had begun (1 of its 2 files were "
                     "still to move)"]
     assert recorded == [("b", {"status": "ok"})]
@@ -89,10 +89,10 @@ def test_recover_removes_unfinished_stages_and_leaves_the_tree(run):
     before = tree(run)
     stage = staging.open_stage(run, "03_c")
     io.write_text(stage.dir / "results" / "a.json", "half")
-    assert staging.recover(run, lambda *a: pytest.fail("nothing to record")) == [
+    assert staging.recover(run, lambda *a: pytest.fail("nothing to record"), lambda *a: None) == [
         "removed the unpublished outputs of 03_c left by a stopped run; the published ones are unchanged"]
     assert tree(run) == before and not (run / ".staging").exists()
-    assert staging.recover(run, lambda *a: None) == []
+    assert staging.recover(run, lambda *a: None, lambda *a: None) == []
 
 
 def test_run_state_is_not_published_output(run):

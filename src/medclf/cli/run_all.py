@@ -116,6 +116,26 @@ def check_weights(params: dict[str, Any]) -> None:
                          "of a Keras weights file for the backbone (include_top=False)")
 
 
+def journal_check(registry: tuple[Notebook, ...] | list[Notebook]) -> staging.EntryCheck:
+    """The check of a publish journal's notebook name and run.json entry (:data:`staging.EntryCheck`): the
+    registered notebook of that file, an entry shaped as the runner writes one, of a notebook that succeeded."""
+    by_stem = {nb.stem: nb for nb in registry}
+
+    def problem(stem: str, name: str, entry: Any) -> str | None:
+        nb = by_stem.get(stem)
+        if nb is None or nb.name != name:
+            return f"{name!r:.40} is not the registered notebook of {stem}.ipynb"
+        shape = provenance.entry_problem(entry)
+        if shape:
+            return f"its entry: {shape}"
+        if entry.get("status") != "ok" or entry.get("file") != nb.file:
+            return (f"its entry says status {entry.get('status')!r:.20}, file {entry.get('file')!r:.40}: a publish "
+                    f"is journaled only for {nb.file} after it succeeded")
+        return None
+
+    return problem
+
+
 def _label(i: int, n: int, nb: Notebook, width: int) -> str:
     return f"[{i}/{n}] {nb.stem} ".ljust(width + len(f"[{i}/{n}] ") + 4, ".")
 
@@ -196,11 +216,15 @@ def _run(args: argparse.Namespace, registry: tuple[Notebook, ...], notebooks_dir
     if not selected:
         raise OrchestrationError(f"no notebooks to run: none of the registered files exist in {notebooks_dir}")
 
+    for nb in selected:
+        plan.check_parameters_cell(notebooks_dir / nb.file)
     if args.list:
         return _list(args, params, p_hash, out_dir, selected, available, notebooks_dir, summary)
     with runlock.hold(out_dir, {"started": started, "command": ["run_all.py", *_argv_of(args)]}, say):
-        for line in staging.recover(out_dir, lambda name, entry: provenance.record_notebook(out_dir, name, entry)):
-            say(line)
+        for line in staging.recover(out_dir, lambda name, entry: provenance.record_notebook(out_dir, name, entry),
+                                    journal_check(registry)):
+            say(f"note: {line}")
+        staging.check_tree(out_dir)
         return _run_locked(args, registry, notebooks_dir, settings, params, p_hash, out_dir, selected,
                            available, started, started_wall, summary)
 
@@ -288,7 +312,7 @@ def _run_locked(args: argparse.Namespace, registry: tuple[Notebook, ...], notebo
             say(f"{_label(i, len(steps), nb, width)} {text}")
     except KeyboardInterrupt as exc:
         if current is not None:  # a publish under way is finished (its journal says what), else discarded
-            if not staging.settle(out_dir, current.stem, record):
+            if not staging.settle(out_dir, current.stem, record, journal_check(registry)):
                 run_info["notebooks"][current.name]["status"] = "running"  # marked interrupted below
         for entry in run_info["notebooks"].values():
             if entry.get("status") == "running":

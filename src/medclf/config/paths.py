@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/medclf
 PROJECT_ROOT = Path(os.environ.get("MEDCLF_ROOT", PACKAGE_DIR.parents[1])).resolve()
@@ -160,6 +161,26 @@ class RunPaths:
         if any(rel == name or rel.startswith(name + "/") for name in RUN_STATE):
             return True
         return rel.endswith((".failed.ipynb", ".failed.html"))
+
+    def inside(self, relative: Any) -> Path | None:
+        """``root / relative`` when ``relative`` (read from a state file) is a plain relative path that stays
+        inside the run folder with every symbolic link resolved, else ``None``: a journal or record written
+        by someone else must not name a file elsewhere."""
+        if not isinstance(relative, str) or not relative or "\0" in relative:
+            return None
+        rel = Path(relative)
+        if rel.is_absolute() or ".." in rel.parts:
+            return None
+        root = self.root.resolve()
+        target = (root / rel).resolve()
+        return root / rel if target != root and target.is_relative_to(root) else None
+
+    def links(self) -> list[Path]:
+        """Every symbolic link under the run folder (not followed), sorted."""
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            found += [Path(dirpath, name) for name in dirnames + filenames if os.path.islink(os.path.join(dirpath, name))]
+        return sorted(found)
 
     def published_files(self) -> list[Path]:
         """Every published output file under the run folder (sorted; run state left out)."""

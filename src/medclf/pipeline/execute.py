@@ -148,6 +148,33 @@ def _failed_cell_number(executed: Path, fallback_index: int | None) -> int | Non
     return None if fallback_index is None else fallback_index  # index incl. the injected cell ≈ 1-based
 
 
+def _ended_early(executed: Path) -> tuple[str, int | None] | None:
+    """``(error, cell)`` for a notebook that papermill finished without running all of it, else ``None``:
+    a cell that called ``sys.exit()`` (IPython shows the SystemExit and papermill goes on, or stops, without
+    an error) or a code cell left unexecuted. ``cell`` is its 1-based position in the source notebook."""
+    import nbformat
+
+    try:
+        node = nbformat.read(str(executed), as_version=4)
+    except Exception as exc:
+        return f"the executed notebook cannot be read back ({type(exc).__name__}: {one_line(exc)})", None
+    position = 0
+    for cell in node.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            continue
+        position += 1
+        if cell.get("cell_type") != "code" or not str(cell.get("source", "")).strip():
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error" and output.get("ename") == "SystemExit":
+                code = output.get("evalue") or "None"
+                return (f"the notebook stopped itself with sys.exit({code}) before its last cell; a notebook's "
+                        "result is all of its cells: remove the exit or raise an error instead"), position
+        if cell.get("execution_count") is None:
+            return "the cell never ran: the notebook ended before its last cell", position
+    return None
+
+
 class _RunningCell:
     """nbclient hooks that remember which cell is executing: the one a dead, stalled or timed-out kernel was in."""
 
@@ -236,6 +263,8 @@ def execute_notebook(step: Step, out_dir: str | Path, settings: dict[str, Any], 
         if dog is not None and dog.stalled:
             error = dog.stalled
         wall, steal = round(time.monotonic() - start, 2), cpu_steal.stolen_since(steal_start)
+        if error is None and (early := _ended_early(tmp)):
+            error, cell = early
         if error is None:
             try:
                 write_html(tmp, outputs["html"], hide_code)

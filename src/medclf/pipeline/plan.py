@@ -144,6 +144,30 @@ def select_notebooks(available: list[Notebook], only: list[str] | None,
     return [nb for nb in available if nb.name in wanted]
 
 
+def check_parameters_cell(path: str | Path) -> None:
+    """Refuse a notebook without exactly one code cell tagged ``parameters``: papermill injects the run's
+    settings after that cell, so without it (a tag lost when the cell was recreated in JupyterLab) the
+    notebook would run on its own defaults while the run says otherwise.
+
+    Raises:
+        OrchestrationError: one line naming the file, the cells and the fix.
+    """
+    path = Path(path)
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        tagged = [i for i, cell in enumerate(cells, 1) if "parameters" in (cell.get("metadata") or {}).get("tags", [])
+                  and cell.get("cell_type") == "code"]
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise OrchestrationError(f"{path} is not a readable notebook ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); restore it from git") from None
+    if len(tagged) != 1:
+        found = "no code cell" if not tagged else f"{len(tagged)} code cells ({', '.join(map(str, tagged))})"
+        raise OrchestrationError(
+            f"{path} has {found} tagged 'parameters', where the runner injects the run's settings; exactly one "
+            "must be: in JupyterLab select the cell `settings = {...}`, open the property inspector (gear icon) "
+            "and set its tags to parameters" + (" only" if tagged else ""))
+
+
 # --------------------------------------------------------------------------- fingerprints
 
 

@@ -68,6 +68,14 @@ def _shape_problem(info: Any) -> str | None:
     return None
 
 
+def entry_problem(entry: Any) -> str | None:
+    """What makes ``entry`` unlike a notebook's run.json entry as the runner writes it, or ``None``."""
+    if not isinstance(entry, dict):
+        return f"it is a {type(entry).__name__}, not a mapping"
+    problem = _shape_problem({"notebooks": {"entry": entry}})
+    return problem.replace("notebooks.entry.", "", 1) if problem else None
+
+
 def read_run_info(out_dir: str | Path) -> dict[str, Any]:
     """The previous ``run.json`` of a run folder, or ``{}`` when there is none.
 
@@ -76,6 +84,10 @@ def read_run_info(out_dir: str | Path) -> dict[str, Any]:
             :data:`_TOP_FIELDS`); one line naming the file, what is wrong and what to do.
     """
     path = paths.RunPaths(Path(out_dir)).run_info
+    if path.is_symlink():  # a record medclf wrote is a plain file; a link may name anyone's file
+        raise RunRecordError(f"{path} is a symbolic link (to {os.readlink(path)}), not a run record medclf wrote; "
+                             "delete the link (what it points to is left alone; the next run writes a new run.json "
+                             "and reruns every notebook)")
     if not path.exists():
         return {}
     try:

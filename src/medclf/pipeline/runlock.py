@@ -43,8 +43,10 @@ def describe(holder: dict[str, Any]) -> str:
 
 
 def read_holder(path: Path) -> dict[str, Any]:
-    """The holder a lock file names, or ``{}``."""
+    """The holder a lock file names, or ``{}`` (also for a symbolic link, which is never read)."""
     try:
+        if path.is_symlink():
+            return {}
         holder = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
@@ -63,8 +65,16 @@ def hold(root: str | os.PathLike, holder: dict[str, Any], say: Callable[[str], N
     created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     holder = {"pid": os.getpid(), "host": socket.gethostname(), **holder}
+    if path.is_symlink():  # a copied or hostile folder: the lock is written, so never through a link
+        target = os.readlink(path)
+        path.unlink()
+        say(f"note: removed {path}, a symbolic link to {target} (left as it was); the lock is a plain file")
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:  # ELOOP: a link planted after the check above
+            raise LockHeld(f"cannot open the lock file {path} as a plain file ({exc.strerror}); remove it and "
+                           "rerun") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

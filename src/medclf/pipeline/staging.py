@@ -19,6 +19,12 @@ tree as it was. The steps, for notebook ``NN_name`` of run folder ``<run>``:
    its run.json entry written, so the tree is the finished notebook's; a staging folder without a journal
    (a run stopped before its notebook finished) is removed, its notebook reruns (run.json says it did not
    finish).
+
+A run folder is something people copy, share and unpack, so its state is input like any image: a journal's
+paths must stay inside the run folder (:meth:`medclf.config.paths.RunPaths.inside`) and its entry must be a
+notebook entry as the runner writes it, or the journal is refused (nothing moved or removed) and its
+notebook reruns; a ``.staging`` that is a symbolic link, or a link inside it, is removed (the link, not
+what it points to); a link anywhere else in the published tree stops the run (:func:`check_tree`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 
 from medclf.config import paths
 from medclf.core import io
+from medclf.pipeline.plan import OrchestrationError
 
 
 @dataclass
@@ -48,6 +55,23 @@ class Stage:
 def _published(layout: paths.RunPaths) -> Iterator[tuple[str, Path]]:
     for path in layout.published_files():
         yield path.relative_to(layout.root).as_posix(), path
+
+
+def check_tree(root: str | os.PathLike) -> None:
+    """Refuse a run folder whose published tree holds a symbolic link: a write through it (a notebook's
+    replaced record, a publish's move) would land outside the run folder.
+
+    Raises:
+        OrchestrationError: one line naming the link and what to do.
+    """
+    layout = paths.RunPaths(Path(root))
+    planted = [link for link in layout.links() if not layout.is_run_state(link.relative_to(layout.root).as_posix())]
+    if planted:
+        more = f" (and {len(planted) - 1} more)" if len(planted) > 1 else ""
+        raise OrchestrationError(
+            f"{planted[0]} is a symbolic link (to {os.readlink(planted[0])}){more}: medclf writes a run folder "
+            "through plain files and folders only, so a write cannot land outside it; replace the link by a copy "
+            "of what it points to, or remove it")
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -151,34 +175,85 @@ def publish(root: str | os.PathLike, stage: Stage, name: str, entry: dict[str, A
     return done
 
 
-def settle(root: str | os.PathLike, stem: str, record: Callable[[str, dict[str, Any]], Any]) -> bool:
+def settle(root: str | os.PathLike, stem: str, record: Callable[[str, dict[str, Any]], Any],
+           entry_problem: EntryCheck) -> bool:
     """After an interruption: finish notebook ``stem``'s publish if it had begun (its journal exists) and
     return True, else discard its staging folder and return False."""
     if paths.RunPaths(Path(root)).publish_journal(stem).is_file():
-        recover(root, record)
+        recover(root, record, entry_problem)
         return True
     discard(root, stem)
     return False
 
 
-def recover(root: str | os.PathLike, record: Callable[[str, dict[str, Any]], Any]) -> list[str]:
+#: ``entry_problem(stem, name, entry)``: what makes a journal's notebook name and run.json entry unlike the
+#: runner's own for notebook ``stem``, or ``None`` (the runner knows its registry and run.json's shape).
+EntryCheck = Callable[[str, str, Any], "str | None"]
+
+
+def _journal_problem(layout: paths.RunPaths, stem: str, plan: Any, entry_problem: EntryCheck) -> str | None:
+    """What makes a parsed publish journal unsafe or unusable, or ``None``."""
+    if not isinstance(plan, dict):
+        return f"it holds a {type(plan).__name__}, not a mapping"
+    if plan.get("notebook") != stem:
+        return f"it names notebook {plan.get('notebook')!r:.60}, not {stem}"
+    name = plan.get("name")
+    if not isinstance(name, str):
+        return f"its name {name!r:.60} is not a string"
+    for key, base in (("moved", layout.staging(stem)), ("removed", layout.root)):
+        items = plan.get(key)
+        if not isinstance(items, list):
+            return f"its {key} is not a list"
+        for rel in items:
+            target = layout.inside(rel)
+            if target is None or layout.is_run_state(rel) or target.is_dir() or (
+                    key == "moved" and paths.RunPaths(base).inside(rel) is None):
+                return f"its {key} names {rel!r:.80}, which is not a published file inside the run folder"
+    problem = entry_problem(stem, name, plan.get("entry"))
+    return f"its entry is not a notebook entry as the runner writes it: {problem}" if problem else None
+
+
+def _neutralize_links(layout: paths.RunPaths) -> list[str]:
+    """Remove a ``.staging`` that is a symbolic link, or links inside it (the links only); one line each."""
+    said = []
+    candidates = [layout.staging_root] if layout.staging_root.is_symlink() else (
+        [path for path in layout.staging_root.iterdir() if path.is_symlink()] if layout.staging_root.is_dir() else [])
+    for link in candidates:
+        target = os.readlink(link)
+        link.unlink()
+        said.append(f"removed {link}, a symbolic link to {target} (left as it was): the runner's staging state "
+                    "is plain files and folders it made, never followed through a link")
+    return said
+
+
+def recover(root: str | os.PathLike, record: Callable[[str, dict[str, Any]], Any],
+            entry_problem: EntryCheck) -> list[str]:
     """Finish every publish a stopped run left half done and remove unfinished staging folders; return
-    one line per thing done, for the user."""
+    one line per thing done, for the user.
+
+    A journal is input (the folder may have been copied from anyone): one whose paths leave the run
+    folder, or whose name and entry ``entry_problem`` rejects (:data:`EntryCheck`), is refused:
+    nothing it names is moved or removed, its notebook reruns, and a line says why."""
     root = Path(root)
     layout = paths.RunPaths(root)
+    said = _neutralize_links(layout)
     if not layout.staging_root.is_dir():
-        return []
-    said = []
+        return said
     for journal in sorted(layout.staging_root.glob("*.publish.json")):
         stem = journal.name[: -len(".publish.json")]
         try:
             plan = json.loads(journal.read_text())
-            moved, removed = list(plan["moved"]), list(plan["removed"])
-            name, entry = str(plan["name"]), dict(plan["entry"])
-        except (OSError, ValueError, KeyError, TypeError):
-            said.append(f"removed an unreadable publish journal of {stem}; {stem} reruns")
+        except (OSError, ValueError):
+            plan, problem = None, "it is not readable JSON"
+        else:
+            problem = _journal_problem(layout, stem, plan, entry_problem)
+        if problem:
+            said.append(f"refused the publish journal {journal}: {problem}; nothing it names was moved or "
+                        "removed (the journal and its staging folder were deleted)")
             journal.unlink(missing_ok=True)
+            discard(root, stem)
             continue
+        moved, removed, name, entry = plan["moved"], plan["removed"], plan["name"], plan["entry"]
         done = _apply(root, stem, moved, removed)
         record(name, entry)
         journal.unlink(missing_ok=True)
