@@ -67,7 +67,7 @@ def test_a_journal_moving_from_outside_or_onto_run_state_is_refused(place):
     run, outside = place
     for fields in ({"moved": [str(outside / "victim.txt")]}, {"moved": ["../../../outside/victim.txt"]},
                    {"removed": ["run.json"]}, {"removed": ["results"]}, {"moved": ["results/../../x"]}):
-        journal = plant_journal(run, "02_baselines", **fields)
+        plant_journal(run, "02_baselines", **fields)
         said, recorded = recover(run)
         assert recorded == [] and len(said) == 1 and "refused the publish journal" in said[0], (fields, said)
     assert (run / "run.json").read_text() == "{}" and (run / "results" / "a.json").is_file()
