@@ -38,6 +38,7 @@ N_VAL, N_TEST = 60, 80
 Y_VAL = np.array([0, 1] * (N_VAL // 2))
 Y_TEST = np.array([0] * 30 + [1] * 50)
 FILES = [f"test/{CLASSES[y]}/img{i:03d}.jpeg" for i, y in enumerate(Y_TEST)]
+VAL_FILES = [f"train/{CLASSES[y]}/v{i:03d}.jpeg" for i, y in enumerate(Y_VAL)]
 
 
 def scores(y, strength: float, seed: int) -> np.ndarray:
@@ -47,7 +48,7 @@ def scores(y, strength: float, seed: int) -> np.ndarray:
 
 
 def make_model(out_dir, model_id, family, val_strength, test_strength, seed, seconds=10.0, params_count=1000):
-    """Save a realistic record (evaluate_model on generated predictions) and its predictions CSV."""
+    """Save a realistic record (evaluate_model on generated predictions) and its test and validation predictions."""
     p_val, p_test = scores(Y_VAL, val_strength, seed), scores(Y_TEST, test_strength, seed + 100)
     evaluation = statistics.evaluate_model(Y_VAL, p_val, Y_TEST, p_test, CLASSES, 0.9, n_replicates=50, seed=0)
     record = build_record(
@@ -59,6 +60,7 @@ def make_model(out_dir, model_id, family, val_strength, test_strength, seed, sec
         params_count=params_count, evaluation=evaluation, versions={"python": "3.11"})
     save_record(out_dir, model_id, record)
     save_predictions(out_dir, model_id, FILES, Y_TEST, p_test, CLASSES)
+    save_predictions(out_dir, model_id, VAL_FILES, Y_VAL, p_val, CLASSES, split="val")
     return record
 
 

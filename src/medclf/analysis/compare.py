@@ -36,8 +36,10 @@ from medclf.evaluation import metrics, statistics, tables
 from medclf.evaluation.predictions import align_predictions, decisions, load_predictions, predictions_path
 from medclf.evaluation.records import load_comparable
 from medclf.evaluation.selection import (
+    certainty_note,
     family_bests,
     family_order,
+    family_win_rates,
     flagged_note,
     has_constant_predictions,
     overall_best,
@@ -45,6 +47,7 @@ from medclf.evaluation.selection import (
     selection_auc,
     selection_auc_ci,
     unchoosable_families,
+    win_rates,
 )
 
 
@@ -322,6 +325,17 @@ class Comparison:
     problems: list[str] = field(default_factory=list)
     #: One line per model flagged for constant predictions (never chosen), and per family left without a row.
     flagged: list[str] = field(default_factory=list)
+    #: Each choosable model's share of bootstrap resamples of the selection rows it wins, of all models and
+    #: within its family (:func:`medclf.evaluation.selection.win_rates`); empty without validation predictions.
+    win_rates: dict[str, float] = field(default_factory=dict)
+    family_win_rates: dict[str, float] = field(default_factory=dict)
+    #: Whether validation singles out the overall best (:func:`medclf.evaluation.selection.certainty_note`).
+    certainty: str | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        """The lines under the headline: how sure the choice is, then the flagged models."""
+        return ([self.certainty] if self.certainty else []) + self.flagged
 
 
 def constant_prediction_notes(records: Sequence[Mapping]) -> list[str]:
@@ -333,31 +347,46 @@ def constant_prediction_notes(records: Sequence[Mapping]) -> list[str]:
     return notes
 
 
+def _with_win_rates(table: pd.DataFrame, overall: Mapping[str, float], family: Mapping[str, float]) -> pd.DataFrame:
+    """``table`` with ``val_win_rate`` and ``family_win_rate`` after the validation AUC's interval (NaN: no rate)."""
+    table = table.copy()
+    at = table.columns.get_loc("val_roc_auc_ci_high" if "val_roc_auc_ci_high" in table else "val_roc_auc") + 1
+    table.insert(at, "val_win_rate", [overall.get(m, np.nan) for m in table["model_id"]])
+    table.insert(at + 1, "family_win_rate", [family.get(m, np.nan) for m in table["model_id"]])
+    return table
+
+
 def compare_records(records: Sequence[Mapping], predictions: Mapping[str, pd.DataFrame],
-                    problems: Sequence[str] = ()) -> Comparison:
-    """Build every table of the comparison from records and their predictions (pure)."""
+                    problems: Sequence[str] = (), val_predictions: Mapping[str, pd.DataFrame] | None = None
+                    ) -> Comparison:
+    """Build every table of the comparison from records and their test (and validation) predictions (pure)."""
     best = overall_best(records)
+    rates, n_rows = win_rates(records, val_predictions or {})
+    family_rates = family_win_rates(records, val_predictions or {})
     return Comparison(records=list(records), predictions=dict(predictions),
-                      headline=headline_table(records), all_models=all_models_table(records),
+                      headline=_with_win_rates(headline_table(records), rates, family_rates),
+                      all_models=_with_win_rates(all_models_table(records), rates, family_rates),
                       mcnemar=mcnemar_vs_best(records, predictions), class_names=class_names(records),
                       best_id=None if best is None else best["model_id"], problems=list(problems),
-                      flagged=constant_prediction_notes(records))
+                      flagged=constant_prediction_notes(records), win_rates=rates, family_win_rates=family_rates,
+                      certainty=certainty_note(records, rates, n_rows))
 
 
-def load_predictions_for(out_dir: str | os.PathLike, records: Sequence[Mapping]
+def load_predictions_for(out_dir: str | os.PathLike, records: Sequence[Mapping], split: str = "test"
                          ) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """Each record's predictions CSV: ``({model_id: frame}, [one line per missing/unreadable file])``."""
+    """Each record's predictions CSV of ``split``: ``({model_id: frame}, [one line per missing/unreadable file])``."""
     found, problems = {}, []
+    left_out = "McNemar and the ROC overlay" if split == "test" else "the win rates"
     for record in records:
         model_id = record["model_id"]
-        path = predictions_path(out_dir, model_id)
+        path = predictions_path(out_dir, model_id, split)
         try:
-            found[model_id] = load_predictions(out_dir, model_id)
+            found[model_id] = load_predictions(out_dir, model_id, split)
         except FileNotFoundError:
-            problems.append(f"{path}: missing; {model_id} is left out of McNemar and the ROC overlay "
+            problems.append(f"{path}: missing; {model_id} is left out of {left_out} "
                             "(rerun the notebook that trains it)")
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-            problems.append(f"{path}: unreadable ({error}); {model_id} is left out of McNemar and the ROC overlay")
+            problems.append(f"{path}: unreadable ({error}); {model_id} is left out of {left_out}")
     return found, problems
 
 
@@ -366,4 +395,5 @@ def load_comparison(out_dir: str | os.PathLike) -> Comparison:
     those made with the newest records' profile and split (:func:`medclf.evaluation.records.load_comparable`)."""
     records, left_out = load_comparable(out_dir)
     predictions, problems = load_predictions_for(out_dir, records)
-    return compare_records(records, predictions, [*left_out, *problems])
+    val_predictions, val_problems = load_predictions_for(out_dir, records, "val")
+    return compare_records(records, predictions, [*left_out, *problems, *val_problems], val_predictions)

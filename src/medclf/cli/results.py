@@ -52,13 +52,15 @@ def run_section(run_dir: Path) -> str | None:
     walls = ", ".join(f"{Path(e.get('file', '?')).stem} {e['ok_wall_s']:.0f} s" for e in notebooks
                       if e.get("ok_wall_s") is not None)
     recalls = [c for c in headline.columns if c.startswith("recall_") and not c.endswith(("_ci_low", "_ci_high"))]
-    header = ["family", "model", "study", "val AUC", "test accuracy [95% CI]",
+    rate = "val_win_rate" in headline.columns
+    header = ["family", "model", "study", "val AUC", *(["val win rate"] if rate else []), "test accuracy [95% CI]",
               *[f"{c.removeprefix('recall_')} recall" for c in recalls], "test AUC [95% CI]", "threshold"]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in headline.iterrows():
         name = f"**{row['model_id']}**" if str(row.get("overall_best")) == "True" else str(row["model_id"])
         study = row["study"] if isinstance(row.get("study"), str) else ""
-        cells = [row["family"], name, study, f"{row['val_roc_auc']:.4f}", _ci(row, "accuracy"),
+        won = ([f"{row['val_win_rate']:.2f}" if pd.notna(row["val_win_rate"]) else "—"] if rate else [])
+        cells = [row["family"], name, study, f"{row['val_roc_auc']:.4f}", *won, _ci(row, "accuracy"),
                  *[_ci(row, c) for c in recalls], _ci(row, "roc_auc"), f"{row['threshold']:.3f}"]
         rows.append("| " + " | ".join(map(str, cells)) + " |")
     notes_file = paths.RunPaths(run_dir).tables / "headline_notes.csv"

@@ -9,7 +9,9 @@ reported, never used to choose:
 2. then the validation accuracy at the record's validation-chosen threshold, highest first;
 3. then ``model_id`` alphabetically, so a tie is broken the same way everywhere.
 
-A missing value counts as −inf (ranked last). A model flagged for (near-)constant predictions
+A missing value counts as −inf (ranked last). How sure the choice is: :func:`win_rates`, the share of
+bootstrap resamples of the selection rows in which each candidate would be chosen; below
+:data:`WIN_RATE_LEVEL` the report says that validation does not single out the best model. A model flagged for (near-)constant predictions
 (:func:`has_constant_predictions`) is never chosen: it is ranked after every other model and is no
 family's or overall best, so it is never headlined, explained or offered as a default; wherever a report
 still names it, the name carries :data:`FLAGGED_MARK` (:func:`marked`). Callers narrow
@@ -21,6 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from medclf.evaluation import statistics
+from medclf.evaluation.predictions import align_predictions
 from medclf.models.specs import FAMILIES
 
 
@@ -129,3 +133,54 @@ def flagged_note(record: Mapping) -> str | None:
             "file in Keras' cache; see docs/methods.md, Constant predictions)" if random_backbone else "")
     return (f"{record['model_id']}: constant predictions (its probabilities span {info['spread']:.1e}, "
             f"under {info['tolerance']:g}); flagged, never chosen{hint}")
+
+
+#: A validation-best model that wins fewer than this share of bootstrap resamples of the selection rows
+#: is not known to be the best: the reports say so (docs/methods.md, How sure is the choice).
+WIN_RATE_LEVEL = 0.9
+#: Bootstrap replicates of :func:`win_rates`, and their seed: fixed, so the same predictions give the same rates.
+WIN_RATE_REPLICATES, WIN_RATE_SEED = 1000, 0
+
+
+def win_rates(records: Sequence[Mapping], val_predictions: Mapping) -> tuple[dict[str, float], int]:
+    """Each choosable record's share of :data:`WIN_RATE_REPLICATES` bootstrap resamples of the selection rows
+    (``selected`` in ``predictions/val/``; all rows for files written without it) in which it has the highest
+    validation ROC AUC among ``records``, a tie going to the model the rule ranks first; and the number of
+    selection rows. Records without validation predictions are left out (no rate)."""
+    ranked = [r["model_id"] for r in rank_on_validation(choosable(records)) if r["model_id"] in val_predictions]
+    if not ranked:
+        return {}, 0
+    _, y, probabilities = align_predictions({m: val_predictions[m] for m in ranked}, ranked[0])
+    reference = val_predictions[ranked[0]]
+    mask = (reference["selected"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+            if "selected" in reference.columns else None)
+    if mask is not None:  # align_predictions keeps the reference's row order
+        y, probabilities = y[mask], {m: p[mask] for m, p in probabilities.items()}
+    rates = statistics.win_rates(y, probabilities, WIN_RATE_REPLICATES, WIN_RATE_SEED)
+    return rates, int(y.size)
+
+
+def family_win_rates(records: Sequence[Mapping], val_predictions: Mapping) -> dict[str, float]:
+    """:func:`win_rates` within each family: each choosable record's share of resamples won among its family."""
+    rates: dict[str, float] = {}
+    for family in family_order(records):
+        rates.update(win_rates([r for r in records if str(r.get("family")) == family], val_predictions)[0])
+    return rates
+
+
+def certainty_note(records: Sequence[Mapping], rates: Mapping[str, float], n_rows: int) -> str | None:
+    """One line saying whether validation singles out the overall best model (its win rate against
+    :data:`WIN_RATE_LEVEL`), naming the closest runners-up; ``None`` without rates."""
+    best = overall_best(records)
+    if best is None or rates.get(best["model_id"]) is None or not math.isfinite(rates[best["model_id"]]):
+        return None
+    rate = rates[best["model_id"]]
+    others = sorted(((r, m) for m, r in rates.items() if m != best["model_id"] and r > 0), reverse=True)[:3]
+    rivals = ", ".join(f"{m} {r:.2f}" for r, m in others)
+    where = f"of {WIN_RATE_REPLICATES} bootstrap resamples of the {n_rows} validation images that choose models"
+    if rate >= WIN_RATE_LEVEL:
+        return (f"{best['model_id']} is the best on validation in {rate:.2f} {where} (level {WIN_RATE_LEVEL}): "
+                "validation singles it out")
+    return (f"validation does not single out a best model: {best['model_id']} wins only {rate:.2f} {where}, "
+            f"under the level {WIN_RATE_LEVEL}" + (f" (others: {rivals})" if rivals else "")
+            + "; models this close are interchangeable on this evidence, whatever their test numbers")

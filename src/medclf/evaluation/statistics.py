@@ -150,6 +150,41 @@ def bootstrap_ci(y_true, p, threshold, n_replicates: int = 1000, seed: int = 0,
     return result
 
 
+def win_rates(y_true, scores, n_replicates: int = 1000, seed: int = 0) -> dict[str, float]:
+    """How often each model has the highest ROC AUC when the rows are resampled with replacement.
+
+    Args:
+        y_true: labels, 0/1, one per row.
+        scores: ``{model_id: probabilities}``, each one per row, **in the selection rule's order**: a tie
+            goes to the model listed first, as the rule breaks it.
+        n_replicates: bootstrap replicates; one that draws a single class is skipped.
+        seed: seed of the resampling (same seed, same rates).
+
+    Returns:
+        ``{model_id: share of the usable replicates it wins}`` (the shares add up to 1); every share is NaN
+        when no replicate is usable.
+    """
+    y = check_labels(y_true, "y_true")
+    names = list(scores)
+    if not names:
+        return {}
+    matrix = np.stack([check_scores(scores[name], f"scores[{name!r}]") for name in names])
+    check_same_length(y_true=y, **{f"scores_{i}": row for i, row in enumerate(matrix)})
+    n_replicates = check_replicates(n_replicates)
+    rng = np.random.default_rng(seed)
+    n = y.size
+    wins = np.zeros(len(names), dtype=np.int64)
+    chunk = max(1, 2_000_000 // max(1, n * len(names)))
+    for start in range(0, n_replicates, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, n_replicates - start), n))
+        aucs = np.stack([rank_auc(y[idx], row[idx]) for row in matrix])  # (models, replicates)
+        usable = ~np.isnan(aucs).any(axis=0)
+        winners = np.argmax(aucs[:, usable], axis=0)  # the first of equal maxima: the rule's tie-break
+        wins += np.bincount(winners, minlength=len(names))
+    total = wins.sum()
+    return {name: (float(w / total) if total else float("nan")) for name, w in zip(names, wins)}
+
+
 # ---------------------------------------------------------------------------------------------
 # the whole evaluation of one model
 # ---------------------------------------------------------------------------------------------
