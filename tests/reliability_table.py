@@ -22,19 +22,25 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-#: module: (what its cases are, the kind of answer each asserts)
-MODULES = {
-    "test_bad_inputs_lines.py": ("parameter files, YAML, overrides, run.json, environment", "clear line"),
-    "test_bad_inputs_runner.py": ("data roots, output and cache folders, permissions, full disk", "clear line"),
-    "test_bad_inputs_models.py": ("predict: model files, cards, images, targets (fresh processes)", "clear line"),
-    "test_model_binding.py": ("a card bound to its model, bounded card numbers, zip bombs", "clear line"),
-    "test_predict_targets.py": ("predict's CSV and overlays never replace an input", "clear line"),
-    "test_folders_apart.py": ("output folder and data root kept apart", "clear line"),
-    "test_untrusted_state.py": ("journals, run.json, .lock and .staging as input", "reported"),
-    "test_hostile_folder.py": ("a planted run folder, run_all and predict on it", "reported"),
-    "test_decode_as_viewer.py": ("EXIF, frames, bit depth, tiny images", "reported"),
-    "test_bad_inputs_signals.py": ("Ctrl-C, SIGTERM, SIGHUP, kill -9, a crash mid-publish", "reported"),
+#: The modules whose every case asserts a clear line, then those whose cases assert a reported outcome.
+CLEAR_LINE = ("test_bad_inputs_lines.py", "test_bad_inputs_runner.py", "test_bad_inputs_models.py",
+              "test_model_binding.py", "test_predict_targets.py", "test_folders_apart.py")
+REPORTED = ("test_untrusted_state.py", "test_hostile_folder.py", "test_decode_as_viewer.py",
+            "test_bad_inputs_signals.py")
+#: What each module's cases are, for the table.
+WHAT = {
+    "test_bad_inputs_lines.py": "parameter files, YAML, overrides, run.json, environment",
+    "test_bad_inputs_runner.py": "data roots, output and cache folders, permissions, full disk",
+    "test_bad_inputs_models.py": "predict: model files, cards, images, targets (fresh processes)",
+    "test_model_binding.py": "a card bound to its model, bounded card numbers, zip bombs",
+    "test_predict_targets.py": "predict's CSV and overlays never replace an input",
+    "test_folders_apart.py": "output folder and data root kept apart",
+    "test_untrusted_state.py": "journals, run.json, .lock and .staging as input",
+    "test_hostile_folder.py": "a planted run folder, run_all and predict on it",
+    "test_decode_as_viewer.py": "EXIF, frames, bit depth, tiny images",
+    "test_bad_inputs_signals.py": "Ctrl-C, SIGTERM, SIGHUP, kill -9, a crash mid-publish",
 }
+MODULES = {**{m: (WHAT[m], "clear line") for m in CLEAR_LINE}, **{m: (WHAT[m], "reported") for m in REPORTED}}
 
 
 def main() -> int:
